@@ -20,9 +20,9 @@ mod tensor;
 
 pub use error::{GraphError, OpError, OpResult, Result};
 pub use graph::{Graph, Node, ValueInfo};
-pub use infer::{Facts, TensorFact};
+pub use infer::Facts;
 pub use overrides::{InputOrder, InputOverride};
 pub use stats::{GraphStats, TensorSummary};
-pub use tensor::{DType, Dim, Shape, Tensor, TensorData};
+pub use tensor::{DType, Dim, Shape, Tensor, TensorData, TensorFact};
 
 pub use crate::ops::*;

@@ -6,3 +6,4 @@
 
 pub mod ir;
 pub mod ops;
+pub mod reference;

@@ -1,6 +1,7 @@
 //! Element types, dimensions, shapes and concrete tensors.
 
 use std::fmt;
+use std::sync::Arc;
 
 use half::f16;
 
@@ -111,6 +112,16 @@ impl Dim {
             (Dim::Fixed(1), d) | (d, Dim::Fixed(1)) => d.clone(),
             (a, b) if a.is_unknown() || b.is_unknown() => Dim::unknown(),
             (a, b) => Dim::Symbolic(format!("{}*{}", a.expr(), b.expr())),
+        }
+    }
+
+    /// Sum of two dims; symbolic when either is.
+    pub fn add(&self, other: &Dim) -> Dim {
+        match (self, other) {
+            (Dim::Fixed(a), Dim::Fixed(b)) => Dim::Fixed(a.saturating_add(*b)),
+            (Dim::Fixed(0), d) | (d, Dim::Fixed(0)) => d.clone(),
+            (a, b) if a.is_unknown() || b.is_unknown() => Dim::unknown(),
+            (a, b) => Dim::Symbolic(format!("{}+{}", a.expr(), b.expr())),
         }
     }
 
@@ -623,5 +634,25 @@ impl Tensor {
             TensorData::Bool(v) => v.iter().for_each(|&x| out.push(u8::from(x))),
         }
         out
+    }
+}
+
+/// What inference knows about one tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorFact {
+    pub dtype: DType,
+    pub shape: Shape,
+    /// The value, when it is known before running (constants and what folds from them, such as shape
+    /// vectors). Kept only for small tensors.
+    pub value: Option<Arc<Tensor>>,
+}
+
+impl TensorFact {
+    pub fn new(dtype: DType, shape: Shape) -> TensorFact {
+        TensorFact {
+            dtype,
+            shape,
+            value: None,
+        }
     }
 }

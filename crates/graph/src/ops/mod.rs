@@ -4,6 +4,7 @@
 //!
 //! This module depends only on the leaf modules `ir::tensor` and `ir::error`, never on `ir::Graph`.
 
+pub mod common;
 pub mod conv;
 pub mod elementwise;
 pub mod layout;
@@ -24,6 +25,8 @@ pub use norm::{BatchNormalization, Lrn, Softmax};
 pub use pool::{Pool, PoolKind};
 pub use reduce::{ArgKind, ArgReduce, Reduce, ReduceKind};
 pub use resize::{CoordinateTransform, NearestMode, Resize, ResizeMode};
+
+use crate::ir::{OpResult, Tensor, TensorFact};
 
 /// One operation of the graph. Inputs in brackets are optional.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +103,93 @@ pub enum Op {
 }
 
 impl Op {
+    /// Output dtypes and shapes for the given input facts (`None` = absent optional input).
+    /// `outputs` is the number of outputs the node declares (Split, MaxPool with indices).
+    /// Output facts carry no values; the graph-level inference folds small constants.
+    pub fn infer(
+        &self,
+        inputs: &[Option<&TensorFact>],
+        outputs: usize,
+    ) -> OpResult<Vec<TensorFact>> {
+        match self {
+            Op::Conv(c) => c.infer(inputs),
+            Op::ConvTranspose(c) => c.infer(inputs),
+            Op::BatchNormalization(b) => b.infer(inputs),
+            Op::Lrn(l) => l.infer(inputs),
+            Op::Unary(u) => u.infer(inputs),
+            Op::Binary(b) => b.infer(inputs),
+            Op::Variadic(v) => v.infer(inputs),
+            Op::Clip => elementwise::clip_infer(inputs),
+            Op::PRelu => elementwise::prelu_infer(inputs),
+            Op::Where => elementwise::where_infer(inputs),
+            Op::Pool(p) => p.infer(inputs, outputs),
+            Op::GlobalPool(_) => pool::global_infer(inputs),
+            Op::Gemm(g) => g.infer(inputs),
+            Op::MatMul => matmul::matmul_infer(inputs),
+            Op::Softmax(s) => s.infer(inputs),
+            Op::Reduce(r) => r.infer(inputs),
+            Op::ArgReduce(a) => a.infer(inputs),
+            Op::Reshape(r) => r.infer(inputs),
+            Op::Flatten(f) => f.infer(inputs),
+            Op::Transpose(t) => t.infer(inputs),
+            Op::Squeeze => layout::squeeze_infer(inputs),
+            Op::Unsqueeze => layout::unsqueeze_infer(inputs),
+            Op::Concat(c) => c.infer(inputs),
+            Op::Slice => layout::slice_infer(inputs),
+            Op::Split(s) => s.infer(inputs, outputs),
+            Op::Gather(g) => g.infer(inputs),
+            Op::Pad(p) => p.infer(inputs),
+            Op::Expand => layout::expand_infer(inputs),
+            Op::Tile => layout::tile_infer(inputs),
+            Op::Shape(s) => s.infer(inputs),
+            Op::Cast(c) => c.infer(inputs),
+            Op::Identity => layout::identity_infer(inputs),
+            Op::ConstantOfShape(c) => c.infer(inputs),
+            Op::Resize(r) => r.infer(inputs),
+        }
+    }
+
+    /// Reference evaluation: plain loops, f64 accumulation for float maths, results rounded to the
+    /// input dtype. `outputs` as for [`Op::infer`].
+    pub fn eval(&self, inputs: &[Option<&Tensor>], outputs: usize) -> OpResult<Vec<Tensor>> {
+        match self {
+            Op::Conv(c) => c.eval(inputs),
+            Op::ConvTranspose(c) => c.eval(inputs),
+            Op::BatchNormalization(b) => b.eval(inputs),
+            Op::Lrn(l) => l.eval(inputs),
+            Op::Unary(u) => u.eval(inputs),
+            Op::Binary(b) => b.eval(inputs),
+            Op::Variadic(v) => v.eval(inputs),
+            Op::Clip => elementwise::clip_eval(inputs),
+            Op::PRelu => elementwise::prelu_eval(inputs),
+            Op::Where => elementwise::where_eval(inputs),
+            Op::Pool(p) => p.eval(inputs, outputs),
+            Op::GlobalPool(kind) => pool::global_eval(*kind, inputs),
+            Op::Gemm(g) => g.eval(inputs),
+            Op::MatMul => matmul::matmul_eval(inputs),
+            Op::Softmax(s) => s.eval(inputs),
+            Op::Reduce(r) => r.eval(inputs),
+            Op::ArgReduce(a) => a.eval(inputs),
+            Op::Reshape(r) => r.eval(inputs),
+            Op::Flatten(f) => f.eval(inputs),
+            Op::Transpose(t) => t.eval(inputs),
+            Op::Squeeze => layout::squeeze_eval(inputs),
+            Op::Unsqueeze => layout::unsqueeze_eval(inputs),
+            Op::Concat(c) => c.eval(inputs),
+            Op::Slice => layout::slice_eval(inputs),
+            Op::Split(s) => s.eval(inputs, outputs),
+            Op::Gather(g) => g.eval(inputs),
+            Op::Pad(p) => p.eval(inputs),
+            Op::Expand => layout::expand_eval(inputs),
+            Op::Tile => layout::tile_eval(inputs),
+            Op::Shape(s) => s.eval(inputs),
+            Op::Cast(c) => c.eval(inputs),
+            Op::Identity => layout::identity_eval(inputs),
+            Op::ConstantOfShape(c) => c.eval(inputs),
+            Op::Resize(r) => r.eval(inputs),
+        }
+    }
+
     /// The ONNX op type name ("Conv", "Relu", "ReduceSum", "MaxPool", ...).
     pub fn op_type(&self) -> &'static str {
         match self {

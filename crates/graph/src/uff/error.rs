@@ -76,6 +76,14 @@ pub enum UffError {
         message: String,
     },
 
+    #[error("UFF node `{node}` ({op}): {source}")]
+    Ir {
+        node: String,
+        op: String,
+        #[source]
+        source: crate::ir::GraphError,
+    },
+
     #[error("UFF graph has no Input node")]
     NoInput,
 
@@ -87,3 +95,27 @@ pub enum UffError {
 }
 
 pub type Result<T, E = UffError> = std::result::Result<T, E>;
+
+/// Callers that handle every importer's errors alike get the IR's error type; the message is kept.
+impl From<UffError> for crate::ir::GraphError {
+    fn from(error: UffError) -> Self {
+        use crate::ir::GraphError;
+        match error {
+            UffError::UnsupportedOp { node, op } => GraphError::UnsupportedOp {
+                node,
+                op,
+                domain: String::new(),
+            },
+            UffError::CustomOp { node, op } => GraphError::UnsupportedOp {
+                node,
+                op,
+                domain: "custom".to_owned(),
+            },
+            UffError::Ir { source, .. } => source,
+            other => GraphError::Malformed {
+                format: "UFF",
+                detail: other.to_string(),
+            },
+        }
+    }
+}
