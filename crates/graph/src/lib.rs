@@ -7,3 +7,4 @@
 pub mod ir;
 pub mod ops;
 pub mod reference;
+pub mod uff;

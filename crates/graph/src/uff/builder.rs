@@ -60,10 +60,7 @@ impl Builder {
     }
 
     pub(crate) fn add_const(&mut self, name: String, tensor: Tensor) {
-        let mut fact = TensorFact::new(
-            tensor.dtype(),
-            crate::ir::Shape::fixed(tensor.shape()),
-        );
+        let mut fact = TensorFact::new(tensor.dtype(), crate::ir::Shape::fixed(tensor.shape()));
         if tensor.len() <= MAX_FOLDED_ELEMENTS {
             fact.value = Some(Arc::new(tensor.clone()));
         }
@@ -86,11 +83,14 @@ impl Builder {
             match input {
                 None => input_facts.push(None),
                 Some(tensor) => {
-                    let fact = self.facts.get(tensor).ok_or_else(|| GraphError::MissingInput {
-                        node: name.to_owned(),
-                        op: op_type.to_owned(),
-                        tensor: tensor.clone(),
-                    })?;
+                    let fact = self
+                        .facts
+                        .get(tensor)
+                        .ok_or_else(|| GraphError::MissingInput {
+                            node: name.to_owned(),
+                            op: op_type.to_owned(),
+                            tensor: tensor.clone(),
+                        })?;
                     input_facts.push(Some(fact));
                 }
             }
@@ -106,7 +106,10 @@ impl Builder {
                 });
             }
         };
-        let folds = fact.shape.element_count().is_some_and(|n| n <= MAX_FOLDED_ELEMENTS);
+        let folds = fact
+            .shape
+            .element_count()
+            .is_some_and(|n| n <= MAX_FOLDED_ELEMENTS);
         if folds {
             let values: Option<Vec<Option<&Tensor>>> = inputs
                 .iter()

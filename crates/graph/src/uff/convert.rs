@@ -45,7 +45,9 @@ pub(crate) fn lower(
         "Unary" => node.unary(),
         "Activation" => node.activation(),
         "LeakyRelu" => {
-            let alpha = view.float_field("alpha")?.unwrap_or(DEFAULT_LEAKY_RELU_ALPHA) as f32;
+            let alpha = view
+                .float_field("alpha")?
+                .unwrap_or(DEFAULT_LEAKY_RELU_ALPHA) as f32;
             node.simple(Op::Unary(UnaryOp::LeakyRelu { alpha }), 1)
         }
         "Softmax" => node.softmax(),
@@ -97,9 +99,7 @@ impl Lowering<'_, '_, '_, '_> {
 
     /// Input tensor `i` (a UFF node name), checking the count.
     fn input(&self, i: usize) -> Result<String> {
-        self.view
-            .input_node(i)
-            .map(|n| n.id.clone())
+        self.view.input_node(i).map(|n| n.id.clone())
     }
 
     fn expect_inputs(&self, count: usize) -> Result<()> {
@@ -107,7 +107,9 @@ impl Lowering<'_, '_, '_, '_> {
         if n == count {
             Ok(())
         } else {
-            Err(self.view.bad_node(format!("has {n} inputs, expected {count}")))
+            Err(self
+                .view
+                .bad_node(format!("has {n} inputs, expected {count}")))
         }
     }
 
@@ -268,7 +270,10 @@ impl Lowering<'_, '_, '_, '_> {
                 usize::try_from(v)
                     .ok()
                     .filter(|&v| default == 0 || v > 0)
-                    .ok_or_else(|| self.view.bad_field(field, format!("invalid value {v} in {values:?}")))
+                    .ok_or_else(|| {
+                        self.view
+                            .bad_field(field, format!("invalid value {v} in {values:?}"))
+                    })
             })
             .collect()
     }
@@ -277,12 +282,15 @@ impl Lowering<'_, '_, '_, '_> {
     /// goes at the end). Returns (ONNX begin+end pads, auto_pad).
     fn padding(&self, spatial: usize) -> Result<(Vec<usize>, AutoPad)> {
         match self.view.str_field("implicit_padding")? {
-            Some(p) if p.eq_ignore_ascii_case("same") => return Ok((Vec::new(), AutoPad::SameUpper)),
+            Some(p) if p.eq_ignore_ascii_case("same") => {
+                return Ok((Vec::new(), AutoPad::SameUpper));
+            }
             Some(p) if p.eq_ignore_ascii_case("valid") => {}
             Some(other) => {
-                return Err(self
-                    .view
-                    .bad_field("implicit_padding", format!("`{other}` is not `same` or `valid`")));
+                return Err(self.view.bad_field(
+                    "implicit_padding",
+                    format!("`{other}` is not `same` or `valid`"),
+                ));
             }
             None => {}
         }
@@ -299,9 +307,9 @@ impl Lowering<'_, '_, '_, '_> {
         let w = self.known(filter, "filter")?;
         let rank = w.rank();
         if rank < 3 {
-            return Err(self
-                .view
-                .bad_node(format!("filter `{filter}` has rank {rank}, expected at least 3")));
+            return Err(self.view.bad_node(format!(
+                "filter `{filter}` has rank {rank}, expected at least 3"
+            )));
         }
         let perm = self.input_order(order_index, rank)?;
         transpose_tensor(&w, &orders::to_canonical(&perm))
@@ -341,7 +349,8 @@ impl Lowering<'_, '_, '_, '_> {
             .ok()
             .filter(|&g| g > 0)
             .ok_or_else(|| self.view.bad_field("number_groups", "must be positive"))?;
-        let x_canonical_dims = permuted_dims(&self.fact(&x)?.shape, &orders::to_canonical(&data_perm));
+        let x_canonical_dims =
+            permuted_dims(&self.fact(&x)?.shape, &orders::to_canonical(&data_perm));
         let in_channels = x_canonical_dims.get(1).and_then(Dim::fixed);
         let (k, c) = (w.shape()[0], w.shape()[1]);
         // TensorFlow's depthwise filters are `H, W, C_in, multiplier` with one group per input
@@ -390,9 +399,10 @@ impl Lowering<'_, '_, '_, '_> {
             .map_err(|e| self.view.bad_node(format!("filter `{filter}`: {e}")))?;
         let groups = self.view.int_field("number_groups")?.unwrap_or(1);
         if groups != 1 {
-            return Err(self
-                .view
-                .bad_field("number_groups", format!("grouped transposed convolution ({groups}) is not supported")));
+            return Err(self.view.bad_field(
+                "number_groups",
+                format!("grouped transposed convolution ({groups}) is not supported"),
+            ));
         }
         let data_perm = self.input_order(0, rank)?;
         let strides = self.spatial_field("strides", spatial, 1)?;
@@ -417,8 +427,9 @@ impl Lowering<'_, '_, '_, '_> {
         let mut output_padding = Vec::with_capacity(spatial);
         for axis in 0..spatial {
             let input = x_dims.get(axis + 2).and_then(Dim::fixed).ok_or_else(|| {
-                self.view
-                    .bad_node(format!("data `{x}` needs a known spatial size for a transposed convolution"))
+                self.view.bad_node(format!(
+                    "data `{x}` needs a known spatial size for a transposed convolution"
+                ))
             })?;
             let want = requested_canonical[axis + 2];
             let kernel = (w.shape()[axis + 2] as i64 - 1) * dilations[axis] as i64 + 1;
@@ -532,9 +543,9 @@ impl Lowering<'_, '_, '_, '_> {
         let x_rank = self.rank(&x)?;
         if x_rank != 2 {
             if !orders::is_identity(&x_perm) {
-                return Err(self
-                    .view
-                    .bad_node(format!("data `{x}` of rank {x_rank} stored channels-first cannot be flattened")));
+                return Err(self.view.bad_node(format!(
+                    "data `{x}` of rank {x_rank} stored channels-first cannot be flattened"
+                )));
             }
             let flat = self.fresh("uff_flatten");
             self.emit(Op::Flatten(Flatten { axis: 1 }), vec![Some(x)], &flat)?;
@@ -601,7 +612,11 @@ impl Lowering<'_, '_, '_, '_> {
         let x = self.input(0)?;
         let out = self.name().to_owned();
         if func == "square" {
-            return self.emit(Op::Binary(BinaryOp::Mul), vec![Some(x.clone()), Some(x)], &out);
+            return self.emit(
+                Op::Binary(BinaryOp::Mul),
+                vec![Some(x.clone()), Some(x)],
+                &out,
+            );
         }
         // rsqrt(x) = 1 / sqrt(x)
         let root = self.fresh("uff_sqrt");
@@ -635,8 +650,10 @@ impl Lowering<'_, '_, '_, '_> {
         let dtype = self.fact(&x)?.dtype;
         let low = self.fresh("uff_relu6_min");
         let high = self.fresh("uff_relu6_max");
-        self.b.add_const(low.clone(), Tensor::scalar_f32(0.0).cast(dtype));
-        self.b.add_const(high.clone(), Tensor::scalar_f32(6.0).cast(dtype));
+        self.b
+            .add_const(low.clone(), Tensor::scalar_f32(0.0).cast(dtype));
+        self.b
+            .add_const(high.clone(), Tensor::scalar_f32(6.0).cast(dtype));
         let out = self.name().to_owned();
         self.emit(Op::Clip, vec![Some(x), Some(low), Some(high)], &out)
     }
@@ -649,8 +666,10 @@ impl Lowering<'_, '_, '_, '_> {
         // NHWC data). Without, `axis` counts the dims after the batch, as TensorRT read it.
         let axis = match self.view.input_order(0, rank)? {
             Some(perm) => perm.iter().position(|&c| c == 1).ok_or_else(|| {
-                self.view
-                    .bad_field("inputs_orders", format!("names no channel axis for rank {rank}"))
+                self.view.bad_field(
+                    "inputs_orders",
+                    format!("names no channel axis for rank {rank}"),
+                )
             })? as i64,
             None => {
                 let axis = self.view.int_field("axis")?.unwrap_or(0);
@@ -697,9 +716,10 @@ impl Lowering<'_, '_, '_, '_> {
                 return Ok(tensor.to_owned());
             }
             if !value.dtype().is_integer() {
-                return Err(self
-                    .view
-                    .bad_node(format!("{what} `{tensor}` must hold integers, it holds {}", value.dtype())));
+                return Err(self.view.bad_node(format!(
+                    "{what} `{tensor}` must hold integers, it holds {}",
+                    value.dtype()
+                )));
             }
             let values = value.to_i64_vec();
             let shape = value.shape().to_vec();
@@ -713,7 +733,11 @@ impl Lowering<'_, '_, '_, '_> {
             return Ok(tensor.to_owned());
         }
         let name = self.fresh(&format!("uff_{what}_i64"));
-        self.emit(Op::Cast(Cast { to: DType::I64 }), vec![Some(tensor.to_owned())], &name)?;
+        self.emit(
+            Op::Cast(Cast { to: DType::I64 }),
+            vec![Some(tensor.to_owned())],
+            &name,
+        )?;
         Ok(name)
     }
 
@@ -725,9 +749,9 @@ impl Lowering<'_, '_, '_, '_> {
         let shape_input = match known {
             Some(mut target) => {
                 if target.contains(&0) {
-                    return Err(self
-                        .view
-                        .bad_node(format!("target shape {target:?} has a zero-sized dimension")));
+                    return Err(self.view.bad_node(format!(
+                        "target shape {target:?} has a zero-sized dimension"
+                    )));
                 }
                 // A reshape of a batched tensor keeps the batch in front, as TensorRT's implicit
                 // batch did: the leading -1 (or the batch size 1 the file was written with) becomes
@@ -763,8 +787,7 @@ impl Lowering<'_, '_, '_, '_> {
             .view
             .ints_field("permutation")?
             .ok_or_else(|| self.view.missing("permutation"))?;
-        let perm = normalize_perm(perm, rank)
-            .map_err(|m| self.view.bad_field("permutation", m))?;
+        let perm = normalize_perm(perm, rank).map_err(|m| self.view.bad_field("permutation", m))?;
         self.simple(Op::Transpose(Transpose { perm }), 1)
     }
 
@@ -812,9 +835,10 @@ impl Lowering<'_, '_, '_, '_> {
         let axis = self.view.required_int("axis")?;
         let axis = if axis < 0 { axis + rank + 1 } else { axis };
         if !(0..=rank).contains(&axis) {
-            return Err(self
-                .view
-                .bad_field("axis", format!("out of range for stacking rank-{rank} tensors")));
+            return Err(self.view.bad_field(
+                "axis",
+                format!("out of range for stacking rank-{rank} tensors"),
+            ));
         }
         let axes = self.const_i64("uff_axes", vec![axis]);
         let mut parts = Vec::with_capacity(count);
@@ -880,8 +904,11 @@ impl Lowering<'_, '_, '_, '_> {
             }
         }
         let mask = |field: &str| -> Result<i64> { Ok(self.view.int_field(field)?.unwrap_or(0)) };
-        let (begin_mask, end_mask, shrink_mask) =
-            (mask("begin_mask")?, mask("end_mask")?, mask("shrink_axis_mask")?);
+        let (begin_mask, end_mask, shrink_mask) = (
+            mask("begin_mask")?,
+            mask("end_mask")?,
+            mask("shrink_axis_mask")?,
+        );
         let bit = |m: i64, i: usize| i < 63 && (m >> i) & 1 == 1;
         let (mut starts, mut ends, mut steps, mut shrink) = (vec![], vec![], vec![], vec![]);
         for i in 0..n {
@@ -890,12 +917,24 @@ impl Lowering<'_, '_, '_, '_> {
                 return Err(self.view.bad_node("a stride of 0"));
             }
             // Masked bounds run to the end of the axis in the step's direction.
-            let (open_start, open_end) = if step > 0 { (0, i64::MAX) } else { (i64::MAX, i64::MIN) };
-            let start = if bit(begin_mask, i) { open_start } else { begin[i] };
+            let (open_start, open_end) = if step > 0 {
+                (0, i64::MAX)
+            } else {
+                (i64::MAX, i64::MIN)
+            };
+            let start = if bit(begin_mask, i) {
+                open_start
+            } else {
+                begin[i]
+            };
             if bit(shrink_mask, i) {
                 // One element at `begin`, then the axis is dropped.
                 starts.push(begin[i]);
-                ends.push(if begin[i] == -1 { i64::MAX } else { begin[i] + 1 });
+                ends.push(if begin[i] == -1 {
+                    i64::MAX
+                } else {
+                    begin[i] + 1
+                });
                 steps.push(1);
                 shrink.push(i as i64);
                 continue;
@@ -1008,7 +1047,10 @@ fn swap_first_two(rank: usize) -> Vec<usize> {
 
 fn normalize_perm(perm: &[i64], rank: usize) -> std::result::Result<Vec<usize>, String> {
     if perm.len() != rank {
-        return Err(format!("{perm:?} has {} entries for rank {rank}", perm.len()));
+        return Err(format!(
+            "{perm:?} has {} entries for rank {rank}",
+            perm.len()
+        ));
     }
     let mut seen = vec![false; rank];
     perm.iter()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::error::{Result, UffError};
 use super::orders;
-use super::schema::{self, data::Value, MetaGraph, Node};
+use super::schema::{self, MetaGraph, Node, data::Value};
 
 /// Longest chain of `ref` → `ref` indirections followed before a file is called malformed.
 const MAX_REF_DEPTH: usize = 8;
@@ -98,7 +98,9 @@ fn topological_order<'m>(
             let node = &nodes[current];
             if let Some(input) = node.inputs.get(*next) {
                 *next += 1;
-                let Some(&child) = by_name.get(input.as_str()).and_then(|c| index.get(c.id.as_str()))
+                let Some(&child) = by_name
+                    .get(input.as_str())
+                    .and_then(|c| index.get(c.id.as_str()))
                 else {
                     continue; // Dangling inputs were rejected before.
                 };
@@ -216,7 +218,9 @@ impl<'d, 'm> NodeView<'d, 'm> {
         match self.field(field)? {
             None => Ok(None),
             Some(Value::S(s)) => Ok(Some(s)),
-            Some(other) => Err(self.bad_field(field, format!("expected a string, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.bad_field(field, format!("expected a string, found {}", kind(other))))
+            }
         }
     }
 
@@ -230,7 +234,9 @@ impl<'d, 'm> NodeView<'d, 'm> {
             Some(Value::I(i)) => Ok(Some(*i)),
             // A one-element list where a scalar belongs is accepted: some writers wrap scalars.
             Some(Value::IList(list)) if list.val.len() == 1 => Ok(Some(list.val[0])),
-            Some(other) => Err(self.bad_field(field, format!("expected an integer, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.bad_field(field, format!("expected an integer, found {}", kind(other))))
+            }
         }
     }
 
@@ -255,7 +261,9 @@ impl<'d, 'm> NodeView<'d, 'm> {
             None => Ok(None),
             Some(Value::D(d)) => Ok(Some(*d)),
             Some(Value::I(i)) => Ok(Some(*i as f64)),
-            Some(other) => Err(self.bad_field(field, format!("expected a number, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.bad_field(field, format!("expected a number, found {}", kind(other))))
+            }
         }
     }
 
@@ -264,7 +272,9 @@ impl<'d, 'm> NodeView<'d, 'm> {
             None => Ok(None),
             Some(Value::B(b)) => Ok(Some(*b)),
             Some(Value::I(i)) => Ok(Some(*i != 0)),
-            Some(other) => Err(self.bad_field(field, format!("expected a bool, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.bad_field(field, format!("expected a bool, found {}", kind(other))))
+            }
         }
     }
 
@@ -274,7 +284,10 @@ impl<'d, 'm> NodeView<'d, 'm> {
             Some(Value::Dtype(code)) => ElemType::from_code(*code)
                 .map(Some)
                 .ok_or_else(|| self.bad_field(field, format!("unknown UFF data type {code:#x}"))),
-            Some(other) => Err(self.bad_field(field, format!("expected a data type, found {}", kind(other)))),
+            Some(other) => Err(self.bad_field(
+                field,
+                format!("expected a data type, found {}", kind(other)),
+            )),
         }
     }
 
@@ -332,13 +345,16 @@ impl<'d, 'm> NodeView<'d, 'm> {
 
     /// A `Const` node's value, checked against its declared type and shape.
     pub(crate) fn const_value(&self) -> Result<ConstValue<'m>> {
-        let dtype = self.dtype_field("dtype")?.ok_or_else(|| self.missing("dtype"))?;
+        let dtype = self
+            .dtype_field("dtype")?
+            .ok_or_else(|| self.missing("dtype"))?;
         let shape_field = self.ints_field("shape")?.unwrap_or(&[]);
         let mut shape = Vec::with_capacity(shape_field.len());
         let mut count: usize = 1;
         for &d in shape_field {
-            let d = usize::try_from(d)
-                .map_err(|_| self.bad_field("shape", format!("negative dimension in {shape_field:?}")))?;
+            let d = usize::try_from(d).map_err(|_| {
+                self.bad_field("shape", format!("negative dimension in {shape_field:?}"))
+            })?;
             count = count
                 .checked_mul(d)
                 .ok_or_else(|| self.bad_field("shape", format!("{shape_field:?} overflows")))?;
@@ -347,10 +363,9 @@ impl<'d, 'm> NodeView<'d, 'm> {
         let bytes: &'m [u8] = match self.required("values")? {
             Value::Blob(blob) => blob,
             other => {
-                return Err(self.bad_field(
-                    "values",
-                    format!("expected a blob, found {}", kind(other)),
-                ));
+                return Err(
+                    self.bad_field("values", format!("expected a blob, found {}", kind(other)))
+                );
             }
         };
         let expected = count.checked_mul(dtype.size());
@@ -360,7 +375,8 @@ impl<'d, 'm> NodeView<'d, 'm> {
                 format!(
                     "{} bytes, but shape {shape:?} of {dtype:?} needs {}",
                     bytes.len(),
-                    expected.map_or_else(|| "more than fits in memory".to_owned(), |n| n.to_string())
+                    expected
+                        .map_or_else(|| "more than fits in memory".to_owned(), |n| n.to_string())
                 ),
             ));
         }
@@ -411,40 +427,6 @@ pub(crate) struct ConstValue<'m> {
     pub(crate) dtype: ElemType,
     pub(crate) shape: Vec<usize>,
     pub(crate) bytes: &'m [u8],
-}
-
-impl ConstValue<'_> {
-    pub(crate) fn to_f32(&self) -> Vec<f32> {
-        match self.dtype {
-            ElemType::F32 => chunks::<4>(self.bytes).map(f32::from_le_bytes).collect(),
-            ElemType::F16 => chunks::<2>(self.bytes)
-                .map(|b| half::f16::from_le_bytes(b).to_f32())
-                .collect(),
-            _ => self.to_i64().into_iter().map(|v| v as f32).collect(),
-        }
-    }
-
-    pub(crate) fn to_i64(&self) -> Vec<i64> {
-        match self.dtype {
-            ElemType::I8 => self.bytes.iter().map(|&b| i64::from(b as i8)).collect(),
-            ElemType::I16 => chunks::<2>(self.bytes)
-                .map(|b| i64::from(i16::from_le_bytes(b)))
-                .collect(),
-            ElemType::I32 => chunks::<4>(self.bytes)
-                .map(|b| i64::from(i32::from_le_bytes(b)))
-                .collect(),
-            ElemType::I64 => chunks::<8>(self.bytes).map(i64::from_le_bytes).collect(),
-            ElemType::F16 | ElemType::F32 => self.to_f32().into_iter().map(|v| v as i64).collect(),
-        }
-    }
-}
-
-fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    bytes.chunks_exact(N).map(|c| {
-        let mut a = [0u8; N];
-        a.copy_from_slice(c);
-        a
-    })
 }
 
 /// Names a field value's kind for error messages.

@@ -26,7 +26,9 @@ pub enum UffError {
         input: String,
     },
 
-    #[error("UFF node `{node}` ({op}) field `{field}` refers to `{key}`, which is not in referenced_data")]
+    #[error(
+        "UFF node `{node}` ({op}) field `{field}` refers to `{key}`, which is not in referenced_data"
+    )]
     DanglingRef {
         node: String,
         op: String,

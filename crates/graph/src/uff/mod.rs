@@ -98,7 +98,10 @@ pub fn import_meta(meta: &MetaGraph, input_name_hint: Option<&str>) -> Result<Gr
     for node in &graph.nodes {
         for (index, input) in node.inputs.iter().enumerate() {
             *consumers.entry(input.as_str()).or_insert(0) += 1;
-            readers.entry(input.as_str()).or_default().push((node, index));
+            readers
+                .entry(input.as_str())
+                .or_default()
+                .push((node, index));
         }
     }
 
@@ -161,12 +164,12 @@ fn input_info(view: &document::NodeView<'_, '_>) -> Result<ValueInfo> {
     };
     let mut dims = vec![Dim::sym(BATCH_DIM)];
     for (i, &d) in rest.iter().enumerate() {
-        dims.push(match usize::try_from(d) {
-            Ok(0) | Err(_) if d != -1 => {
+        dims.push(match d {
+            1.. => Dim::Fixed(d as usize),
+            -1 => Dim::sym(format!("{}_dim{}", view.name(), i + 1)),
+            _ => {
                 return Err(view.bad_field("shape", format!("invalid dimension {d} in {stored:?}")));
             }
-            Ok(d) => Dim::Fixed(d),
-            Err(_) => Dim::sym(format!("{}_dim{}", view.name(), i + 1)),
         });
     }
     Ok(ValueInfo::new(view.name(), dtype, Shape::new(dims)))

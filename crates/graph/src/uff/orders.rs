@@ -13,7 +13,9 @@ pub(crate) fn expand(order: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     let fixed = order.iter().filter(|&&v| v != ORDER_INCREMENT).count();
     let runs = order.iter().filter(|&&v| v == ORDER_INCREMENT).count();
     if order.contains(&ORDER_DECREMENT) {
-        return Err(format!("descending dimension runs are not supported (order {order:?})"));
+        return Err(format!(
+            "descending dimension runs are not supported (order {order:?})"
+        ));
     }
     if runs > 1 {
         return Err(format!("more than one spatial run in order {order:?}"));
@@ -23,9 +25,9 @@ pub(crate) fn expand(order: &[i64], rank: usize) -> Result<Vec<usize>, String> {
         if order.first() == Some(&ORDER_INCREMENT) {
             return Err(format!("order {order:?} starts with INCREMENT"));
         }
-        (rank + 1)
-            .checked_sub(fixed)
-            .ok_or_else(|| format!("order {order:?} has more dimensions than the tensor's {rank}"))?
+        (rank + 1).checked_sub(fixed).ok_or_else(|| {
+            format!("order {order:?} has more dimensions than the tensor's {rank}")
+        })?
     } else {
         0
     };

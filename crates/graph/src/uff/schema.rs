@@ -70,8 +70,8 @@ pub struct Data {
 }
 
 pub mod data {
-    use super::{ListBool, ListDataType, ListDimensionOrders, ListDouble, ListInt64, ListString};
     use super::DimensionOrders;
+    use super::{ListBool, ListDataType, ListDimensionOrders, ListDouble, ListInt64, ListString};
 
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use prost::Message;
 use tao_graph::uff::schema::{
-    self, data::Value, Data, DimensionOrders, ListDimensionOrders, ListInt64, MetaGraph, Node,
+    self, Data, DimensionOrders, ListDimensionOrders, ListInt64, MetaGraph, Node, data::Value,
 };
 
 pub const INC: i64 = schema::ORDER_INCREMENT;
@@ -45,7 +45,13 @@ impl UffWriter {
         Self::default()
     }
 
-    pub fn node(&mut self, name: &str, op: &str, inputs: &[&str], fields: Vec<(&str, Value)>) -> &mut Self {
+    pub fn node(
+        &mut self,
+        name: &str,
+        op: &str,
+        inputs: &[&str],
+        fields: Vec<(&str, Value)>,
+    ) -> &mut Self {
         self.nodes.push(Node {
             id: name.to_owned(),
             inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
@@ -65,7 +71,10 @@ impl UffWriter {
             name,
             "Input",
             &[],
-            vec![("dtype", Value::Dtype(schema::DT_FLOAT32)), ("shape", ints(shape))],
+            vec![
+                ("dtype", Value::Dtype(schema::DT_FLOAT32)),
+                ("shape", ints(shape)),
+            ],
         )
     }
 
@@ -86,13 +95,21 @@ impl UffWriter {
     }
 
     pub fn const_f32(&mut self, name: &str, shape: &[usize], values: &[f32]) -> &mut Self {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "const {name}");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "const {name}"
+        );
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.constant(name, schema::DT_FLOAT32, shape, bytes)
     }
 
     pub fn const_i32(&mut self, name: &str, shape: &[usize], values: &[i32]) -> &mut Self {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "const {name}");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "const {name}"
+        );
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.constant(name, schema::DT_INT32, shape, bytes)
     }
@@ -111,16 +128,26 @@ impl UffWriter {
             val: per_input
                 .iter()
                 .map(|o| DimensionOrders {
-                    orders: BTreeMap::from([(schema::ORDER_SPECIAL, ListInt64 { val: o.to_vec() })]),
+                    orders: BTreeMap::from([(
+                        schema::ORDER_SPECIAL,
+                        ListInt64 { val: o.to_vec() },
+                    )]),
                 })
                 .collect(),
         };
-        self.refs.insert(key.clone(), data(Value::DimOrdersList(list)));
+        self.refs
+            .insert(key.clone(), data(Value::DimOrdersList(list)));
         Value::Ref(key)
     }
 
     pub fn mark_output(&mut self, tensor: &str) -> &mut Self {
-        let name = format!("MarkOutput_{}", self.nodes.iter().filter(|n| n.operation == "MarkOutput").count());
+        let name = format!(
+            "MarkOutput_{}",
+            self.nodes
+                .iter()
+                .filter(|n| n.operation == "MarkOutput")
+                .count()
+        );
         self.node(&name, "MarkOutput", &[tensor], vec![])
     }
 
@@ -159,7 +186,10 @@ pub fn shared_dir(test: &str) -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{test}: shared fixtures not found at {} (CI must have them)", dir.display());
+        panic!(
+            "{test}: shared fixtures not found at {} (CI must have them)",
+            dir.display()
+        );
     }
     println!("SKIPPED: {test}: ../shared not found");
     None
