@@ -1,0 +1,7 @@
+//! Engines: what a backend chose for a model on a device, written down as a plan, cached on disk
+//! under a content address, and loaded again without rebuilding.
+
+pub mod aligned;
+pub mod cache;
+pub mod device;
+pub mod plan;
