@@ -1,0 +1,134 @@
+//! FP32 CPU kernels for the tao-infer CPU backend.
+//!
+//! The crate offers convolution (Winograd F(4×4,3×3) / F(2×2,3×3), 1×1 as GEMM, im2col + GEMM,
+//! depthwise), transposed convolution, GEMM, max/average/global pooling and layout conversion,
+//! each with AVX-512F, AVX2+FMA, NEON and portable code paths chosen at run time.
+//!
+//! # Shape of the API
+//! * Activations are **NHWC** ([`Nhwc`], [`NhwcMut`]); [`nchw_to_nhwc`] / [`nhwc_to_nchw`]
+//!   convert at the graph's edges.
+//! * Weighted operators have a **prepare** step (pick the algorithm, pack the weights into one
+//!   aligned f32 buffer, size the scratch memory) and an **execute** step that takes
+//!   preallocated input, output and scratch buffers and allocates nothing.
+//! * A [`Context`] holds the thread pool and the instruction set; every execute call takes one.
+//! * Prepared operators serialise as (specification, algorithm, packed floats):
+//!   [`PreparedConv::packed`] and [`PreparedConv::from_parts`].
+
+// Micro-kernels index fixed-size register arrays by loop counters; that reads closer to the
+// algebra than iterator chains and compiles to the same unrolled code.
+#![allow(clippy::needless_range_loop)]
+
+mod aligned;
+pub mod conv;
+mod epilogue;
+mod error;
+pub mod gemm;
+mod isa;
+mod layout;
+pub mod pool;
+mod simd;
+mod tensor;
+mod threads;
+
+pub use aligned::AlignedVec;
+pub use conv::{
+    Conv2dSpec, ConvAlgorithm, ConvTranspose2dSpec, Padding2d, PrepareOptions, PreparedConv,
+    PreparedConvTranspose, Residual,
+};
+pub use epilogue::{Activation, Epilogue, ResidualAdd};
+pub use error::KernelError;
+pub use gemm::{
+    BLayout, GemmEpilogue, MatMut, MatRef, PackedB, PackedBRef, gemm, pack_b, pack_b_into,
+    packed_b_len,
+};
+pub use isa::Isa;
+pub use layout::{nchw_to_nhwc, nhwc_to_nchw};
+pub use pool::{GlobalPoolKind, Pool2dSpec, PoolKind, global_pool, pool2d};
+pub use tensor::{Nhwc, NhwcMut};
+pub use threads::ThreadPool;
+
+/// Threads and instruction set shared by all kernel calls of one engine.
+#[derive(Debug)]
+pub struct Context {
+    pool: ThreadPool,
+    isa: Isa,
+}
+
+impl Context {
+    /// A context with `threads` threads (the calling thread included) and the best instruction
+    /// set of this CPU.
+    pub fn new(threads: usize) -> Result<Context, KernelError> {
+        Ok(Context {
+            pool: ThreadPool::new(threads)?,
+            isa: Isa::detect(),
+        })
+    }
+
+    /// The same context forced to `isa` (for tests and comparisons); fails if the CPU lacks it.
+    pub fn with_isa(self, isa: Isa) -> Result<Context, KernelError> {
+        isa.require_supported()?;
+        Ok(Context {
+            pool: self.pool,
+            isa,
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub(crate) fn pool(&self) -> &ThreadPool {
+        &self.pool
+    }
+}
+
+/// A kernel body written once for every instruction set; [`dispatch`] instantiates it inside a
+/// function compiled for the chosen one.
+pub(crate) trait SimdKernel {
+    type Output;
+    /// # Safety
+    /// The CPU must support `S`; the kernel's own pointer contract must hold.
+    unsafe fn run<S: simd::Simd>(self) -> Self::Output;
+}
+
+/// Runs `kernel` with the instruction set `isa`.
+///
+/// # Safety
+/// `isa` must be supported by this CPU (guaranteed for a [`Context`]'s isa) and the kernel's
+/// pointer contract must hold.
+pub(crate) unsafe fn dispatch<K: SimdKernel>(isa: Isa, kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn avx512<K: SimdKernel>(kernel: K) -> K::Output {
+        // SAFETY: forwarded contract.
+        unsafe { kernel.run::<simd::avx512::Avx512>() }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<K: SimdKernel>(kernel: K) -> K::Output {
+        // SAFETY: forwarded contract.
+        unsafe { kernel.run::<simd::avx2::Avx2>() }
+    }
+    #[cfg(target_arch = "aarch64")]
+    #[target_feature(enable = "neon")]
+    unsafe fn neon<K: SimdKernel>(kernel: K) -> K::Output {
+        // SAFETY: forwarded contract.
+        unsafe { kernel.run::<simd::neon::Neon>() }
+    }
+    // SAFETY: forwarded contract; each arm is only reachable with a supported isa.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512(kernel),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => avx2(kernel),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => neon(kernel),
+            _ => kernel.run::<simd::scalar::Scalar>(),
+        }
+    }
+}
