@@ -5,6 +5,7 @@
 //! statistics) ← `onnx`, `reference`.
 
 pub mod ir;
+pub mod onnx;
 pub mod ops;
 pub mod reference;
 pub mod uff;

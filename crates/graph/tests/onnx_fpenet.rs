@@ -1,0 +1,164 @@
+//! The real FPENet model (an encrypted ONNX inside `.etlt`): import facts against the published
+//! metadata, and the reference executor against ONNX Runtime on a real face crop and random inputs.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use tao_graph::ir::{DType, Dim, Graph, Shape};
+use tao_graph::{onnx, reference};
+
+fn fpenet_bytes(test: &str) -> Option<Vec<u8>> {
+    let shared = common::shared_dir(test)?;
+    let path = shared.join("fixtures/real-etlt/fpenet_deployable_v3.0/faciallandmarks.etlt");
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let payload = etlt::decode_bytes(&data, "nvidia_tlt").expect("FPENet decrypts");
+    Some(payload.bytes)
+}
+
+fn fpenet(test: &str) -> Option<Graph> {
+    let bytes = fpenet_bytes(test)?;
+    Some(onnx::import(&bytes).expect("FPENet imports"))
+}
+
+#[test]
+fn fpenet_inputs_outputs_and_histogram_match_the_published_metadata() {
+    let Some(graph) = fpenet("fpenet_inputs_outputs_and_histogram_match_the_published_metadata")
+    else {
+        return;
+    };
+    assert_eq!(graph.name, "fpe_rcn_4branches_80kpts");
+    assert_eq!(graph.inputs.len(), 1);
+    let input = &graph.inputs[0];
+    assert_eq!(input.name, "input_face_images");
+    assert_eq!(input.dtype, DType::F32);
+    assert_eq!(
+        input.shape,
+        Shape(vec![
+            Dim::sym("N"),
+            Dim::Fixed(1),
+            Dim::Fixed(80),
+            Dim::Fixed(80)
+        ])
+    );
+    assert_eq!(
+        graph.outputs,
+        ["softargmax", "softargmax:1", "conv_keypoints_m80"]
+    );
+
+    // SOURCES.md: Conv 16, Relu 15, ReduceSum 6, Concat 5, MaxPool 4, ConvTranspose 4, ReduceMax 3,
+    // Mul 3, Squeeze 2, Slice 2, Identity 1, Sub 1, Exp 1, Div 1 (64 nodes, 47 initializers).
+    let expected: BTreeMap<String, usize> = [
+        ("Conv", 16),
+        ("Relu", 15),
+        ("ReduceSum", 6),
+        ("Concat", 5),
+        ("MaxPool", 4),
+        ("ConvTranspose", 4),
+        ("ReduceMax", 3),
+        ("Mul", 3),
+        ("Squeeze", 2),
+        ("Slice", 2),
+        ("Identity", 1),
+        ("Sub", 1),
+        ("Exp", 1),
+        ("Div", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let stats = graph.stats_at_batch(1).expect("stats");
+    assert_eq!(stats.op_histogram, expected);
+    assert_eq!(stats.node_count, 64);
+    // 47 initializers plus the constant inputs made from opset-10 attributes (Squeeze and Reduce
+    // axes: 2 + 9).
+    assert_eq!(graph.constants.len(), 47 + 11);
+
+    // Output shapes from inference, symbolic and at a concrete batch.
+    let facts = graph.infer().expect("symbolic inference");
+    let shape = |name: &str| facts.get(name).expect(name).shape.clone();
+    let n = Dim::sym("N");
+    assert_eq!(
+        shape("softargmax"),
+        Shape(vec![n.clone(), Dim::Fixed(80), Dim::Fixed(2)])
+    );
+    assert_eq!(
+        shape("softargmax:1"),
+        Shape(vec![n.clone(), Dim::Fixed(80)])
+    );
+    assert_eq!(
+        shape("conv_keypoints_m80"),
+        Shape(vec![n, Dim::Fixed(80), Dim::Fixed(80), Dim::Fixed(80)])
+    );
+    let facts = graph
+        .infer_with_input_shapes(&[("input_face_images", &[4, 1, 80, 80])])
+        .expect("concrete inference");
+    assert_eq!(
+        facts.get("softargmax").map(|f| f.shape.clone()),
+        Some(Shape::fixed(&[4, 80, 2]))
+    );
+    println!(
+        "FPENet: {} nodes, {} parameters, {:.3} GFLOPs at batch 1",
+        stats.node_count,
+        stats.parameters,
+        stats.flops as f64 / 1e9
+    );
+    assert!(
+        stats.parameters > 500_000,
+        "parameters {}",
+        stats.parameters
+    );
+    assert!(stats.flops > 0 && stats.nodes_without_flops == 0);
+}
+
+#[test]
+fn fpenet_reference_matches_onnx_runtime_on_a_face_crop_and_random_inputs() {
+    let test = "fpenet_reference_matches_onnx_runtime_on_a_face_crop_and_random_inputs";
+    let (Some(shared), Some(py)) = (common::shared_dir(test), common::python(test)) else {
+        return;
+    };
+    let Some(bytes) = fpenet_bytes(test) else {
+        return;
+    };
+    let graph = onnx::import(&bytes).expect("FPENet imports");
+    let scratch = common::Scratch::new("fpenet");
+    let model = scratch.path().join("fpenet.onnx");
+    std::fs::write(&model, &bytes).expect("write model");
+    let log = common::run_oracle(&py, "fpenet_oracle.py", &[&model, &shared, &scratch.path()]);
+    println!("{}", log.trim());
+
+    let manifest = std::fs::read_to_string(scratch.path().join("manifest.txt")).expect("manifest");
+    let mut checked = 0;
+    for case in ["face", "random"] {
+        let input = common::read_npy(&scratch.path().join(format!("{case}.input.npy")));
+        let outputs =
+            reference::run(&graph, &[("input_face_images", input)]).expect("reference run");
+        for line in manifest
+            .lines()
+            .filter(|l| l.starts_with(&format!("{case} ")))
+        {
+            let mut parts = line.splitn(3, ' ');
+            let (_, k, name) = (
+                parts.next(),
+                parts.next().expect("index"),
+                parts.next().expect("name"),
+            );
+            let expected = common::read_npy(&scratch.path().join(format!("{case}.out{k}.npy")));
+            let (_, actual) = outputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("reference has no output {name}"));
+            let err = common::relative_error(actual, &expected, &format!("{case}/{name}"));
+            println!(
+                "{case}: {name} {:?} relative error {err:.3e}",
+                actual.shape()
+            );
+            assert!(
+                err <= 1e-4,
+                "{case}: {name}: relative error {err:.3e} > 1e-4"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6, "two cases of three outputs");
+}
