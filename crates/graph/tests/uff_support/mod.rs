@@ -162,8 +162,16 @@ impl UffWriter {
             }],
             graphs: vec![schema::Graph {
                 id: "main".to_owned(),
-                // Writers emit outputs first; the importer must not depend on the order.
-                nodes: self.nodes.iter().rev().cloned().collect(),
+                // Like the TensorFlow converter: nodes from the outputs backwards, then the
+                // MarkOutputs in output order. The importer must not depend on producer order.
+                nodes: self
+                    .nodes
+                    .iter()
+                    .rev()
+                    .filter(|n| n.operation != "MarkOutput")
+                    .chain(self.nodes.iter().filter(|n| n.operation == "MarkOutput"))
+                    .cloned()
+                    .collect(),
                 extra_fields: BTreeMap::new(),
             }],
             referenced_data: self.refs.clone(),
