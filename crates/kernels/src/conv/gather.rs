@@ -15,7 +15,7 @@
 use super::{Conv2dSpec, ConvIo};
 use crate::epilogue::Epilogue;
 use crate::gemm::{PANEL, gemm_rows, pack_panels, packed_b_len};
-use crate::simd::Simd;
+use crate::simd::{self, Simd};
 use crate::threads::for_each_item;
 use crate::{Context, SimdKernel, dispatch};
 
@@ -191,7 +191,16 @@ impl Gather {
                 if self.direct {
                     self.direct_segments(p0, rows, g, input, in_h, in_w, &mut segments);
                 } else {
-                    self.gather_rows(p0, rows, g, input, in_h, in_w, &mut rows_buf[..rows * k]);
+                    self.gather_rows(
+                        isa,
+                        p0,
+                        rows,
+                        g,
+                        input,
+                        in_h,
+                        in_w,
+                        &mut rows_buf[..rows * k],
+                    );
                     segments(0, rows, rows_buf.as_ptr(), k);
                 }
             }
@@ -248,6 +257,7 @@ impl Gather {
     #[allow(clippy::too_many_arguments)]
     fn gather_rows(
         &self,
+        isa: crate::Isa,
         p0: usize,
         rows: usize,
         g: usize,
@@ -256,51 +266,96 @@ impl Gather {
         in_w: usize,
         dst: &mut [f32],
     ) {
-        let k = self.k();
-        let cin = self.cin_g;
-        let ps = input.pixel_stride;
-        let ch = g * cin;
-        let data = input.data;
-        let [qh, qw] = self.grid;
-        let taps_x = &self.taps_x;
+        debug_assert!(dst.len() >= rows * self.k());
+        let fill = GatherFill {
+            gather: self,
+            p0,
+            rows,
+            g,
+            input,
+            in_h,
+            in_w,
+            dst: dst.as_mut_ptr(),
+        };
+        // SAFETY: `dst` holds rows * k floats; reads are bounds-checked per tap against the
+        // validated input view.
+        unsafe { dispatch(isa, fill) };
+    }
+}
+
+/// The gather of one work item, vectorised so short runs (3 channels of an RGB image, a few
+/// taps) do not pay for a `memcpy` call each.
+struct GatherFill<'a> {
+    gather: &'a Gather,
+    p0: usize,
+    rows: usize,
+    g: usize,
+    input: crate::Nhwc<'a>,
+    in_h: usize,
+    in_w: usize,
+    dst: *mut f32,
+}
+
+impl SimdKernel for GatherFill<'_> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let gth = self.gather;
+        let k = gth.k();
+        if k == 0 {
+            // A phase of a transposed convolution that no kernel tap reaches: nothing to gather.
+            return;
+        }
+        let cin = gth.cin_g;
+        let ps = self.input.pixel_stride;
+        let ch = self.g * cin;
+        let data = self.input.data.as_ptr();
+        let (in_h, in_w) = (self.in_h, self.in_w);
+        let [qh, qw] = gth.grid;
+        let taps_x = &gth.taps_x;
         // Consecutive x taps read consecutive floats when the taps are adjacent and pixels dense.
         let runs_contiguous = ps == cin && taps_x.windows(2).all(|w| w[1] == w[0] + 1);
         let row_len_x = taps_x.len() * cin;
-        for (r, row) in dst.chunks_exact_mut(k).take(rows).enumerate() {
-            let p = p0 + r;
+        for r in 0..self.rows {
+            let p = self.p0 + r;
             let qx = p % qw;
             let qy = (p / qw) % qh;
             let img = p / (qh * qw);
-            let iy0 = (qy * self.in_step[0]) as isize;
-            let ix0 = (qx * self.in_step[1]) as isize;
-            for (ty, &dy) in self.taps_y.iter().enumerate() {
-                let seg = &mut row[ty * row_len_x..(ty + 1) * row_len_x];
-                let iy = iy0 + dy;
-                if iy < 0 || iy >= in_h as isize {
-                    seg.fill(0.0);
-                    continue;
-                }
-                let line = (img * in_h + iy as usize) * in_w;
-                if runs_contiguous {
-                    // Valid taps tx satisfy 0 <= ix0 + taps_x[0] + tx < in_w.
-                    let first = ix0 + taps_x[0];
-                    let lo = (-first).clamp(0, taps_x.len() as isize) as usize;
-                    let hi = (in_w as isize - first).clamp(0, taps_x.len() as isize) as usize;
-                    seg[..lo * cin].fill(0.0);
-                    if hi > lo {
-                        let src = (line + (first + lo as isize) as usize) * ps + ch;
-                        seg[lo * cin..hi * cin].copy_from_slice(&data[src..src + (hi - lo) * cin]);
+            let iy0 = (qy * gth.in_step[0]) as isize;
+            let ix0 = (qx * gth.in_step[1]) as isize;
+            // SAFETY: row r of dst; every read is a pixel checked to be inside the input.
+            unsafe {
+                let row = self.dst.add(r * k);
+                for (ty, &dy) in gth.taps_y.iter().enumerate() {
+                    let seg = row.add(ty * row_len_x);
+                    let iy = iy0 + dy;
+                    if iy < 0 || iy >= in_h as isize {
+                        simd::zero::<S>(seg, row_len_x);
+                        continue;
                     }
-                    seg[hi.max(lo) * cin..].fill(0.0);
-                } else {
-                    for (tx, &dx) in taps_x.iter().enumerate() {
-                        let ix = ix0 + dx;
-                        let dst = &mut seg[tx * cin..(tx + 1) * cin];
-                        if ix < 0 || ix >= in_w as isize {
-                            dst.fill(0.0);
-                        } else {
-                            let src = (line + ix as usize) * ps + ch;
-                            dst.copy_from_slice(&data[src..src + cin]);
+                    let line = (img * in_h + iy as usize) * in_w;
+                    if runs_contiguous {
+                        // Valid taps tx satisfy 0 <= ix0 + taps_x[0] + tx < in_w.
+                        let first = ix0 + taps_x[0];
+                        let lo = (-first).clamp(0, taps_x.len() as isize) as usize;
+                        let hi = (in_w as isize - first).clamp(lo as isize, taps_x.len() as isize)
+                            as usize;
+                        simd::zero::<S>(seg, lo * cin);
+                        if hi > lo {
+                            let src = (line + (first + lo as isize) as usize) * ps + ch;
+                            simd::copy::<S>(seg.add(lo * cin), data.add(src), (hi - lo) * cin);
+                        }
+                        simd::zero::<S>(seg.add(hi * cin), row_len_x - hi * cin);
+                    } else {
+                        for (tx, &dx) in taps_x.iter().enumerate() {
+                            let ix = ix0 + dx;
+                            let d = seg.add(tx * cin);
+                            if ix < 0 || ix >= in_w as isize {
+                                simd::zero::<S>(d, cin);
+                            } else {
+                                let src = (line + ix as usize) * ps + ch;
+                                simd::copy::<S>(d, data.add(src), cin);
+                            }
                         }
                     }
                 }

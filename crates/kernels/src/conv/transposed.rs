@@ -83,7 +83,9 @@ impl ConvTranspose2dSpec {
                 return Err(invalid(OP, name, "must be at least 1"));
             }
         }
-        if !self.in_channels.is_multiple_of(self.groups) || !self.out_channels.is_multiple_of(self.groups) {
+        if !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
+        {
             return Err(invalid(
                 OP,
                 "groups",

@@ -336,49 +336,54 @@ impl WinogradBlock<'_> {
             (img, (r / p.tiles[1]) * m_size, (r % p.tiles[1]) * m_size)
         };
 
-        // 1. Input transform: V[ξ][i][c] for every tile i of the block.
+        // 1. Input transform: V[ξ][i][c] for every tile i of the block. Rows of the window are
+        // transformed first (t = d B), then columns (V = Bᵀ t); every temporary is written before
+        // it is read, so nothing needs zeroing.
         for i in 0..self.len {
             let (img, oy, ox) = tile_origin(self.t0 + i);
             let iy0 = oy as isize - self.pad[0] as isize;
             let ix0 = ox as isize - self.pad[1] as isize;
-            let mut row_ok = [false; 6];
+            let interior = iy0 >= 0
+                && ix0 >= 0
+                && iy0 + alpha as isize <= in_h as isize
+                && ix0 + alpha as isize <= in_w as isize;
             let mut col_ok = [false; 6];
-            for a in 0..alpha {
-                row_ok[a] = iy0 + (a as isize) >= 0 && iy0 + (a as isize) < in_h as isize;
-                col_ok[a] = ix0 + (a as isize) >= 0 && ix0 + (a as isize) < in_w as isize;
+            for b in 0..alpha {
+                col_ok[b] = ix0 + (b as isize) >= 0 && ix0 + (b as isize) < in_w as isize;
             }
             let mut c = 0;
             while c < p.cin {
                 let n = (p.cin - c).min(S::LANES);
-                // SAFETY: loads only touch in-bounds pixels (row_ok/col_ok) and c + n <= cin.
+                // SAFETY: loads only touch in-bounds pixels and channels c..c + n <= cin; stores
+                // go to V rows inside scratch (c + LANES <= cin_p).
                 unsafe {
-                    let mut d = [[S::zero(); 6]; 6];
-                    for (a, row) in d.iter_mut().enumerate().take(alpha) {
-                        if !row_ok[a] {
-                            continue;
-                        }
-                        let line = (img * in_h + (iy0 + a as isize) as usize) * in_w;
-                        for (b, v) in row.iter_mut().enumerate().take(alpha) {
-                            if col_ok[b] {
-                                let px = line + (ix0 + b as isize) as usize;
-                                *v = S::load_n(self.input.add(px * self.in_ps + c), n);
+                    let mut t = [[S::zero(); 6]; 6];
+                    for a in 0..alpha {
+                        let iy = iy0 + a as isize;
+                        let mut d = [S::zero(); 6];
+                        if interior {
+                            let px0 = (img * in_h + iy as usize) * in_w + ix0 as usize;
+                            let src = self.input.add(px0 * self.in_ps + c);
+                            for b in 0..alpha {
+                                d[b] = S::load_n(src.add(b * self.in_ps), n);
+                            }
+                        } else if iy >= 0 && iy < in_h as isize {
+                            let line = (img * in_h + iy as usize) * in_w;
+                            for b in 0..alpha {
+                                if col_ok[b] {
+                                    let px = line + (ix0 + b as isize) as usize;
+                                    d[b] = S::load_n(self.input.add(px * self.in_ps + c), n);
+                                }
                             }
                         }
+                        t[a] = W::bt::<S>(&d);
                     }
-                    // Columns, then rows.
-                    let mut t = [[S::zero(); 6]; 6];
                     for b in 0..alpha {
-                        let col = [d[0][b], d[1][b], d[2][b], d[3][b], d[4][b], d[5][b]];
-                        let r = W::bt::<S>(&col);
+                        let col = [t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]];
+                        let v = W::bt::<S>(&col);
                         for a in 0..alpha {
-                            t[a][b] = r[a];
-                        }
-                    }
-                    for (a, t_row) in t.iter().enumerate().take(alpha) {
-                        let r = W::bt::<S>(t_row);
-                        for (b, &v) in r.iter().enumerate().take(alpha) {
                             let xi = a * alpha + b;
-                            S::store(v_base.add((xi * tb + i) * p.cin_p + c), v);
+                            S::store(v_base.add((xi * tb + i) * p.cin_p + c), v[a]);
                         }
                     }
                 }
@@ -408,7 +413,8 @@ impl WinogradBlock<'_> {
             }
         }
 
-        // 3. Output transform with the epilogue.
+        // 3. Output transform with the epilogue: rows of M first (t = M A), then columns
+        // (Y = Aᵀ t).
         for i in 0..self.len {
             let (img, oy, ox) = tile_origin(self.t0 + i);
             let rows = (out_h - oy).min(m_size);
@@ -416,30 +422,27 @@ impl WinogradBlock<'_> {
             let mut c = 0;
             while c < p.cout {
                 let n = (p.cout - c).min(S::LANES);
-                // SAFETY: M rows are inside scratch (cout_p >= c + LANES); output and residual
-                // pixels are inside the tile's valid rows/cols.
+                // SAFETY: M rows are inside scratch (c + LANES <= cout_p); output and residual
+                // pixels are inside the tile's valid rows/cols, channels c..c + n <= cout.
                 unsafe {
                     let mut t = [[S::zero(); 6]; 6];
-                    for b in 0..alpha {
-                        let mut col = [S::zero(); 6];
-                        for (a, v) in col.iter_mut().enumerate().take(alpha) {
-                            *v = S::load(m_base.add(((a * alpha + b) * tb + i) * p.cout_p + c));
+                    for a in 0..alpha {
+                        let mut row = [S::zero(); 6];
+                        for b in 0..alpha {
+                            row[b] = S::load(m_base.add(((a * alpha + b) * tb + i) * p.cout_p + c));
                         }
-                        let r = W::at::<S>(&col);
-                        for a in 0..m_size {
-                            t[a][b] = r[a];
-                        }
+                        t[a] = W::at::<S>(&row);
                     }
                     let bias = S::load_n(self.bias.add(c), n);
-                    for (a, t_row) in t.iter().enumerate().take(rows) {
-                        let y = W::at::<S>(t_row);
-                        let line = (img * out_h + oy + a) * out_w + ox;
-                        for (b, &v) in y.iter().enumerate().take(cols) {
-                            let px = line + b;
+                    for b in 0..cols {
+                        let col = [t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]];
+                        let y = W::at::<S>(&col);
+                        for a in 0..rows {
+                            let px = (img * out_h + oy + a) * out_w + ox + b;
                             let res = self
                                 .residual
                                 .map(|(r, ps)| S::load_n(r.add(px * ps + c), n));
-                            let v = finish::<S>(v, bias, res, self.epilogue);
+                            let v = finish::<S>(y[a], bias, res, self.epilogue);
                             S::store_n(self.output.add(px * self.out_ps + c), v, n);
                         }
                     }

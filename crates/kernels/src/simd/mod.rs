@@ -99,3 +99,41 @@ pub(crate) trait Simd: Copy {
         }
     }
 }
+
+/// Copies `n` floats with vector loads and stores (no call into `memcpy` for short runs).
+///
+/// # Safety
+/// `src` readable and `dst` writable for `n` floats, not overlapping; the CPU supports `S`.
+#[inline(always)]
+pub(crate) unsafe fn copy<S: Simd>(dst: *mut f32, src: *const f32, n: usize) {
+    let mut i = 0;
+    // SAFETY: every access stays below n.
+    unsafe {
+        while i + S::LANES <= n {
+            S::store(dst.add(i), S::load(src.add(i)));
+            i += S::LANES;
+        }
+        if i < n {
+            S::store_partial(dst.add(i), S::load_partial(src.add(i), n - i), n - i);
+        }
+    }
+}
+
+/// Writes `n` zeros.
+///
+/// # Safety
+/// `dst` writable for `n` floats; the CPU supports `S`.
+#[inline(always)]
+pub(crate) unsafe fn zero<S: Simd>(dst: *mut f32, n: usize) {
+    let mut i = 0;
+    // SAFETY: every access stays below n.
+    unsafe {
+        while i + S::LANES <= n {
+            S::store(dst.add(i), S::zero());
+            i += S::LANES;
+        }
+        if i < n {
+            S::store_partial(dst.add(i), S::zero(), n - i);
+        }
+    }
+}
