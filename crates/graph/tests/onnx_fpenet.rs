@@ -162,3 +162,68 @@ fn fpenet_reference_matches_onnx_runtime_on_a_face_crop_and_random_inputs() {
     }
     assert_eq!(checked, 6, "two cases of three outputs");
 }
+
+#[test]
+fn fpenet_exported_to_onnx_runs_in_onnx_runtime_like_the_reference() {
+    let test = "fpenet_exported_to_onnx_runs_in_onnx_runtime_like_the_reference";
+    let Some(py) = common::python(test) else {
+        return;
+    };
+    let Some(graph) = fpenet(test) else {
+        return;
+    };
+    let scratch = common::Scratch::new("fpenet-export");
+    let case = scratch.path().join("fpenet");
+    std::fs::create_dir_all(&case).expect("case dir");
+    for opset in [13, 17] {
+        let options = onnx::ExportOptions {
+            opset,
+            ..onnx::ExportOptions::default()
+        };
+        let bytes = onnx::export(&graph, &options).expect("export");
+        std::fs::write(case.join(format!("export{opset}.onnx")), bytes).expect("write");
+    }
+    // The export keeps the names: the exported model imports to the same inputs, outputs and ops.
+    let again = onnx::import_file(case.join("export17.onnx")).expect("re-import");
+    assert_eq!(again.inputs, graph.inputs);
+    assert_eq!(again.outputs, graph.outputs);
+    let names = |g: &Graph| g.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&again), names(&graph));
+
+    let input = common::f32_tensor(
+        &[3, 1, 80, 80],
+        (0..3 * 80 * 80)
+            .map(|i| ((i * 7919) % 256) as f32)
+            .collect(),
+    );
+    common::write_npy(&case.join("in0.npy"), &input);
+    let mut manifest = String::from("case fpenet\ninput input_face_images in0.npy\n");
+    for (k, name) in graph.outputs.iter().enumerate() {
+        manifest.push_str(&format!("output {name} out{k}.npy\n"));
+    }
+    std::fs::write(scratch.path().join("manifest.txt"), manifest).expect("manifest");
+    let expected = reference::run(&graph, &[("input_face_images", input)]).expect("reference");
+    for opset in [13, 17] {
+        let log = common::run_oracle(
+            &py,
+            "run_exported.py",
+            &[&scratch.path(), &format!("export{opset}.onnx")],
+        );
+        println!("opset {opset}: {}", log.trim());
+        assert!(
+            !case.join(format!("export{opset}.error.txt")).exists(),
+            "{}",
+            std::fs::read_to_string(case.join(format!("export{opset}.error.txt")))
+                .unwrap_or_default()
+        );
+        for (k, (name, want)) in expected.iter().enumerate() {
+            let got = common::read_npy(&case.join(format!("export{opset}.out{k}.npy")));
+            let err = common::relative_error(&got, want, name);
+            println!("opset {opset}: {name} relative error {err:.3e}");
+            assert!(
+                err <= 1e-4,
+                "opset {opset}: {name}: relative error {err:.3e}"
+            );
+        }
+    }
+}

@@ -68,9 +68,17 @@ pub fn export_model(graph: &Graph, options: &ExportOptions) -> Result<ModelProto
     for node in &graph.nodes {
         w.node(node)?;
     }
+    // Constants that became attributes (e.g. reduction axes before opset 18) are left out.
+    let used: HashSet<&str> = w
+        .nodes
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .chain(graph.outputs.iter().map(String::as_str))
+        .collect();
     let mut initializer: Vec<TensorProto> = graph
         .constants
         .iter()
+        .filter(|(name, _)| used.contains(name.as_str()))
         .map(|(name, t)| tensor_to_proto(name, t))
         .collect();
     initializer.append(&mut w.extra_initializers);
@@ -253,6 +261,14 @@ impl Writer<'_> {
         }
     }
 
+    /// Rank of the node's first input.
+    fn rank(&self, node: &Node) -> Result<usize> {
+        node.input(0)
+            .and_then(|n| self.facts.get(n))
+            .map(|f| f.shape.rank())
+            .ok_or_else(|| self.err(node, "input rank unknown"))
+    }
+
     /// The known value of an input (a constant or something inference folded).
     fn input_value(&self, node: &Node, i: usize) -> Option<Tensor> {
         let name = node.input(i)?;
@@ -335,6 +351,14 @@ impl Writer<'_> {
             },
             Op::Binary(BinaryOp::Mod { fmod }) => attrs.push(attr_int("fmod", i64::from(*fmod))),
             Op::Binary(_) | Op::Variadic(_) | Op::Clip | Op::PRelu | Op::Where | Op::MatMul => {}
+            Op::Pool(p)
+                if p.kind == PoolKind::Average
+                    && p.count_include_pad
+                    && p.ceil_mode
+                    && opset < 19 =>
+            {
+                return self.average_pool_count_corrected(node, p);
+            }
             Op::Pool(p) => {
                 attrs.push(attr_usizes("kernel_shape", &p.kernel_shape));
                 let dilated = p.dilations.iter().any(|&d| d != 1);
@@ -364,11 +388,7 @@ impl Writer<'_> {
                 attrs.push(attr_int("transB", i64::from(g.trans_b)));
             }
             Op::Softmax(s) => {
-                let rank = node
-                    .input(0)
-                    .and_then(|n| self.facts.get(n))
-                    .map(|f| f.shape.rank())
-                    .ok_or_else(|| self.err(node, "input rank unknown"))?;
+                let rank = self.rank(node)?;
                 let axis = if s.axis < 0 {
                     s.axis + rank as i64
                 } else {
@@ -429,8 +449,32 @@ impl Writer<'_> {
             Op::Concat(c) => attrs.push(attr_int("axis", c.axis)),
             Op::Split(s) => {
                 attrs.push(attr_int("axis", s.axis));
-                if opset >= 18 && node.input(1).is_none() {
-                    attrs.push(attr_int("num_outputs", outputs.len() as i64));
+                if node.input(1).is_none() {
+                    if opset >= 18 {
+                        attrs.push(attr_int("num_outputs", outputs.len() as i64));
+                    } else {
+                        // Before opset 18 an equal split must divide evenly: write the sizes out.
+                        let rank = self.rank(node)?;
+                        let axis = if s.axis < 0 {
+                            s.axis + rank as i64
+                        } else {
+                            s.axis
+                        };
+                        let sizes = outputs
+                            .iter()
+                            .map(|o| {
+                                self.facts
+                                    .get(o)
+                                    .and_then(|f| f.shape.dims().get(axis as usize)?.fixed())
+                                    .map(|d| d as i64)
+                            })
+                            .collect::<Option<Vec<i64>>>()
+                            .ok_or_else(|| self.err(node, "split sizes unknown"))?;
+                        let name = self.fresh(&format!("{}/split", node.name));
+                        self.extra_initializers
+                            .push(tensor_to_proto(&name, &Tensor::vec_i64(sizes)));
+                        inputs.push(name);
+                    }
                 }
             }
             Op::Gather(g) => attrs.push(attr_int("axis", g.axis)),
@@ -453,11 +497,7 @@ impl Writer<'_> {
                             "pad axes need opset 18 unless pads and axes are constant",
                         ));
                     };
-                    let rank = node
-                        .input(0)
-                        .and_then(|n| self.facts.get(n))
-                        .map(|f| f.shape.rank())
-                        .ok_or_else(|| self.err(node, "input rank unknown"))?;
+                    let rank = self.rank(node)?;
                     let (pads, axes) = (pads.to_i64_vec(), axes.to_i64_vec());
                     let mut full = vec![0i64; 2 * rank];
                     for (k, &a) in axes.iter().enumerate() {
@@ -557,6 +597,89 @@ impl Writer<'_> {
                 .ok_or_else(|| self.err(node, "mixed up- and down-scaling"));
         };
         pick_simple(&scales).ok_or_else(|| self.err(node, "mixed up- and down-scaling"))
+    }
+
+    /// Before opset 19 ONNX Runtime divides every window of a count_include_pad pool by the whole
+    /// kernel, also a ceil-mode window that runs past the end pad; the IR divides such a window by
+    /// the part inside the padded input. The pool is written as it is, followed by a Mul with the
+    /// constant per-position factor kernel / covered. (An explicit Pad would be fused back into the
+    /// pool by ONNX Runtime's optimiser.)
+    fn average_pool_count_corrected(&mut self, node: &Node, p: &Pool) -> Result<()> {
+        let x = node
+            .input(0)
+            .ok_or_else(|| self.err(node, "no input"))?
+            .to_string();
+        let out = node
+            .outputs
+            .first()
+            .cloned()
+            .ok_or_else(|| self.err(node, "no output"))?;
+        let spatial = self
+            .facts
+            .get(&x)
+            .and_then(|f| {
+                f.shape
+                    .dims()
+                    .get(2..)
+                    .and_then(|d| Shape(d.to_vec()).to_fixed())
+            })
+            .ok_or_else(|| {
+                self.err(
+                    node,
+                    "count_include_pad with ceil_mode needs known spatial dims",
+                )
+            })?;
+        let mut g = p.geometry().map_err(|e| e.at(&node.name, node.op_type()))?;
+        g.resolve_auto_pad(p.auto_pad, &spatial);
+        // Per axis: how many kernel taps of each output position fall inside the padded input.
+        let mut covered_per_axis: Vec<Vec<usize>> = Vec::new();
+        for (axis, &size) in spatial.iter().enumerate() {
+            let outputs = g
+                .output_size(axis, size, true)
+                .map_err(|e| e.at(&node.name, node.op_type()))?;
+            let limit = size + g.pads_end[axis] + g.pads_begin[axis];
+            covered_per_axis.push(
+                (0..outputs)
+                    .map(|o| {
+                        (0..g.kernel[axis])
+                            .filter(|t| o * g.strides[axis] + t * g.dilations[axis] < limit)
+                            .count()
+                    })
+                    .collect(),
+            );
+        }
+        let kernel: usize = g.kernel.iter().product();
+        let out_spatial: Vec<usize> = covered_per_axis.iter().map(Vec::len).collect();
+        let mut factors = Vec::with_capacity(out_spatial.iter().product());
+        crate::ops::common::for_each_index(&out_spatial, |idx| {
+            let covered: usize = idx
+                .iter()
+                .zip(&covered_per_axis)
+                .map(|(&i, c)| c[i])
+                .product();
+            factors.push(kernel as f32 / covered.max(1) as f32);
+        });
+        let mut shape = vec![1, 1];
+        shape.extend(&out_spatial);
+        let factor = Tensor::from_f32(shape, factors)?;
+        let factor_name = self.fresh(&format!("{}/count_correction", node.name));
+        self.extra_initializers
+            .push(tensor_to_proto(&factor_name, &factor));
+        let pooled = self.fresh(&format!("{}/pooled", node.name));
+        let mut attrs = vec![attr_usizes("kernel_shape", &p.kernel_shape)];
+        window_attrs(&mut attrs, &p.strides, &[], &p.pads, p.auto_pad);
+        attrs.push(attr_int("ceil_mode", 1));
+        attrs.push(attr_int("count_include_pad", 1));
+        self.emit(
+            &node.name,
+            "AveragePool",
+            vec![x],
+            vec![pooled.clone()],
+            attrs,
+        );
+        let mul = self.fresh(&format!("{}/Mul", node.name));
+        self.emit(&mul, "Mul", vec![pooled, factor_name], vec![out], vec![]);
+        Ok(())
     }
 
     /// Opset < 13 Softmax over `[axis..]` as Flatten → Softmax(-1) → Reshape to the input shape.

@@ -107,7 +107,73 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
     }
     graph.sort_topologically()?;
     graph.validate()?;
+    if opset < 19 {
+        legacy_average_pools(&mut graph)?;
+    }
     Ok(graph)
+}
+
+/// Before opset 19, AveragePool with count_include_pad and ceil_mode divides a last window that runs
+/// past the end padding by the full kernel size (ONNX Runtime's behaviour for those opsets). The
+/// same result comes from enlarging the end pads until every window is whole and dropping
+/// ceil_mode, which needs the input's spatial size.
+fn legacy_average_pools(graph: &mut Graph) -> Result<()> {
+    let affected: Vec<usize> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            matches!(&n.op, Op::Pool(p) if p.kind == PoolKind::Average && p.count_include_pad && p.ceil_mode)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if affected.is_empty() {
+        return Ok(());
+    }
+    let facts = graph.infer()?;
+    for i in affected {
+        let node = &mut graph.nodes[i];
+        let spatial = node.input(0).and_then(|x| facts.get(x)).and_then(|f| {
+            f.shape
+                .dims()
+                .get(2..)
+                .and_then(|d| Shape(d.to_vec()).to_fixed())
+        });
+        let Op::Pool(pool) = &mut node.op else {
+            continue;
+        };
+        let Some(spatial) = spatial else {
+            return Err(GraphError::InvalidNode {
+                node: node.name.clone(),
+                op: "AveragePool".into(),
+                detail: "count_include_pad with ceil_mode before opset 19 needs known spatial dims"
+                    .into(),
+            });
+        };
+        let mut geometry = pool
+            .geometry()
+            .map_err(|e| e.at(&node.name, "AveragePool"))?;
+        geometry.resolve_auto_pad(pool.auto_pad, &spatial);
+        let mut pads_end = geometry.pads_end.clone();
+        for (axis, &size) in spatial.iter().enumerate() {
+            let out = geometry
+                .output_size(axis, size, true)
+                .map_err(|e| e.at(&node.name, "AveragePool"))?;
+            let extent = (geometry.kernel[axis] - 1) * geometry.dilations[axis] + 1;
+            let needed = (out - 1) * geometry.strides[axis] + extent;
+            let have = size + geometry.pads_begin[axis] + geometry.pads_end[axis];
+            pads_end[axis] += needed.saturating_sub(have);
+        }
+        pool.pads = geometry
+            .pads_begin
+            .iter()
+            .chain(&pads_end)
+            .copied()
+            .collect();
+        pool.auto_pad = AutoPad::NotSet;
+        pool.ceil_mode = false;
+    }
+    Ok(())
 }
 
 fn dtype_from_onnx(code: i32, what: &str) -> Result<DType> {

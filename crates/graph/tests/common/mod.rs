@@ -68,7 +68,8 @@ pub fn run_oracle(py: &Path, script: &str, args: &[&dyn AsRef<std::ffi::OsStr>])
     stdout
 }
 
-/// A fresh scratch directory, removed when dropped.
+/// A fresh scratch directory, removed when dropped (kept when `TAO_GRAPH_KEEP_SCRATCH` is set, for
+/// looking at the generated models).
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
@@ -92,6 +93,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if std::env::var_os("TAO_GRAPH_KEEP_SCRATCH").is_some() {
+            println!("scratch kept: {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
