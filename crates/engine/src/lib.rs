@@ -4,4 +4,5 @@
 pub mod aligned;
 pub mod cache;
 pub mod device;
+pub mod optimize;
 pub mod plan;
