@@ -511,6 +511,9 @@ pub fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> OpResult<(i64
     if step == 0 {
         return Err(OpError::other("slice step must not be 0"));
     }
+    if dim == 0 {
+        return Ok((0, 0));
+    }
     let d = dim as i64;
     let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
     let (s, e) = (fix(start), fix(end));

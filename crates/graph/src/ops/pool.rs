@@ -39,6 +39,21 @@ impl Pool {
     }
 
     fn check(&self, rank: usize, dtype: DType) -> OpResult<()> {
+        // A window wholly inside the padding has nothing to pool (ONNX Runtime refuses it too).
+        let n = self.kernel_shape.len();
+        if self.auto_pad == super::conv::AutoPad::NotSet && self.pads.len() == 2 * n {
+            for (i, &k) in self.kernel_shape.iter().enumerate() {
+                if self.pads[i] >= k || self.pads[i + n] >= k {
+                    return Err(OpError::attr(
+                        "pads",
+                        format!(
+                            "{:?} must be smaller than the kernel {:?}",
+                            self.pads, self.kernel_shape
+                        ),
+                    ));
+                }
+            }
+        }
         if !(3..=5).contains(&rank) || self.kernel_shape.len() + 2 != rank {
             return Err(OpError::shape(format!(
                 "input rank {rank} does not fit a {}-D kernel (rank 3 to 5 supported)",
