@@ -2,7 +2,9 @@
 //! under a content address, and loaded again without rebuilding.
 
 pub mod aligned;
+pub mod backend;
 pub mod cache;
+pub mod cpu;
 pub mod device;
 pub mod optimize;
 pub mod plan;

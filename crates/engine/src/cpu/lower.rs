@@ -1,0 +1,839 @@
+//! Lowering an optimised graph into the CPU program: picks a kernel per node, fuses bias, activation
+//! and residual adds into convolutions, keeps 4-D activations in NHWC between kernels, and assigns
+//! every value a place in one preallocated arena by liveness.
+
+use std::collections::{HashMap, HashSet};
+
+use tao_graph::ir::{BinaryOp, Facts, Graph, Node, Op, Tensor, UnaryOp};
+use tao_graph::ops::conv::WindowGeometry;
+use tao_graph::ops::{AutoPad, PoolKind as GraphPoolKind};
+use tao_kernels::{
+    Activation, Conv2dSpec, ConvAlgorithm, ConvTranspose2dSpec, Epilogue, GlobalPoolKind,
+    Padding2d, Pool2dSpec, PoolKind, PrepareOptions, PreparedConv, PreparedConvTranspose,
+    ResidualAdd,
+};
+
+use crate::backend::{EngineError, EngineResult, IoDesc};
+
+/// Where a 4-D value's elements are: logical NCHW order, or NHWC as the kernels want.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+/// One tensor of the program, for one image; the arena holds `max_batch` of them.
+#[derive(Clone, Debug)]
+pub struct Value {
+    pub name: String,
+    /// Logical shape with the batch dimension first (its size here is 1).
+    pub shape: Vec<usize>,
+    pub layout: Layout,
+    /// Offset in the arena, in floats.
+    pub offset: usize,
+}
+
+impl Value {
+    pub fn per_image(&self) -> usize {
+        self.shape.iter().skip(1).product()
+    }
+
+    /// `[H, W, C]` of a 4-D value.
+    pub fn hwc(&self) -> [usize; 3] {
+        [self.shape[2], self.shape[3], self.shape[1]]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Elementwise {
+    Activation(Activation),
+    Add,
+}
+
+#[derive(Debug)]
+pub enum Step {
+    ToNhwc {
+        src: usize,
+        dst: usize,
+    },
+    ToNchw {
+        src: usize,
+        dst: usize,
+    },
+    Conv {
+        node: String,
+        conv: Box<PreparedConv>,
+        input: usize,
+        output: usize,
+        residual: Option<usize>,
+    },
+    ConvTranspose {
+        node: String,
+        conv: Box<PreparedConvTranspose>,
+        input: usize,
+        output: usize,
+    },
+    Pool {
+        spec: Pool2dSpec,
+        input: usize,
+        output: usize,
+    },
+    GlobalPool {
+        kind: GlobalPoolKind,
+        input: usize,
+        output: usize,
+    },
+    Elementwise {
+        f: Elementwise,
+        inputs: Vec<usize>,
+        output: usize,
+    },
+    /// Ops without a fast kernel: the reference evaluation on NCHW copies (allocates per run).
+    Reference {
+        node: Box<Node>,
+        inputs: Vec<Option<RefInput>>,
+        outputs: Vec<usize>,
+    },
+}
+
+#[derive(Debug)]
+pub enum RefInput {
+    Value(usize),
+    Constant(Box<Tensor>),
+}
+
+impl Step {
+    /// Short description for `inspect --optimized`.
+    pub fn describe(&self, values: &[Value]) -> String {
+        let v = |i: &usize| values[*i].name.as_str();
+        match self {
+            Step::ToNhwc { src, .. } => format!("to-nhwc {}", v(src)),
+            Step::ToNchw { src, .. } => format!("to-nchw {}", v(src)),
+            Step::Conv {
+                node,
+                conv,
+                output,
+                residual,
+                ..
+            } => {
+                let e = conv.spec().epilogue;
+                let mut s = format!("conv[{}] {node} -> {}", conv.algorithm().name(), v(output));
+                if e.activation != Activation::None {
+                    s += &format!(" +{:?}", e.activation);
+                }
+                if let Some(r) = residual {
+                    s += &format!(" +residual({})", v(r));
+                }
+                s
+            }
+            Step::ConvTranspose { node, output, .. } => {
+                format!("conv-transpose {node} -> {}", v(output))
+            }
+            Step::Pool { output, .. } => format!("pool -> {}", v(output)),
+            Step::GlobalPool { output, .. } => format!("global-pool -> {}", v(output)),
+            Step::Elementwise { f, output, .. } => format!("{f:?} -> {}", v(output)),
+            Step::Reference { node, .. } => format!("reference {} ({})", node.name, node.op_type()),
+        }
+    }
+}
+
+/// Kernel choices that a plan carries, so loading repeats none of the building work.
+pub trait Prepared {
+    fn conv(
+        &mut self,
+        node: &str,
+        spec: &Conv2dSpec,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+    ) -> EngineResult<PreparedConv>;
+    fn conv_transpose(
+        &mut self,
+        node: &str,
+        spec: &ConvTranspose2dSpec,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+    ) -> EngineResult<PreparedConvTranspose>;
+}
+
+/// Builds kernels from the weights (the build step).
+pub struct PrepareFresh;
+
+impl Prepared for PrepareFresh {
+    fn conv(
+        &mut self,
+        node: &str,
+        spec: &Conv2dSpec,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+    ) -> EngineResult<PreparedConv> {
+        PreparedConv::prepare(spec, weights, bias, PrepareOptions::default())
+            .map_err(|e| kernel_error(node, "Conv", e))
+    }
+
+    fn conv_transpose(
+        &mut self,
+        node: &str,
+        spec: &ConvTranspose2dSpec,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+    ) -> EngineResult<PreparedConvTranspose> {
+        PreparedConvTranspose::prepare(spec, weights, bias)
+            .map_err(|e| kernel_error(node, "ConvTranspose", e))
+    }
+}
+
+pub fn kernel_error(node: &str, op: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Node {
+        node: node.to_owned(),
+        op: op.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+pub struct Program {
+    pub values: Vec<Value>,
+    pub steps: Vec<Step>,
+    pub inputs: Vec<(IoDesc, usize)>,
+    pub outputs: Vec<(IoDesc, usize)>,
+    /// Arena size for one image, in floats.
+    pub arena_per_image: usize,
+}
+
+struct Lowering<'g> {
+    graph: &'g Graph,
+    facts: Facts,
+    values: Vec<Value>,
+    steps: Vec<Step>,
+    /// Tensor name → value id per layout.
+    by_name: HashMap<(String, Layout), usize>,
+    /// Nodes already lowered as part of a fusion.
+    fused: HashSet<usize>,
+}
+
+/// Lowers `graph` (optimised; inputs `[N, ...]` with N symbolic or 1) for the given per-image input
+/// shapes.
+pub fn lower(graph: &Graph, prepared: &mut dyn Prepared) -> EngineResult<Program> {
+    let mut shapes = Vec::new();
+    for input in &graph.inputs {
+        let mut dims: Vec<usize> = Vec::new();
+        for (i, d) in input.shape.dims().iter().enumerate() {
+            match d.fixed() {
+                Some(v) => dims.push(if i == 0 { 1 } else { v }),
+                None if i == 0 => dims.push(1),
+                None => {
+                    return Err(EngineError::Invalid(format!(
+                        "input `{}` dimension {i} is not fixed: give the input dims (e.g. -d 3,544,960)",
+                        input.name
+                    )));
+                }
+            }
+        }
+        shapes.push((input.name.clone(), dims));
+    }
+    let shape_refs: Vec<(&str, &[usize])> = shapes
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let facts = graph.infer_with_input_shapes(&shape_refs)?;
+    let mut l = Lowering {
+        graph,
+        facts,
+        values: Vec::new(),
+        steps: Vec::new(),
+        by_name: HashMap::new(),
+        fused: HashSet::new(),
+    };
+    let mut inputs = Vec::new();
+    for (name, dims) in &shapes {
+        let id = l.new_value(name, dims.clone(), Layout::Nchw);
+        inputs.push((
+            IoDesc {
+                name: name.clone(),
+                shape: dims[1..].to_vec(),
+            },
+            id,
+        ));
+    }
+    for i in 0..graph.nodes.len() {
+        if !l.fused.contains(&i) {
+            l.lower_node(i, prepared)?;
+        }
+    }
+    let mut outputs = Vec::new();
+    for name in &graph.outputs {
+        let id = l.value_in(name, Layout::Nchw)?;
+        let shape = l.values[id].shape[1..].to_vec();
+        outputs.push((
+            IoDesc {
+                name: name.clone(),
+                shape,
+            },
+            id,
+        ));
+    }
+    let arena_per_image = assign_offsets(&mut l.values, &l.steps, &inputs, &outputs);
+    Ok(Program {
+        values: l.values,
+        steps: l.steps,
+        inputs,
+        outputs,
+        arena_per_image,
+    })
+}
+
+impl Lowering<'_> {
+    fn new_value(&mut self, name: &str, shape: Vec<usize>, layout: Layout) -> usize {
+        let id = self.values.len();
+        self.values.push(Value {
+            name: name.to_owned(),
+            shape,
+            layout,
+            offset: 0,
+        });
+        self.by_name.insert((name.to_owned(), layout), id);
+        id
+    }
+
+    fn shape_of(&self, name: &str) -> EngineResult<Vec<usize>> {
+        let fact = self
+            .facts
+            .get(name)
+            .ok_or_else(|| EngineError::Invalid(format!("no shape known for tensor `{name}`")))?;
+        fact.shape.to_fixed().ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "tensor `{name}` has no fixed shape ({:?})",
+                fact.shape
+            ))
+        })
+    }
+
+    /// The value for `name` in `layout`, converting from the other layout when needed.
+    fn value_in(&mut self, name: &str, layout: Layout) -> EngineResult<usize> {
+        if let Some(&id) = self.by_name.get(&(name.to_owned(), layout)) {
+            return Ok(id);
+        }
+        let other = match layout {
+            Layout::Nchw => Layout::Nhwc,
+            Layout::Nhwc => Layout::Nchw,
+        };
+        let src = *self.by_name.get(&(name.to_owned(), other)).ok_or_else(|| {
+            EngineError::Invalid(format!("tensor `{name}` is used before it is computed"))
+        })?;
+        let shape = self.values[src].shape.clone();
+        if shape.len() != 4 {
+            // Layouts only differ for 4-D values.
+            self.by_name.insert((name.to_owned(), layout), src);
+            return Ok(src);
+        }
+        let dst = self.new_value(name, shape, layout);
+        self.steps.push(match layout {
+            Layout::Nhwc => Step::ToNhwc { src, dst },
+            Layout::Nchw => Step::ToNchw { src, dst },
+        });
+        Ok(dst)
+    }
+
+    fn constant(&self, name: Option<&str>) -> Option<&Tensor> {
+        name.and_then(|n| self.graph.constants.get(n))
+    }
+
+    /// The single node reading `tensor`, if exactly one does and it is not a graph output.
+    fn sole_reader(&self, tensor: &str) -> Option<usize> {
+        if self.graph.outputs.iter().any(|o| o == tensor) {
+            return None;
+        }
+        match self.graph.consumers(tensor).as_slice() {
+            [r] => Some(*r),
+            _ => None,
+        }
+    }
+
+    fn activation_of(&self, node: &Node) -> Option<Activation> {
+        match &node.op {
+            Op::Unary(UnaryOp::Relu) => Some(Activation::Relu),
+            Op::Unary(UnaryOp::Sigmoid) => Some(Activation::Sigmoid),
+            Op::Unary(UnaryOp::LeakyRelu { alpha }) => {
+                Some(Activation::LeakyRelu { alpha: *alpha })
+            }
+            Op::Clip => {
+                let bound = |i, default: f32| match node.input(i) {
+                    None => Some(default),
+                    Some(n) => self
+                        .graph
+                        .constants
+                        .get(n)
+                        .filter(|t| t.len() == 1)
+                        .map(|t| t.to_f32_vec()[0]),
+                };
+                let (min, max) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
+                Some(if min == 0.0 && max == 6.0 {
+                    Activation::Relu6
+                } else if min == 0.0 && max == f32::INFINITY {
+                    Activation::Relu
+                } else {
+                    Activation::Clip { min, max }
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// For `Add(tensor, other)` read only by `tensor`'s producer chain: the other operand, when it is
+    /// an already-computed value of the same shape.
+    fn residual_partner(&self, add: &Node, tensor: &str) -> Option<String> {
+        if !matches!(add.op, Op::Binary(BinaryOp::Add)) {
+            return None;
+        }
+        let other = if add.input(0) == Some(tensor) {
+            add.input(1)?
+        } else {
+            add.input(0)?
+        };
+        if other == tensor || self.graph.constants.contains_key(other) {
+            return None;
+        }
+        let computed = self.by_name.contains_key(&(other.to_owned(), Layout::Nhwc))
+            || self.by_name.contains_key(&(other.to_owned(), Layout::Nchw));
+        let same = self.shape_of(other).ok()? == self.shape_of(tensor).ok()?;
+        (computed && same).then(|| other.to_owned())
+    }
+
+    fn lower_node(&mut self, i: usize, prepared: &mut dyn Prepared) -> EngineResult<()> {
+        let node = &self.graph.nodes[i];
+        match &node.op {
+            Op::Conv(conv) if self.conv_is_2d(node) => self.lower_conv(i, conv.clone(), prepared),
+            Op::ConvTranspose(_) if self.conv_is_2d(node) => self.lower_conv_transpose(i, prepared),
+            Op::Pool(p) if self.rank_of(node.input(0)) == Some(4) && node.outputs.len() == 1 => {
+                let p = p.clone();
+                self.lower_pool(i, &p)
+            }
+            Op::GlobalPool(kind) if self.rank_of(node.input(0)) == Some(4) => {
+                let kind = match kind {
+                    GraphPoolKind::Max => GlobalPoolKind::Max,
+                    GraphPoolKind::Average => GlobalPoolKind::Avg,
+                };
+                let (x, y) = (
+                    node.input(0).unwrap_or_default().to_owned(),
+                    node.outputs[0].clone(),
+                );
+                let input = self.value_in(&x, Layout::Nhwc)?;
+                let output = self.new_value(&y, self.shape_of(&y)?, Layout::Nhwc);
+                self.steps.push(Step::GlobalPool {
+                    kind,
+                    input,
+                    output,
+                });
+                Ok(())
+            }
+            _ => {
+                if let Some(act) = self.activation_of(node)
+                    && let Some(x) = node.input(0)
+                    && !self.graph.constants.contains_key(x)
+                {
+                    let (x, y) = (x.to_owned(), node.outputs[0].clone());
+                    let layout = self.current_layout(&x)?;
+                    let input = self.value_in(&x, layout)?;
+                    let output = self.new_value(&y, self.shape_of(&y)?, layout);
+                    self.steps.push(Step::Elementwise {
+                        f: Elementwise::Activation(act),
+                        inputs: vec![input],
+                        output,
+                    });
+                    return Ok(());
+                }
+                if matches!(node.op, Op::Binary(BinaryOp::Add))
+                    && let (Some(a), Some(b)) = (node.input(0), node.input(1))
+                    && !self.graph.constants.contains_key(a)
+                    && !self.graph.constants.contains_key(b)
+                    && self.shape_of(a)? == self.shape_of(b)?
+                {
+                    let (a, b, y) = (a.to_owned(), b.to_owned(), node.outputs[0].clone());
+                    let layout = self.current_layout(&a)?;
+                    let ia = self.value_in(&a, layout)?;
+                    let ib = self.value_in(&b, layout)?;
+                    let output = self.new_value(&y, self.shape_of(&y)?, layout);
+                    self.steps.push(Step::Elementwise {
+                        f: Elementwise::Add,
+                        inputs: vec![ia, ib],
+                        output,
+                    });
+                    return Ok(());
+                }
+                self.lower_reference(i)
+            }
+        }
+    }
+
+    fn current_layout(&self, name: &str) -> EngineResult<Layout> {
+        if self.by_name.contains_key(&(name.to_owned(), Layout::Nhwc)) {
+            Ok(Layout::Nhwc)
+        } else if self.by_name.contains_key(&(name.to_owned(), Layout::Nchw)) {
+            Ok(Layout::Nchw)
+        } else {
+            Err(EngineError::Invalid(format!(
+                "tensor `{name}` is used before it is computed"
+            )))
+        }
+    }
+
+    fn rank_of(&self, name: Option<&str>) -> Option<usize> {
+        name.and_then(|n| self.facts.get(n)).map(|f| f.shape.rank())
+    }
+
+    fn conv_is_2d(&self, node: &Node) -> bool {
+        self.rank_of(node.input(0)) == Some(4)
+            && self
+                .constant(node.input(1))
+                .is_some_and(|w| w.rank() == 4 && w.as_f32().is_some())
+            && (node.input(2).is_none()
+                || self
+                    .constant(node.input(2))
+                    .is_some_and(|b| b.as_f32().is_some()))
+            && node.outputs.len() == 1
+    }
+
+    fn lower_conv(
+        &mut self,
+        i: usize,
+        conv: tao_graph::ops::Conv,
+        prepared: &mut dyn Prepared,
+    ) -> EngineResult<()> {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        let x = node.input(0).unwrap_or_default().to_owned();
+        let w = self
+            .constant(node.input(1))
+            .cloned()
+            .unwrap_or_else(|| Tensor::scalar_f32(0.0));
+        let bias = self.constant(node.input(2)).map(Tensor::to_f32_vec);
+        let xs = self.shape_of(&x)?;
+        let [m, cg, kh, kw] = [w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]];
+        let group = conv.group.max(1);
+        let mut geom = WindowGeometry::new(&[kh, kw], &conv.strides, &conv.dilations, &conv.pads)
+            .map_err(|e| e.at(&node.name, "Conv"))?;
+        if conv.auto_pad != AutoPad::NotSet {
+            geom.resolve_auto_pad(conv.auto_pad, &xs[2..]);
+        }
+
+        // Fusion: conv → [Add residual] → [activation] → [Add residual], each link read only once.
+        let mut out = node.outputs[0].clone();
+        let mut activation = Activation::None;
+        let mut residual_mode = ResidualAdd::None;
+        let mut residual = None;
+        let mut try_residual = |this: &mut Self, out: &mut String, mode| {
+            if let Some(r) = this.sole_reader(out)
+                && let Some(other) = this.residual_partner(&graph.nodes[r], out)
+            {
+                this.fused.insert(r);
+                *out = graph.nodes[r].outputs[0].clone();
+                residual = Some(other);
+                return Some(mode);
+            }
+            None
+        };
+        if let Some(mode) = try_residual(self, &mut out, ResidualAdd::BeforeActivation) {
+            residual_mode = mode;
+        }
+        if let Some(r) = self.sole_reader(&out)
+            && let Some(act) = self.activation_of(&graph.nodes[r])
+            && graph.nodes[r].input(0) == Some(out.as_str())
+        {
+            self.fused.insert(r);
+            activation = act;
+            out = graph.nodes[r].outputs[0].clone();
+            if residual_mode == ResidualAdd::None
+                && let Some(mode) = try_residual(self, &mut out, ResidualAdd::AfterActivation)
+            {
+                residual_mode = mode;
+            }
+        }
+        let spec = Conv2dSpec {
+            in_channels: xs[1],
+            out_channels: m,
+            groups: group,
+            kernel: [kh, kw],
+            stride: [geom.strides[0], geom.strides[1]],
+            dilation: [geom.dilations[0], geom.dilations[1]],
+            padding: Padding2d {
+                top: geom.pads_begin[0],
+                left: geom.pads_begin[1],
+                bottom: geom.pads_end[0],
+                right: geom.pads_end[1],
+            },
+            input_size: [xs[2], xs[3]],
+            epilogue: Epilogue::new(activation, residual_mode),
+        };
+        if cg * group != xs[1] {
+            return Err(kernel_error(
+                &node.name,
+                "Conv",
+                format!(
+                    "weights expect {} input channels, input has {}",
+                    cg * group,
+                    xs[1]
+                ),
+            ));
+        }
+        let weights = w.as_f32().unwrap_or_default();
+        let prepared_conv = prepared.conv(&node.name, &spec, weights, bias.as_deref())?;
+        let input = self.value_in(&x, Layout::Nhwc)?;
+        let residual = match residual {
+            Some(r) => Some(self.value_in(&r, Layout::Nhwc)?),
+            None => None,
+        };
+        let [oh, ow] = prepared_conv.output_size();
+        let output = self.new_value(&out, vec![1, m, oh, ow], Layout::Nhwc);
+        self.steps.push(Step::Conv {
+            node: node.name.clone(),
+            conv: Box::new(prepared_conv),
+            input,
+            output,
+            residual,
+        });
+        Ok(())
+    }
+
+    fn lower_conv_transpose(&mut self, i: usize, prepared: &mut dyn Prepared) -> EngineResult<()> {
+        let node = &self.graph.nodes[i];
+        let Op::ConvTranspose(ct) = &node.op else {
+            return self.lower_reference(i);
+        };
+        let x = node.input(0).unwrap_or_default().to_owned();
+        let y = node.outputs[0].clone();
+        let w = self
+            .constant(node.input(1))
+            .cloned()
+            .unwrap_or_else(|| Tensor::scalar_f32(0.0));
+        let bias = self.constant(node.input(2)).map(Tensor::to_f32_vec);
+        let xs = self.shape_of(&x)?;
+        let ys = self.shape_of(&y)?;
+        let w_dims: Vec<tao_graph::ir::Dim> = w
+            .shape()
+            .iter()
+            .map(|&d| tao_graph::ir::Dim::Fixed(d))
+            .collect();
+        let (geom, _) = ct
+            .resolve(&w_dims, &xs)
+            .map_err(|e| e.at(&node.name, "ConvTranspose"))?;
+        let group = ct.group.max(1);
+        let out_pad = |a: usize| ct.output_padding.get(a).copied().unwrap_or(0);
+        let spec = ConvTranspose2dSpec {
+            in_channels: xs[1],
+            out_channels: w.shape()[1] * group,
+            groups: group,
+            kernel: [w.shape()[2], w.shape()[3]],
+            stride: [geom.strides[0], geom.strides[1]],
+            dilation: [geom.dilations[0], geom.dilations[1]],
+            padding: Padding2d {
+                top: geom.pads_begin[0],
+                left: geom.pads_begin[1],
+                bottom: geom.pads_end[0],
+                right: geom.pads_end[1],
+            },
+            output_padding: [out_pad(0), out_pad(1)],
+            input_size: [xs[2], xs[3]],
+            epilogue: Epilogue::default(),
+        };
+        let prepared_conv = prepared.conv_transpose(
+            &node.name,
+            &spec,
+            w.as_f32().unwrap_or_default(),
+            bias.as_deref(),
+        )?;
+        if prepared_conv.output_size() != [ys[2], ys[3]] {
+            // Attributes this kernel does not model (e.g. output_shape quirks): stay exact.
+            return self.lower_reference(i);
+        }
+        let input = self.value_in(&x, Layout::Nhwc)?;
+        let output = self.new_value(&y, ys, Layout::Nhwc);
+        self.steps.push(Step::ConvTranspose {
+            node: node.name.clone(),
+            conv: Box::new(prepared_conv),
+            input,
+            output,
+        });
+        Ok(())
+    }
+
+    fn lower_pool(&mut self, i: usize, p: &tao_graph::ops::Pool) -> EngineResult<()> {
+        let node = &self.graph.nodes[i];
+        let x = node.input(0).unwrap_or_default().to_owned();
+        let y = node.outputs[0].clone();
+        let xs = self.shape_of(&x)?;
+        let ys = self.shape_of(&y)?;
+        let mut geom = p.geometry().map_err(|e| e.at(&node.name, node.op_type()))?;
+        if geom.kernel.len() != 2 {
+            return self.lower_reference(i);
+        }
+        if p.auto_pad != AutoPad::NotSet {
+            geom.resolve_auto_pad(p.auto_pad, &xs[2..]);
+        }
+        let spec = Pool2dSpec {
+            kind: match p.kind {
+                GraphPoolKind::Max => PoolKind::Max,
+                GraphPoolKind::Average => PoolKind::Avg {
+                    count_include_pad: p.count_include_pad,
+                },
+            },
+            kernel: [geom.kernel[0], geom.kernel[1]],
+            stride: [geom.strides[0], geom.strides[1]],
+            dilation: [geom.dilations[0], geom.dilations[1]],
+            padding: Padding2d {
+                top: geom.pads_begin[0],
+                left: geom.pads_begin[1],
+                bottom: geom.pads_end[0],
+                right: geom.pads_end[1],
+            },
+            ceil_mode: p.ceil_mode,
+        };
+        match spec.output_size([xs[2], xs[3]]) {
+            Ok(size) if size == [ys[2], ys[3]] => {}
+            _ => return self.lower_reference(i),
+        }
+        let input = self.value_in(&x, Layout::Nhwc)?;
+        let output = self.new_value(&y, ys, Layout::Nhwc);
+        self.steps.push(Step::Pool {
+            spec,
+            input,
+            output,
+        });
+        Ok(())
+    }
+
+    fn lower_reference(&mut self, i: usize) -> EngineResult<()> {
+        let node = &self.graph.nodes[i];
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        for name in &node.inputs {
+            inputs.push(match name.as_deref() {
+                None => None,
+                Some(n) => match self.graph.constants.get(n) {
+                    Some(t) => Some(RefInput::Constant(Box::new(t.clone()))),
+                    None => Some(RefInput::Value(self.value_in(n, Layout::Nchw)?)),
+                },
+            });
+        }
+        let mut outputs = Vec::with_capacity(node.outputs.len());
+        for name in &node.outputs {
+            let shape = self.shape_of(name)?;
+            if shape.is_empty() {
+                return Err(kernel_error(
+                    &node.name,
+                    node.op_type(),
+                    "scalar outputs are not supported by the CPU engine",
+                ));
+            }
+            outputs.push(self.new_value(name, shape, Layout::Nchw));
+        }
+        self.steps.push(Step::Reference {
+            node: Box::new(node.clone()),
+            inputs,
+            outputs,
+        });
+        Ok(())
+    }
+}
+
+/// Gives every value an arena offset: a value lives from the step that writes it to the last step
+/// that reads it; later values reuse freed space (first fit). Graph inputs live from the start and
+/// outputs to the end. Returns the arena size per image, in floats.
+fn assign_offsets(
+    values: &mut [Value],
+    steps: &[Step],
+    inputs: &[(IoDesc, usize)],
+    outputs: &[(IoDesc, usize)],
+) -> usize {
+    let n = steps.len();
+    let mut first = vec![usize::MAX; values.len()];
+    let mut last = vec![0usize; values.len()];
+    for (_, id) in inputs {
+        first[*id] = 0;
+    }
+    for (s, step) in steps.iter().enumerate() {
+        for (v, writes) in step_values(step) {
+            if writes {
+                first[v] = first[v].min(s);
+            }
+            last[v] = last[v].max(s);
+        }
+    }
+    for (_, id) in outputs {
+        last[*id] = n;
+    }
+    // Pad each value to 16 floats (64 bytes) so every one starts cache-line and SIMD aligned.
+    let size = |v: &Value| v.per_image().next_multiple_of(16);
+    let mut order: Vec<usize> = (0..values.len())
+        .filter(|&v| first[v] != usize::MAX)
+        .collect();
+    order.sort_by_key(|&v| (first[v], v));
+    // Live blocks: (offset, size, last use).
+    let mut live: Vec<(usize, usize, usize)> = Vec::new();
+    let mut top = 0;
+    for v in order {
+        // A value written at step s may not share space with anything read at step s.
+        live.retain(|&(_, _, end)| end >= first[v]);
+        live.sort_unstable();
+        let need = size(&values[v]);
+        let mut at = 0;
+        for &(off, len, _) in &live {
+            if off >= at + need {
+                break;
+            }
+            at = at.max(off + len);
+        }
+        values[v].offset = at;
+        live.push((at, need, last[v]));
+        top = top.max(at + need);
+    }
+    top
+}
+
+/// The values a step touches, with whether it writes them.
+pub fn step_values(step: &Step) -> Vec<(usize, bool)> {
+    match step {
+        Step::ToNhwc { src, dst } | Step::ToNchw { src, dst } => vec![(*src, false), (*dst, true)],
+        Step::Conv {
+            input,
+            output,
+            residual,
+            ..
+        } => {
+            let mut v = vec![(*input, false), (*output, true)];
+            v.extend(residual.map(|r| (r, false)));
+            v
+        }
+        Step::ConvTranspose { input, output, .. }
+        | Step::Pool { input, output, .. }
+        | Step::GlobalPool { input, output, .. } => vec![(*input, false), (*output, true)],
+        Step::Elementwise { inputs, output, .. } => {
+            let mut v: Vec<_> = inputs.iter().map(|i| (*i, false)).collect();
+            v.push((*output, true));
+            v
+        }
+        Step::Reference {
+            inputs, outputs, ..
+        } => {
+            let mut v: Vec<_> = inputs
+                .iter()
+                .filter_map(|i| match i {
+                    Some(RefInput::Value(id)) => Some((*id, false)),
+                    _ => None,
+                })
+                .collect();
+            v.extend(outputs.iter().map(|o| (*o, true)));
+            v
+        }
+    }
+}
+
+/// Stored kernel choice of a conv, for plans.
+pub fn algorithm_from_name(name: &str) -> Option<ConvAlgorithm> {
+    [
+        ConvAlgorithm::Pointwise,
+        ConvAlgorithm::Im2col,
+        ConvAlgorithm::Winograd4x4,
+        ConvAlgorithm::Winograd2x2,
+        ConvAlgorithm::Depthwise,
+    ]
+    .into_iter()
+    .find(|a| a.name() == name)
+}

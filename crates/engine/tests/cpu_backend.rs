@@ -1,0 +1,109 @@
+//! The CPU engine agrees with the reference executor on real models, at batch 1 and above, and
+//! a plan written by a build loads into an engine that gives the same answers.
+
+mod common;
+
+use tao_engine::aligned::AlignedBytes;
+use tao_engine::backend::{Backend, BuildConfig, Engine};
+use tao_engine::cpu::CpuBackend;
+use tao_engine::optimize;
+use tao_engine::plan::Plan;
+use tao_graph::ir::{Graph, Tensor};
+use tao_graph::reference;
+
+fn run_engine(engine: &mut dyn Engine, batch: usize, input: &Tensor) -> Vec<Vec<f32>> {
+    let mut outputs: Vec<Vec<f32>> = engine
+        .outputs()
+        .iter()
+        .map(|o| vec![0.0; o.elements_per_image() * batch])
+        .collect();
+    let mut views: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+    engine
+        .run(batch, &[input.as_f32().unwrap()], &mut views)
+        .unwrap();
+    outputs
+}
+
+/// Builds, checks against the reference, saves and reloads the plan, checks again.
+fn check_model(original: &Graph, input_name: &str, image: &[usize], batch: usize, tol: f64) {
+    let mut graph = original.clone();
+    optimize::optimize(&mut graph).unwrap();
+    let config = BuildConfig {
+        max_batch: batch,
+        threads: 2,
+        ..BuildConfig::default()
+    };
+    let backend = CpuBackend;
+    let plan_bytes = backend.build(&graph, &config).unwrap().to_bytes();
+    let plan = Plan::parse(AlignedBytes::from_slice(&plan_bytes)).unwrap();
+    let mut engine = backend.load(&plan, 2).unwrap();
+    assert_eq!(engine.inputs()[0].name, input_name);
+
+    let mut shape = vec![batch];
+    shape.extend_from_slice(image);
+    let input = common::random_input(&shape, 42);
+    let want = reference::run(original, &[(input_name, input.clone())]).unwrap();
+    for b in [batch, 1] {
+        let sub = if b == batch {
+            input.clone()
+        } else {
+            let n: usize = image.iter().product();
+            let mut s = vec![1];
+            s.extend_from_slice(image);
+            Tensor::from_f32(s, input.as_f32().unwrap()[..n].to_vec()).unwrap()
+        };
+        let got = run_engine(engine.as_mut(), b, &sub);
+        for ((name, w), g) in want.iter().zip(&got) {
+            let per = w.len() / batch;
+            let w_part =
+                Tensor::from_f32(vec![per * b], w.as_f32().unwrap()[..per * b].to_vec()).unwrap();
+            let g_t = Tensor::from_f32(vec![g.len()], g.clone()).unwrap();
+            let err = common::relative_error(&g_t, &w_part);
+            println!("batch {b} {name}: relative error {err:.2e}");
+            assert!(err <= tol, "batch {b} {name}: {err:e}");
+        }
+    }
+}
+
+#[test]
+fn lpdnet_cpu_engine_matches_reference() {
+    let Some(g) = common::lpdnet("lpdnet_cpu_engine_matches_reference") else {
+        return;
+    };
+    check_model(&g, "input_1", &[3, 480, 640], 2, 1e-4);
+}
+
+#[test]
+fn fpenet_cpu_engine_matches_reference() {
+    let Some(g) = common::fpenet("fpenet_cpu_engine_matches_reference") else {
+        return;
+    };
+    check_model(&g, "input_face_images", &[1, 80, 80], 3, 1e-4);
+}
+
+#[test]
+fn lpdnet_program_is_fused() {
+    let Some(mut g) = common::lpdnet("lpdnet_program_is_fused") else {
+        return;
+    };
+    optimize::optimize(&mut g).unwrap();
+    let program = tao_engine::cpu::lower(&g, &mut tao_engine::cpu::PrepareFresh).unwrap();
+    let listing: Vec<String> = program
+        .steps
+        .iter()
+        .map(|s| s.describe(&program.values))
+        .collect();
+    println!("{}", listing.join("\n"));
+    let convs = listing.iter().filter(|s| s.starts_with("conv[")).count();
+    assert_eq!(convs, 23);
+    assert!(
+        listing.iter().all(|s| !s.starts_with("reference")),
+        "every LPDNet op has a kernel"
+    );
+    // 23 convs, the sigmoid head and the input/output layout conversions.
+    assert!(
+        program.steps.len() <= 23 + 1 + 3,
+        "{} steps",
+        program.steps.len()
+    );
+}
