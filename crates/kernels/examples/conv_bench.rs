@@ -157,6 +157,10 @@ fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
 }
 
 struct Args {
+    /// Time with the CPU time of this process's threads
+    /// divided by the thread count instead of the wall clock: a steadier number on a loaded
+    /// machine, for tuning; reports use wall time.
+    cpu: bool,
     threads: usize,
     runs: usize,
     isa: Option<Isa>,
@@ -167,6 +171,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
+        cpu: false,
         threads: 2,
         runs: 15,
         isa: None,
@@ -200,11 +205,52 @@ fn parse_args() -> Result<Args, String> {
                 })
             }
             "--no-ort" => args.ort = false,
+            "--cpu" => args.cpu = true,
             "--only" => args.only = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
     Ok(args)
+}
+
+/// Nanoseconds of CPU time used so far by all threads of this process
+/// (`clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`; Linux).
+fn cpu_ns() -> u64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `t` is a valid, writable timespec; the C library is linked into every Rust binary.
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return 0;
+    }
+    t.sec as u64 * 1_000_000_000 + t.nsec as u64
+}
+
+/// Wall or CPU clock in milliseconds (CPU time divided by the thread count).
+struct Clock {
+    cpu: bool,
+    threads: usize,
+}
+
+impl Clock {
+    fn start(&self) -> (Instant, u64) {
+        (Instant::now(), if self.cpu { cpu_ns() } else { 0 })
+    }
+    fn ms(&self, start: (Instant, u64)) -> f64 {
+        if self.cpu {
+            (cpu_ns() - start.1) as f64 / 1e6 / self.threads as f64
+        } else {
+            start.0.elapsed().as_secs_f64() * 1e3
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -251,6 +297,7 @@ fn prepare(layer: &Layer, algo: Option<ConvAlgorithm>) -> Result<PreparedConv, S
 
 fn time_layer(
     ctx: &Context,
+    clock: &Clock,
     conv: &PreparedConv,
     layer: &Layer,
     runs: usize,
@@ -275,11 +322,11 @@ fn time_layer(
             ),
             None => Residual::None,
         };
-        let t0 = Instant::now();
+        let t0 = clock.start();
         conv.execute(ctx, input_view, out_view, res, &mut scratch)
             .map_err(|e| e.to_string())?;
         if i >= 3 {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            times.push(clock.ms(t0));
         }
     }
     Ok(median(times))
@@ -288,6 +335,7 @@ fn time_layer(
 /// Runs the whole network layer after layer on real buffers; returns the median milliseconds.
 fn time_network(
     ctx: &Context,
+    clock: &Clock,
     layers: &[Layer],
     convs: &[PreparedConv],
     runs: usize,
@@ -316,7 +364,7 @@ fn time_network(
     let mut bbox_nchw = vec![0f32; 12 * gh * gw];
     let mut times = Vec::new();
     for i in 0..runs + 2 {
-        let t0 = Instant::now();
+        let t0 = clock.start();
         {
             let dst = buffers.get_mut("image").ok_or("image buffer")?;
             nchw_to_nhwc(
@@ -363,7 +411,7 @@ fn time_network(
             .map_err(|e| e.to_string())?;
         }
         if i >= 2 {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            times.push(clock.ms(t0));
         }
     }
     Ok(median(times))
@@ -496,22 +544,31 @@ fn run() -> Result<(), String> {
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "DetectNet_v2-ResNet18 3x{h}x{w} batch 1 | threads {} | isa {} | runs {} (median) | loadavg {}",
+        "DetectNet_v2-ResNet18 3x{h}x{w} batch 1 | threads {} | isa {} | runs {} (median{}) | loadavg {}",
         ctx.threads(),
         ctx.isa().name(),
         args.runs,
+        if args.cpu {
+            ", CPU time / threads"
+        } else {
+            ", wall clock"
+        },
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let clock = Clock {
+        cpu: args.cpu,
+        threads: ctx.threads(),
+    };
     let convs: Vec<PreparedConv> = layers
         .iter()
         .map(|l| prepare(l, args.algo))
         .collect::<Result<_, _>>()?;
     let mut ours = Vec::new();
     for (l, c) in layers.iter().zip(&convs) {
-        ours.push(time_layer(&ctx, c, l, args.runs)?);
+        ours.push(time_layer(&ctx, &clock, c, l, args.runs)?);
     }
     let python = workspace_root().join(".venv/bin/python");
     let model = if args.ort && args.only.is_none() {
@@ -580,7 +637,15 @@ fn run() -> Result<(), String> {
     }
     println!();
     if args.only.is_none() {
-        let net = time_network(&ctx, &layers, &convs, args.runs.div_ceil(2).max(3), h, w)?;
+        let net = time_network(
+            &ctx,
+            &clock,
+            &layers,
+            &convs,
+            args.runs.div_ceil(2).max(3),
+            h,
+            w,
+        )?;
         print!(
             "{:<24} {:>13} {:>12} {:>9.2} {:>8.1}",
             "whole network",

@@ -466,3 +466,62 @@ fn bad_operands_are_errors_not_panics() {
     bad.epilogue.activation = Activation::Clip { min: 1.0, max: 0.0 };
     assert!(PreparedConv::prepare(&bad, &weights, None, PrepareOptions::default()).is_err());
 }
+
+/// Wide layers whose transformed weights exceed the cache budget run the phased Winograd
+/// schedule (input transforms, per-ξ GEMMs, output transforms as separate parallel steps);
+/// check it on every context with a batch of two, odd sizes and an in-place residual.
+#[test]
+fn phased_winograd_schedule_matches_reference() {
+    for (algorithm, c, size) in [
+        (ConvAlgorithm::Winograd4x4, 192usize, [7usize, 10usize]),
+        (ConvAlgorithm::Winograd2x2, 296, [5, 6]),
+    ] {
+        let mut spec = Conv2dSpec::new(c, c - 8, 3, 1, 1, size);
+        spec.epilogue = Epilogue::new(Activation::Relu, ResidualAdd::BeforeActivation);
+        let n = 2;
+        let mut rng = Rng(c as u64);
+        let input: Vec<f32> = (0..n * size[0] * size[1] * c)
+            .map(|_| rng.normal().max(0.0))
+            .collect();
+        let std = (2.0 / (9 * c) as f32).sqrt();
+        let weights: Vec<f32> = (0..(c - 8) * c * 9).map(|_| rng.normal() * std).collect();
+        let bias = rng.vec(c - 8);
+        let residual = rng.vec(n * size[0] * size[1] * (c - 8));
+        let want = conv_ref(&spec, n, &input, &weights, &bias, Some(&residual));
+        let prepared = PreparedConv::prepare(
+            &spec,
+            &weights,
+            Some(&bias),
+            PrepareOptions {
+                algorithm: Some(algorithm),
+            },
+        )
+        .expect("prepare");
+        // The phased schedule keeps one image's V and M regardless of the thread count.
+        assert_eq!(
+            prepared.scratch_len(1),
+            prepared.scratch_len(3),
+            "phased schedule expected"
+        );
+        for ctx in contexts() {
+            let mut out = residual.clone();
+            let mut scratch = vec![f32::NAN; prepared.scratch_len(ctx.threads())];
+            prepared
+                .execute(
+                    ctx,
+                    Nhwc::new(&input, [n, size[0], size[1], c]).expect("view"),
+                    NhwcMut::new(&mut out, [n, size[0], size[1], c - 8]).expect("view"),
+                    Residual::InPlace,
+                    &mut scratch,
+                )
+                .expect("execute");
+            let err = rel_err(&out, &want);
+            assert!(
+                err <= 1e-4,
+                "{algorithm:?} {:?} threads {}: {err:e}",
+                ctx.isa(),
+                ctx.threads()
+            );
+        }
+    }
+}

@@ -379,13 +379,9 @@ impl PreparedConv {
     /// Floats of scratch memory [`Self::execute`] needs on a context with `threads` threads
     /// (independent of the batch size).
     pub fn scratch_len(&self, threads: usize) -> usize {
-        threads * self.scratch_per_thread()
-    }
-
-    fn scratch_per_thread(&self) -> usize {
         match &self.plan {
-            Plan::Gather(g) => g.scratch_per_thread(),
-            Plan::Winograd(w) => w.scratch_per_thread(),
+            Plan::Gather(g) => threads * g.scratch_per_thread(),
+            Plan::Winograd(w) => w.scratch_len(threads),
             Plan::Depthwise => 0,
         }
     }

@@ -15,7 +15,7 @@ use super::{Conv2dSpec, ConvIo};
 use crate::epilogue::{Epilogue, finish};
 use crate::gemm::{PANEL, gemm_rows, pack_panels, packed_b_len};
 use crate::simd::Simd;
-use crate::threads::for_each_item;
+use crate::threads::{SendPtr, for_each_item};
 use crate::{Context, SimdKernel, dispatch};
 
 /// Bᵀ and G of F(4×4, 3×3) (Bᵀ is applied in factored form by `F4::bt`; the unit test checks
@@ -47,6 +47,13 @@ const G2: [[f64; 3]; 4] = [
 
 /// Bytes of V and M blocks a work item aims to keep in L2.
 const BLOCK_BYTES: usize = 512 * 1024;
+/// Transformed weights larger than this are read once per image (phased schedule) instead of once
+/// per tile block: beyond a few MiB they no longer stay in the last-level cache between blocks.
+const PHASED_WEIGHT_BYTES: usize = 4 << 20;
+/// Tiles per work item of the phased schedule's transform steps.
+const PHASED_TILE_BLOCK: usize = 8;
+/// Output channels per GEMM work item of the phased schedule.
+const PHASED_COL_CHUNK: usize = 64;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct WinogradPlan {
@@ -62,6 +69,19 @@ pub(crate) struct WinogradPlan {
     pub output_size: [usize; 2],
     pub cin: usize,
     pub cout: usize,
+    pub schedule: Schedule,
+}
+
+/// How the three Winograd steps are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Schedule {
+    /// Each work item runs a block of tiles through all three steps in its own scratch; the
+    /// transformed weights are re-read by every block (best when they stay in cache).
+    Fused,
+    /// Per image: all input transforms, then the α² GEMMs split by (ξ, 64 output channels) so
+    /// every transformed weight is read from memory once, then all output transforms (best when
+    /// the transformed weights exceed the caches: wide, small-spatial layers).
+    Phased,
 }
 
 impl WinogradPlan {
@@ -83,6 +103,11 @@ impl WinogradPlan {
         tile_block = tile_block.min(per_image.div_ceil(4)).clamp(1, 240);
         // Whole micro-tiles (6 rows on AVX-512/AVX2/NEON).
         tile_block = tile_block.div_ceil(6) * 6;
+        let schedule = if u_bytes > PHASED_WEIGHT_BYTES {
+            Schedule::Phased
+        } else {
+            Schedule::Fused
+        };
         WinogradPlan {
             m,
             tiles,
@@ -92,6 +117,7 @@ impl WinogradPlan {
             output_size,
             cin: spec.in_channels,
             cout: spec.out_channels,
+            schedule,
         }
     }
 
@@ -99,9 +125,14 @@ impl WinogradPlan {
         self.m + 2
     }
 
-    pub fn scratch_per_thread(&self) -> usize {
+    /// Scratch floats for `threads` threads: per-thread blocks (fused) or one image's V and M
+    /// (phased).
+    pub fn scratch_len(&self, threads: usize) -> usize {
         let a2 = self.alpha() * self.alpha();
-        a2 * self.tile_block * (self.cin_p + self.cout_p)
+        match self.schedule {
+            Schedule::Fused => threads * a2 * self.tile_block * (self.cin_p + self.cout_p),
+            Schedule::Phased => a2 * self.tiles[0] * self.tiles[1] * (self.cin_p + self.cout_p),
+        }
     }
 
     /// Packs `U_ξ = G g Gᵀ` for every ξ as panel16 matrices (C_in × C_out), ξ-major.
@@ -154,42 +185,160 @@ impl WinogradPlan {
         mut io: ConvIo<'_>,
         scratch: &mut [f32],
     ) {
+        let (out, residual) = io.output_and_residual();
+        let io_ptrs = IoPtrs {
+            input: io.input.data.as_ptr(),
+            in_dims: [io.input.dims[1], io.input.dims[2]],
+            in_ps: io.input.pixel_stride,
+            pad: [spec.padding.top, spec.padding.left],
+            output: out.get(),
+            out_ps: io.output.pixel_stride,
+            residual: residual.map(|(p, ps)| (p.get() as *const f32, ps)),
+            bias: io.bias.as_ptr(),
+            epilogue: spec.epilogue,
+        };
         let n = io.input.dims[0];
-        let per_image = self.tiles[0] * self.tiles[1];
-        let total = n * per_image;
+        match self.schedule {
+            Schedule::Fused => self.execute_fused(ctx, n, &io_ptrs, packed, scratch),
+            Schedule::Phased => self.execute_phased(ctx, n, &io_ptrs, packed, scratch),
+        }
+    }
+
+    fn execute_fused(
+        &self,
+        ctx: &Context,
+        n: usize,
+        io: &IoPtrs,
+        packed: &[f32],
+        scratch: &mut [f32],
+    ) {
+        let total = n * self.tiles[0] * self.tiles[1];
         let items = total.div_ceil(self.tile_block);
         let isa = ctx.isa();
-        let (out, residual) = io.output_and_residual();
+        let a2 = self.alpha() * self.alpha();
+        let per_thread = a2 * self.tile_block * (self.cin_p + self.cout_p);
         let job = |item: usize, buf: &mut [f32]| {
             let t0 = item * self.tile_block;
-            let block = WinogradBlock {
-                plan: self,
-                t0,
-                len: self.tile_block.min(total - t0),
-                input: io.input.data.as_ptr(),
-                in_dims: [io.input.dims[1], io.input.dims[2]],
-                in_ps: io.input.pixel_stride,
-                pad: [spec.padding.top, spec.padding.left],
-                output: out.get(),
-                out_ps: io.output.pixel_stride,
-                residual: residual.map(|(p, ps)| (p.get() as *const f32, ps)),
-                bias: io.bias.as_ptr(),
-                packed: packed.as_ptr(),
-                scratch: buf.as_mut_ptr(),
-                epilogue: spec.epilogue,
+            let v = TileBuf {
+                base: buf.as_mut_ptr(),
+                xi_stride: self.tile_block * self.cin_p,
+                row_stride: self.cin_p,
             };
-            // SAFETY: items own disjoint tiles, hence disjoint output pixels; every pointer
-            // comes from a validated view or the thread's own scratch.
+            // SAFETY: the thread's scratch holds V (a2 * tile_block * cin_p) then M.
+            let m = TileBuf {
+                base: unsafe { buf.as_mut_ptr().add(a2 * self.tile_block * self.cin_p) },
+                xi_stride: self.tile_block * self.cout_p,
+                row_stride: self.cout_p,
+            };
+            let block = FusedBlock {
+                tiles: TileRange {
+                    plan: self,
+                    t0,
+                    len: self.tile_block.min(total - t0),
+                    row0: 0,
+                },
+                io,
+                v,
+                m,
+                packed: packed.as_ptr(),
+            };
+            // SAFETY: items own disjoint tiles, hence disjoint output pixels; V and M live in the
+            // thread's own scratch; every other pointer comes from a validated view.
             unsafe { dispatch(isa, block) };
         };
-        for_each_item(ctx.pool(), items, scratch, self.scratch_per_thread(), &job);
+        for_each_item(ctx.pool(), items, scratch, per_thread, &job);
+    }
+
+    fn execute_phased(
+        &self,
+        ctx: &Context,
+        n: usize,
+        io: &IoPtrs,
+        packed: &[f32],
+        scratch: &mut [f32],
+    ) {
+        let per_image = self.tiles[0] * self.tiles[1];
+        let a2 = self.alpha() * self.alpha();
+        let isa = ctx.isa();
+        let base = SendPtr(scratch.as_mut_ptr());
+        let v = TileBuf {
+            base: base.get(),
+            xi_stride: per_image * self.cin_p,
+            row_stride: self.cin_p,
+        };
+        // SAFETY: scratch holds V (a2 * per_image * cin_p) then M (scratch_len).
+        let m = TileBuf {
+            base: unsafe { base.get().add(a2 * per_image * self.cin_p) },
+            xi_stride: per_image * self.cout_p,
+            row_stride: self.cout_p,
+        };
+        let (v, m) = (SendTileBuf(v), SendTileBuf(m));
+        let blocks = per_image.div_ceil(PHASED_TILE_BLOCK);
+        let chunks = self.cout.div_ceil(PHASED_COL_CHUNK);
+        let u_stride = packed_b_len(self.cin, self.cout);
+        for img in 0..n {
+            let range = |block: usize| {
+                let row0 = block * PHASED_TILE_BLOCK;
+                TileRange {
+                    plan: self,
+                    t0: img * per_image + row0,
+                    len: PHASED_TILE_BLOCK.min(per_image - row0),
+                    row0,
+                }
+            };
+            // 1. Input transforms; blocks write disjoint tile rows of V.
+            for_each_item(ctx.pool(), blocks, &mut [], 0, &|block, _| {
+                let k = InputStep {
+                    tiles: range(block),
+                    io,
+                    v: v.get(),
+                };
+                // SAFETY: disjoint V rows per block; input reads are bounds-checked.
+                unsafe { dispatch(isa, k) };
+            });
+            // 2. GEMMs; items write disjoint (ξ, column chunk) blocks of M and only read V.
+            for_each_item(ctx.pool(), a2 * chunks, &mut [], 0, &|item, _| {
+                let (xi, chunk) = (item / chunks, item % chunks);
+                let col0 = chunk * PHASED_COL_CHUNK;
+                let (v, m) = (v.get(), m.get());
+                // SAFETY (offsets): inside V_ξ, U_ξ (panel col0 / 16) and M_ξ.
+                let block = unsafe {
+                    crate::gemm::GemmBlock {
+                        rows: per_image,
+                        k: self.cin,
+                        a: v.base.add(xi * v.xi_stride),
+                        lda: self.cin_p,
+                        b: packed
+                            .as_ptr()
+                            .add(xi * u_stride + (col0 / PANEL) * self.cin * PANEL),
+                        b_panel_stride: self.cin * PANEL,
+                        n: PHASED_COL_CHUNK.min(self.cout - col0),
+                        bias: std::ptr::null(),
+                        epilogue: Epilogue::default(),
+                        c: m.base.add(xi * m.xi_stride + col0),
+                        ldc: self.cout_p,
+                        residual: None,
+                    }
+                };
+                // SAFETY: see above.
+                unsafe { dispatch(isa, block) };
+            });
+            // 3. Output transforms; blocks write disjoint output tiles.
+            for_each_item(ctx.pool(), blocks, &mut [], 0, &|block, _| {
+                let k = OutputStep {
+                    tiles: range(block),
+                    io,
+                    m: m.get(),
+                };
+                // SAFETY: disjoint output tiles per block; M was completed by step 2.
+                unsafe { dispatch(isa, k) };
+            });
+        }
     }
 }
 
-struct WinogradBlock<'p> {
-    plan: &'p WinogradPlan,
-    t0: usize,
-    len: usize,
+/// Pointers and geometry of one execution's operands.
+struct IoPtrs {
     input: *const f32,
     in_dims: [usize; 2],
     in_ps: usize,
@@ -198,9 +347,62 @@ struct WinogradBlock<'p> {
     out_ps: usize,
     residual: Option<(*const f32, usize)>,
     bias: *const f32,
-    packed: *const f32,
-    scratch: *mut f32,
     epilogue: Epilogue,
+}
+
+// SAFETY: shared read-only between the threads of one execution; writes through `output` go to
+// disjoint tiles (see each use).
+unsafe impl Sync for IoPtrs {}
+
+/// Transformed tiles in memory: value ξ of buffer row r, channel c at
+/// `base + ξ * xi_stride + r * row_stride + c`.
+#[derive(Clone, Copy)]
+struct TileBuf {
+    base: *mut f32,
+    xi_stride: usize,
+    row_stride: usize,
+}
+
+#[derive(Clone, Copy)]
+struct SendTileBuf(TileBuf);
+// SAFETY: shared by the threads of one phase; each writes disjoint rows/columns (see uses).
+unsafe impl Sync for SendTileBuf {}
+unsafe impl Send for SendTileBuf {}
+
+impl SendTileBuf {
+    /// Takes the whole wrapper into a closure (a field path would capture the raw pointer alone).
+    fn get(self) -> TileBuf {
+        self.0
+    }
+}
+
+/// Tiles `t0..t0 + len` (global raster index over batch, tile rows, tile columns), stored in
+/// buffer rows `row0..row0 + len`.
+struct TileRange<'p> {
+    plan: &'p WinogradPlan,
+    t0: usize,
+    len: usize,
+    row0: usize,
+}
+
+struct FusedBlock<'p> {
+    tiles: TileRange<'p>,
+    io: &'p IoPtrs,
+    v: TileBuf,
+    m: TileBuf,
+    packed: *const f32,
+}
+
+struct InputStep<'p> {
+    tiles: TileRange<'p>,
+    io: &'p IoPtrs,
+    v: TileBuf,
+}
+
+struct OutputStep<'p> {
+    tiles: TileRange<'p>,
+    io: &'p IoPtrs,
+    m: TileBuf,
 }
 
 /// The 1-D transforms of one Winograd variant, on arrays of six vectors (F(2×2) uses four).
@@ -301,154 +503,192 @@ impl Variant for F2 {
     }
 }
 
-impl SimdKernel for WinogradBlock<'_> {
+impl SimdKernel for FusedBlock<'_> {
     type Output = ();
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        // SAFETY: forwarded from `execute`.
-        unsafe {
-            if self.plan.m == 4 {
-                self.run_variant::<S, F4>()
-            } else {
-                self.run_variant::<S, F2>()
-            }
-        }
-    }
-}
-
-impl WinogradBlock<'_> {
-    #[inline(always)]
-    unsafe fn run_variant<S: Simd, W: Variant>(&self) {
-        const { assert!(W::A <= 6) };
-        let (m_size, alpha) = (W::M, W::A);
-        let p = self.plan;
-        let a2 = alpha * alpha;
-        let tb = p.tile_block;
-        let v_base = self.scratch;
-        // SAFETY: scratch holds a2 * tb * (cin_p + cout_p) floats (scratch_per_thread).
-        let m_base = unsafe { self.scratch.add(a2 * tb * p.cin_p) };
-        let [in_h, in_w] = self.in_dims;
-        let [out_h, out_w] = p.output_size;
-        let per_image = p.tiles[0] * p.tiles[1];
-        let tile_origin = |t: usize| -> (usize, usize, usize) {
-            let img = t / per_image;
-            let r = t % per_image;
-            (img, (r / p.tiles[1]) * m_size, (r % p.tiles[1]) * m_size)
-        };
-
-        // 1. Input transform: V[ξ][i][c] for every tile i of the block. Rows of the window are
-        // transformed first (t = d B), then columns (V = Bᵀ t); every temporary is written before
-        // it is read, so nothing needs zeroing.
-        for i in 0..self.len {
-            let (img, oy, ox) = tile_origin(self.t0 + i);
-            let iy0 = oy as isize - self.pad[0] as isize;
-            let ix0 = ox as isize - self.pad[1] as isize;
-            let interior = iy0 >= 0
-                && ix0 >= 0
-                && iy0 + alpha as isize <= in_h as isize
-                && ix0 + alpha as isize <= in_w as isize;
-            let mut col_ok = [false; 6];
-            for b in 0..alpha {
-                col_ok[b] = ix0 + (b as isize) >= 0 && ix0 + (b as isize) < in_w as isize;
-            }
-            let mut c = 0;
-            while c < p.cin {
-                let n = (p.cin - c).min(S::LANES);
-                // SAFETY: loads only touch in-bounds pixels and channels c..c + n <= cin; stores
-                // go to V rows inside scratch (c + LANES <= cin_p).
-                unsafe {
-                    let mut t = [[S::zero(); 6]; 6];
-                    for a in 0..alpha {
-                        let iy = iy0 + a as isize;
-                        let mut d = [S::zero(); 6];
-                        if interior {
-                            let px0 = (img * in_h + iy as usize) * in_w + ix0 as usize;
-                            let src = self.input.add(px0 * self.in_ps + c);
-                            for b in 0..alpha {
-                                d[b] = S::load_n(src.add(b * self.in_ps), n);
-                            }
-                        } else if iy >= 0 && iy < in_h as isize {
-                            let line = (img * in_h + iy as usize) * in_w;
-                            for b in 0..alpha {
-                                if col_ok[b] {
-                                    let px = line + (ix0 + b as isize) as usize;
-                                    d[b] = S::load_n(self.input.add(px * self.in_ps + c), n);
-                                }
-                            }
-                        }
-                        t[a] = W::bt::<S>(&d);
-                    }
-                    for b in 0..alpha {
-                        let col = [t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]];
-                        let v = W::bt::<S>(&col);
-                        for a in 0..alpha {
-                            let xi = a * alpha + b;
-                            S::store(v_base.add((xi * tb + i) * p.cin_p + c), v[a]);
-                        }
-                    }
-                }
-                c += S::LANES;
-            }
-        }
-
-        // 2. α² GEMMs: M_ξ (len × cout) = V_ξ (len × cin) · U_ξ (cin × cout).
+        let p = self.tiles.plan;
+        let a2 = (p.m + 2) * (p.m + 2);
         let u_stride = packed_b_len(p.cin, p.cout);
-        for xi in 0..a2 {
-            // SAFETY: V_ξ / M_ξ rows are inside scratch, U_ξ inside the packed weights.
-            unsafe {
-                let m_xi = m_base.add(xi * tb * p.cout_p);
+        // SAFETY: forwarded from `execute_fused`.
+        unsafe {
+            if p.m == 4 {
+                input_transform::<S, F4>(&self.tiles, self.io, self.v);
+            } else {
+                input_transform::<S, F2>(&self.tiles, self.io, self.v);
+            }
+            for xi in 0..a2 {
+                let m_xi = self.m.base.add(xi * self.m.xi_stride);
+                let ldc = self.m.row_stride;
                 gemm_rows::<S>(
-                    self.len,
+                    self.tiles.len,
                     p.cin,
-                    v_base.add(xi * tb * p.cin_p),
-                    p.cin_p,
+                    self.v.base.add(xi * self.v.xi_stride),
+                    self.v.row_stride,
                     self.packed.add(xi * u_stride),
                     p.cin * PANEL,
                     p.cout,
                     std::ptr::null(),
                     Epilogue::default(),
-                    |r| m_xi.add(r * p.cout_p),
+                    |r| m_xi.add(r * ldc),
                     None,
                 );
             }
+            if p.m == 4 {
+                output_transform::<S, F4>(&self.tiles, self.io, self.m);
+            } else {
+                output_transform::<S, F2>(&self.tiles, self.io, self.m);
+            }
         }
+    }
+}
 
-        // 3. Output transform with the epilogue: rows of M first (t = M A), then columns
-        // (Y = Aᵀ t).
-        for i in 0..self.len {
-            let (img, oy, ox) = tile_origin(self.t0 + i);
-            let rows = (out_h - oy).min(m_size);
-            let cols = (out_w - ox).min(m_size);
-            let mut c = 0;
-            while c < p.cout {
-                let n = (p.cout - c).min(S::LANES);
-                // SAFETY: M rows are inside scratch (c + LANES <= cout_p); output and residual
-                // pixels are inside the tile's valid rows/cols, channels c..c + n <= cout.
-                unsafe {
-                    let mut t = [[S::zero(); 6]; 6];
-                    for a in 0..alpha {
-                        let mut row = [S::zero(); 6];
+impl SimdKernel for InputStep<'_> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        // SAFETY: forwarded from `execute_phased`.
+        unsafe {
+            if self.tiles.plan.m == 4 {
+                input_transform::<S, F4>(&self.tiles, self.io, self.v)
+            } else {
+                input_transform::<S, F2>(&self.tiles, self.io, self.v)
+            }
+        }
+    }
+}
+
+impl SimdKernel for OutputStep<'_> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        // SAFETY: forwarded from `execute_phased`.
+        unsafe {
+            if self.tiles.plan.m == 4 {
+                output_transform::<S, F4>(&self.tiles, self.io, self.m)
+            } else {
+                output_transform::<S, F2>(&self.tiles, self.io, self.m)
+            }
+        }
+    }
+}
+
+/// Image, first output row and first output column of global tile `t`.
+#[inline(always)]
+fn tile_origin(p: &WinogradPlan, t: usize) -> (usize, usize, usize) {
+    let per_image = p.tiles[0] * p.tiles[1];
+    let (img, r) = (t / per_image, t % per_image);
+    (img, (r / p.tiles[1]) * p.m, (r % p.tiles[1]) * p.m)
+}
+
+/// V = Bᵀ d B for every tile of the range. Rows of the window are transformed first
+/// (t = d B), then columns; every temporary is written before it is read.
+///
+/// # Safety
+/// `v` must hold rows `row0..row0 + len` with `cin_p` floats each for all α² values of ξ; the
+/// CPU supports `S`.
+#[inline(always)]
+unsafe fn input_transform<S: Simd, W: Variant>(tiles: &TileRange, io: &IoPtrs, v: TileBuf) {
+    const { assert!(W::A <= 6) };
+    let alpha = W::A;
+    let p = tiles.plan;
+    let [in_h, in_w] = io.in_dims;
+    for i in 0..tiles.len {
+        let (img, oy, ox) = tile_origin(p, tiles.t0 + i);
+        let iy0 = oy as isize - io.pad[0] as isize;
+        let ix0 = ox as isize - io.pad[1] as isize;
+        let interior = iy0 >= 0
+            && ix0 >= 0
+            && iy0 + alpha as isize <= in_h as isize
+            && ix0 + alpha as isize <= in_w as isize;
+        let mut col_ok = [false; 6];
+        for b in 0..alpha {
+            col_ok[b] = ix0 + (b as isize) >= 0 && ix0 + (b as isize) < in_w as isize;
+        }
+        let row = v.base.wrapping_add((tiles.row0 + i) * v.row_stride);
+        let mut c = 0;
+        while c < p.cin {
+            let n = (p.cin - c).min(S::LANES);
+            // SAFETY: loads only touch in-bounds pixels and channels c..c + n <= cin; stores go
+            // to V rows inside the buffer (c + LANES <= cin_p).
+            unsafe {
+                let mut t = [[S::zero(); 6]; 6];
+                for a in 0..alpha {
+                    let iy = iy0 + a as isize;
+                    let mut d = [S::zero(); 6];
+                    if interior {
+                        let px0 = (img * in_h + iy as usize) * in_w + ix0 as usize;
+                        let src = io.input.add(px0 * io.in_ps + c);
                         for b in 0..alpha {
-                            row[b] = S::load(m_base.add(((a * alpha + b) * tb + i) * p.cout_p + c));
+                            d[b] = S::load_n(src.add(b * io.in_ps), n);
                         }
-                        t[a] = W::at::<S>(&row);
+                    } else if iy >= 0 && iy < in_h as isize {
+                        let line = (img * in_h + iy as usize) * in_w;
+                        for b in 0..alpha {
+                            if col_ok[b] {
+                                let px = line + (ix0 + b as isize) as usize;
+                                d[b] = S::load_n(io.input.add(px * io.in_ps + c), n);
+                            }
+                        }
                     }
-                    let bias = S::load_n(self.bias.add(c), n);
-                    for b in 0..cols {
-                        let col = [t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]];
-                        let y = W::at::<S>(&col);
-                        for a in 0..rows {
-                            let px = (img * out_h + oy + a) * out_w + ox + b;
-                            let res = self
-                                .residual
-                                .map(|(r, ps)| S::load_n(r.add(px * ps + c), n));
-                            let v = finish::<S>(y[a], bias, res, self.epilogue);
-                            S::store_n(self.output.add(px * self.out_ps + c), v, n);
-                        }
+                    t[a] = W::bt::<S>(&d);
+                }
+                for b in 0..alpha {
+                    let col = [t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]];
+                    let vals = W::bt::<S>(&col);
+                    for a in 0..alpha {
+                        S::store(row.add((a * alpha + b) * v.xi_stride + c), vals[a]);
                     }
                 }
-                c += S::LANES;
             }
+            c += S::LANES;
+        }
+    }
+}
+
+/// Y = Aᵀ M A with the epilogue, stored into the output, for every tile of the range.
+///
+/// # Safety
+/// `m` holds the GEMM results of the range's rows; output / residual pointers are valid for
+/// the tiles' pixels; the CPU supports `S`.
+#[inline(always)]
+unsafe fn output_transform<S: Simd, W: Variant>(tiles: &TileRange, io: &IoPtrs, m: TileBuf) {
+    const { assert!(W::A <= 6) };
+    let (m_size, alpha) = (W::M, W::A);
+    let p = tiles.plan;
+    let [out_h, out_w] = p.output_size;
+    for i in 0..tiles.len {
+        let (img, oy, ox) = tile_origin(p, tiles.t0 + i);
+        let rows = (out_h - oy).min(m_size);
+        let cols = (out_w - ox).min(m_size);
+        let row = m.base.wrapping_add((tiles.row0 + i) * m.row_stride);
+        let mut c = 0;
+        while c < p.cout {
+            let n = (p.cout - c).min(S::LANES);
+            // SAFETY: M rows are inside the buffer (c + LANES <= cout_p); output and residual
+            // pixels are inside the tile's valid rows/cols, channels c..c + n <= cout.
+            unsafe {
+                let mut t = [[S::zero(); 6]; 6];
+                for a in 0..alpha {
+                    let mut vals = [S::zero(); 6];
+                    for b in 0..alpha {
+                        vals[b] = S::load(row.add((a * alpha + b) * m.xi_stride + c));
+                    }
+                    t[a] = W::at::<S>(&vals);
+                }
+                let bias = S::load_n(io.bias.add(c), n);
+                for b in 0..cols {
+                    let col = [t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]];
+                    let y = W::at::<S>(&col);
+                    for a in 0..rows {
+                        let px = (img * out_h + oy + a) * out_w + ox + b;
+                        let res = io.residual.map(|(r, ps)| S::load_n(r.add(px * ps + c), n));
+                        let val = finish::<S>(y[a], bias, res, io.epilogue);
+                        S::store_n(io.output.add(px * io.out_ps + c), val, n);
+                    }
+                }
+            }
+            c += S::LANES;
         }
     }
 }
