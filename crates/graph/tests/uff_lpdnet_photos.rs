@@ -12,8 +12,8 @@ use uff_support::{LPD_DIR, shared_dir};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
-/// DeepStream's `net-scale-factor` from `lpd_us_config.txt`.
-const NET_SCALE: f32 = 0.003_921_569_8;
+/// DeepStream's `net-scale-factor` from `lpd_us_config.txt` (0.0039215697906911373 = 1/255).
+const NET_SCALE: f32 = 1.0 / 255.0;
 const GRID_STRIDE: f32 = 16.0;
 
 struct Photo {

@@ -168,18 +168,28 @@ fn tf_depthwise(x: &[f32], xd: [usize; 4], f: &[f32], fd: [usize; 4], spec: &Con
     out
 }
 
-/// TensorFlow max/avg pooling on NHWC; `pad_value` None = padding ignored (SAME), Some(0) = the
-/// padded cells are zeros that count (a Pad folded into a VALID pool).
-fn tf_pool(
-    x: &[f32],
-    xd: [usize; 4],
+struct PoolSpec {
     kernel: [usize; 2],
     strides: [usize; 2],
+    /// (top, left) pads and output size (oh, ow).
     pad: [usize; 2],
     out: [usize; 2],
     max: bool,
+    /// None = padded cells are ignored (SAME); Some(0) = they are zeros that count (a Pad folded
+    /// into a VALID pool).
     pad_value: Option<f32>,
-) -> Vec<f32> {
+}
+
+/// TensorFlow max/avg pooling on NHWC.
+fn tf_pool(x: &[f32], xd: [usize; 4], spec: &PoolSpec) -> Vec<f32> {
+    let PoolSpec {
+        kernel,
+        strides,
+        pad,
+        out,
+        max,
+        pad_value,
+    } = *spec;
     let [n, h, w, c] = xd;
     let [oh, ow] = out;
     let mut res = Vec::with_capacity(n * oh * ow * c);
@@ -524,7 +534,15 @@ fn max_and_average_pooling_with_same_padding() {
             "x",
             Tensor::from_f32(xd.to_vec(), x.clone()).unwrap(),
         );
-        let expected = tf_pool(&x, xd, [3, 3], [2, 2], [top, left], [oh, ow], max, None);
+        let spec = PoolSpec {
+            kernel: [3, 3],
+            strides: [2, 2],
+            pad: [top, left],
+            out: [oh, ow],
+            max,
+            pad_value: None,
+        };
+        let expected = tf_pool(&x, xd, &spec);
         assert_close(output(&out, "pool"), &[2, oh, ow, 3], &expected, func);
     }
 }
@@ -541,7 +559,15 @@ fn pooling_with_explicit_padding_counts_the_padded_zeros() {
             "x",
             Tensor::from_f32(xd.to_vec(), x.clone()).unwrap(),
         );
-        let expected = tf_pool(&x, xd, [3, 3], [2, 2], [1, 1], [4, 3], max, Some(0.0));
+        let spec = PoolSpec {
+            kernel: [3, 3],
+            strides: [2, 2],
+            pad: [1, 1],
+            out: [4, 3],
+            max,
+            pad_value: Some(0.0),
+        };
+        let expected = tf_pool(&x, xd, &spec);
         assert_close(output(&out, "pool"), &[2, 4, 3, 3], &expected, func);
     }
 }

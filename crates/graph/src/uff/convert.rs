@@ -93,7 +93,7 @@ impl Lowering<'_, '_, '_, '_> {
         UffError::Ir {
             node: self.view.name().to_owned(),
             op: self.view.op().to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -204,7 +204,7 @@ impl Lowering<'_, '_, '_, '_> {
     }
 
     /// Transposes `tensor` (stored with `perm`) into canonical order; returns the tensor to read.
-    fn to_canonical(&mut self, tensor: &str, perm: &[usize]) -> Result<String> {
+    fn canonicalize(&mut self, tensor: &str, perm: &[usize]) -> Result<String> {
         if orders::is_identity(perm) {
             return Ok(tensor.to_owned());
         }
@@ -372,7 +372,7 @@ impl Lowering<'_, '_, '_, '_> {
         let dilations = self.spatial_field("dilation", spatial, 1)?;
         let (pads, auto_pad) = self.padding(spatial)?;
         let w_name = self.store_filter(&filter, w);
-        let x_canonical = self.to_canonical(&x, &data_perm)?;
+        let x_canonical = self.canonicalize(&x, &data_perm)?;
         let out_perm = self.output_order(rank, &data_perm)?;
         self.emit_canonical(
             Op::Conv(Conv {
@@ -459,7 +459,7 @@ impl Lowering<'_, '_, '_, '_> {
         let mut pads = pads_begin;
         pads.extend(pads_end);
         let w_name = self.store_filter(&filter, w);
-        let x_canonical = self.to_canonical(&x, &data_perm)?;
+        let x_canonical = self.canonicalize(&x, &data_perm)?;
         let out_perm = self.output_order(rank, &data_perm)?;
         self.emit_canonical(
             Op::ConvTranspose(ConvTranspose {
@@ -495,7 +495,7 @@ impl Lowering<'_, '_, '_, '_> {
         let data_perm = self.input_order(0, rank)?;
         let strides = self.spatial_field("strides", spatial, 1)?;
         let (pads, auto_pad) = self.padding(spatial)?;
-        let mut data = self.to_canonical(&x, &data_perm)?;
+        let mut data = self.canonicalize(&x, &data_perm)?;
         // Explicit pool padding comes from a TensorFlow `Pad` folded into the pool, so the padded
         // cells are real zeros that take part in the max and the average.
         if pads.iter().any(|&p| p > 0) {
@@ -695,7 +695,7 @@ impl Lowering<'_, '_, '_, '_> {
             .view
             .float_field("epsilon")?
             .unwrap_or(DEFAULT_BATCH_NORM_EPSILON) as f32;
-        let mut inputs = vec![Some(self.to_canonical(&x, &data_perm)?)];
+        let mut inputs = vec![Some(self.canonicalize(&x, &data_perm)?)];
         for i in 1..5 {
             inputs.push(Some(self.input(i)?));
         }

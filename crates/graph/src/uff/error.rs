@@ -83,7 +83,7 @@ pub enum UffError {
         node: String,
         op: String,
         #[source]
-        source: crate::ir::GraphError,
+        source: Box<crate::ir::GraphError>,
     },
 
     #[error("UFF graph has no Input node")]
@@ -113,7 +113,7 @@ impl From<UffError> for crate::ir::GraphError {
                 op,
                 domain: "custom".to_owned(),
             },
-            UffError::Ir { source, .. } => source,
+            UffError::Ir { source, .. } => *source,
             other => GraphError::Malformed {
                 format: "UFF",
                 detail: other.to_string(),

@@ -128,7 +128,7 @@ pub fn import_meta(meta: &MetaGraph, input_name_hint: Option<&str>) -> Result<Gr
     ir.validate().map_err(|source| UffError::Ir {
         node: graph.id.clone(),
         op: "graph".to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(ir)
 }
