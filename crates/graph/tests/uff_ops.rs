@@ -1063,3 +1063,122 @@ fn names_are_kept_and_invented_names_do_not_collide() {
         "rsqrt",
     );
 }
+
+#[test]
+fn fully_connected_with_default_orders_flattens_and_transposes_weights() {
+    // Without orders a FullyConnected reads "NC" data and "KC" weights; 4-D data is flattened.
+    let weights = values(3 * 8, 22);
+    let mut w = UffWriter::new();
+    w.input("x", &[-1, 2, 2, 2])
+        .const_f32("w", &[3, 8], &weights)
+        .node("fc", "FullyConnected", &["x", "w"], vec![])
+        .node(
+            "probs",
+            "Softmax",
+            &["fc"],
+            vec![("axis", uff::schema::data::Value::I(0))],
+        )
+        .mark_output("fc")
+        .mark_output("probs");
+    let x = values(2 * 8, 23);
+    let out = run(
+        &import(&w),
+        "x",
+        Tensor::from_f32(vec![2, 2, 2, 2], x.clone()).unwrap(),
+    );
+    let mut expected = Vec::new();
+    for b in 0..2 {
+        for k in 0..3 {
+            expected.push(
+                (0..8)
+                    .map(|c| x[b * 8 + c] * weights[k * 8 + c])
+                    .sum::<f32>(),
+            );
+        }
+    }
+    assert_close(output(&out, "fc"), &[2, 3], &expected, "fc");
+    // Without orders, axis 0 counts from the first dim after the batch: the classes.
+    let mut probs = Vec::new();
+    for row in expected.chunks(3) {
+        let sum: f32 = row.iter().map(|v| v.exp()).sum();
+        probs.extend(row.iter().map(|v| v.exp() / sum));
+    }
+    assert_close(output(&out, "probs"), &[2, 3], &probs, "softmax");
+}
+
+#[test]
+fn conv_transpose_with_valid_padding_and_gather_v1() {
+    // 1-D-like case by hand: x = [1, 2] on a 1x2 image, kernel 1x3 of ones, stride 2, VALID:
+    // full output width (2 - 1) * 2 + 3 = 5: [1, 1, 1+2, 2, 2].
+    let mut w = UffWriter::new();
+    let orders = w.orders(&[NCHW, HWOI]);
+    w.input("x", &[1, 1, 2])
+        .const_f32("k", &[1, 3, 1, 1], &[1.0, 1.0, 1.0])
+        .const_i32("out_shape", &[4], &[1, 1, 1, 5])
+        .node(
+            "up",
+            "ConvTranspose",
+            &["x", "k", "out_shape"],
+            vec![("inputs_orders", orders), ("strides", ints(&[1, 2]))],
+        )
+        .const_i32("idx", &[3], &[0, 0, 0])
+        .node("rows", "Gather", &["up", "idx"], vec![])
+        .mark_output("up")
+        .mark_output("rows");
+    let out = run(
+        &import(&w),
+        "x",
+        Tensor::from_f32(vec![1, 1, 1, 2], vec![1.0, 2.0]).unwrap(),
+    );
+    let up = [1.0, 1.0, 3.0, 2.0, 2.0];
+    assert_close(
+        output(&out, "up"),
+        &[1, 1, 1, 5],
+        &up,
+        "conv transpose VALID",
+    );
+    // Gather (v1) picks along axis 0: three copies of the batch item.
+    let rows: Vec<f32> = up.iter().cycle().take(15).copied().collect();
+    assert_close(output(&out, "rows"), &[3, 1, 1, 5], &rows, "gather");
+}
+
+#[test]
+fn reduce_over_no_axes_is_the_identity_and_keepdims_false_drops_axes() {
+    let mut w = UffWriter::new();
+    w.input("x", &[-1, 2, 3])
+        .node(
+            "same",
+            "Reduce",
+            &["x"],
+            vec![
+                ("func", s("sum")),
+                ("axes", ints(&[])),
+                ("keepdims", uff::schema::data::Value::B(false)),
+            ],
+        )
+        .node(
+            "rowmax",
+            "Reduce",
+            &["x"],
+            vec![
+                ("func", s("max")),
+                ("axes", ints(&[-1])),
+                ("keepdims", uff::schema::data::Value::B(false)),
+            ],
+        )
+        .mark_output("same")
+        .mark_output("rowmax");
+    let x = [1.0f32, 5.0, -2.0, 0.5, -4.0, 3.0];
+    let out = run(
+        &import(&w),
+        "x",
+        Tensor::from_f32(vec![1, 2, 3], x.to_vec()).unwrap(),
+    );
+    assert_close(output(&out, "same"), &[1, 2, 3], &x, "empty axes");
+    assert_close(
+        output(&out, "rowmax"),
+        &[1, 2],
+        &[5.0, 3.0],
+        "max over last axis",
+    );
+}
