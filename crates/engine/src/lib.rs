@@ -3,6 +3,7 @@
 
 pub mod aligned;
 pub mod backend;
+pub mod build;
 pub mod cache;
 pub mod cpu;
 pub mod device;

@@ -107,3 +107,56 @@ fn lpdnet_program_is_fused() {
         program.steps.len()
     );
 }
+
+#[test]
+fn second_start_loads_from_the_cache() {
+    let Some(g) = common::lpdnet("second_start_loads_from_the_cache") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tao_engine::cache::EngineCache::new(Some(dir.path().to_owned()));
+    let config = BuildConfig {
+        max_batch: 1,
+        threads: 2,
+        ..BuildConfig::default()
+    };
+    let first = tao_engine::build::build_or_load(
+        &g,
+        "model-hash",
+        "dims=3,480,640",
+        &config,
+        &CpuBackend,
+        &cache,
+    )
+    .unwrap();
+    assert!(first.outcome.was_built(), "{:?}", first.outcome);
+    let second = tao_engine::build::build_or_load(
+        &g,
+        "model-hash",
+        "dims=3,480,640",
+        &config,
+        &CpuBackend,
+        &cache,
+    )
+    .unwrap();
+    assert_eq!(second.outcome, tao_engine::cache::Outcome::Loaded);
+    assert_eq!(second.plan_path, first.plan_path);
+    println!("build {:?}, load {:?}", first.build_time, second.load_time);
+    // Other options are another engine.
+    let other = tao_engine::build::build_or_load(
+        &g,
+        "model-hash",
+        "dims=3,480,640;outputs=x",
+        &config,
+        &CpuBackend,
+        &cache,
+    )
+    .unwrap();
+    assert!(other.outcome.was_built());
+    let input = common::random_input(&[1, 3, 480, 640], 9);
+    let (mut a, mut b) = (first.engine, second.engine);
+    assert_eq!(
+        run_engine(a.as_mut(), 1, &input),
+        run_engine(b.as_mut(), 1, &input)
+    );
+}

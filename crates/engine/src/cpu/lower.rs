@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tao_graph::ir::{BinaryOp, Facts, Graph, Node, Op, Tensor, UnaryOp};
+use tao_graph::ir::{BinaryOp, Facts, Graph, Node, Op, ReduceKind, Tensor, UnaryOp};
 use tao_graph::ops::conv::WindowGeometry;
 use tao_graph::ops::{AutoPad, PoolKind as GraphPoolKind};
 use tao_kernels::{
@@ -13,6 +13,9 @@ use tao_kernels::{
     ResidualAdd,
 };
 
+use super::generic::{
+    BroadcastShape, Operand, binary_fn, broadcast_strides, reduce_supported, unary_fn,
+};
 use crate::backend::{EngineError, EngineResult, IoDesc};
 
 /// Where a 4-D value's elements are: logical NCHW order, or NHWC as the kernels want.
@@ -88,6 +91,36 @@ pub enum Step {
         inputs: Vec<usize>,
         output: usize,
     },
+    Binary {
+        op: &'static str,
+        f: fn(f32, f32) -> f32,
+        shape: BroadcastShape,
+        a: Operand,
+        b: Operand,
+        output: usize,
+    },
+    Unary {
+        op: &'static str,
+        f: fn(f32) -> f32,
+        input: usize,
+        output: usize,
+    },
+    /// `[outer, reduced, inner]` → `[outer, inner]`; `outer` is per image.
+    Reduce {
+        kind: ReduceKind,
+        outer: usize,
+        reduced: usize,
+        inner: usize,
+        input: usize,
+        output: usize,
+    },
+    /// Per image: `outer` rows, each the inputs' `blocks` in turn.
+    Concat {
+        outer: usize,
+        blocks: Vec<usize>,
+        inputs: Vec<usize>,
+        output: usize,
+    },
     /// Ops without a fast kernel: the reference evaluation on NCHW copies (allocates per run).
     Reference {
         node: Box<Node>,
@@ -132,6 +165,11 @@ impl Step {
             Step::Pool { output, .. } => format!("pool -> {}", v(output)),
             Step::GlobalPool { output, .. } => format!("global-pool -> {}", v(output)),
             Step::Elementwise { f, output, .. } => format!("{f:?} -> {}", v(output)),
+            Step::Binary { op, output, .. } | Step::Unary { op, output, .. } => {
+                format!("{op} -> {}", v(output))
+            }
+            Step::Reduce { kind, output, .. } => format!("reduce-{kind:?} -> {}", v(output)),
+            Step::Concat { output, .. } => format!("concat -> {}", v(output)),
             Step::Reference { node, .. } => format!("reference {} ({})", node.name, node.op_type()),
         }
     }
@@ -459,8 +497,185 @@ impl Lowering<'_> {
                     });
                     return Ok(());
                 }
+                if self.lower_generic(i)? {
+                    return Ok(());
+                }
                 self.lower_reference(i)
             }
+        }
+    }
+
+    /// Binary and unary maths, reductions and concatenation on f32 values; false when the node
+    /// does not fit (it then runs on the reference).
+    fn lower_generic(&mut self, i: usize) -> EngineResult<bool> {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        if node.outputs.len() != 1 {
+            return Ok(false);
+        }
+        let y = node.outputs[0].clone();
+        let is_f32 = |name: &str| {
+            self.facts
+                .get(name)
+                .is_some_and(|f| f.dtype == tao_graph::ir::DType::F32)
+        };
+        if !is_f32(&y)
+            || node
+                .present_inputs()
+                .any(|n| !is_f32(n) && !self.graph.constants.contains_key(n))
+        {
+            return Ok(false);
+        }
+        let ys = self.shape_of(&y)?;
+        if ys.is_empty() || ys[0] != 1 || ys.len() > super::generic::MAX_RANK {
+            return Ok(false);
+        }
+        match &node.op {
+            Op::Binary(op) => {
+                let (Some(f), Some(a), Some(b)) = (binary_fn(*op), node.input(0), node.input(1))
+                else {
+                    return Ok(false);
+                };
+                let operand =
+                    |this: &mut Self, name: &str| -> EngineResult<Option<(Operand, Vec<usize>)>> {
+                        if let Some(t) = this.graph.constants.get(name) {
+                            if t.rank() == ys.len() && t.shape()[0] != 1 {
+                                return Ok(None);
+                            }
+                            let Some(strides) = broadcast_strides(t.shape(), &ys) else {
+                                return Ok(None);
+                            };
+                            return Ok(Some((Operand::Constant(t.to_f32_vec()), strides)));
+                        }
+                        let shape = this.shape_of(name)?;
+                        if shape.len() != ys.len() {
+                            return Ok(None);
+                        }
+                        let Some(mut strides) = broadcast_strides(&shape, &ys) else {
+                            return Ok(None);
+                        };
+                        strides[0] = shape[1..].iter().product();
+                        let id = this.value_in(name, Layout::Nchw)?;
+                        Ok(Some((Operand::Value(id), strides)))
+                    };
+                let (Some((a, sa)), Some((b, sb))) = (operand(self, a)?, operand(self, b)?) else {
+                    return Ok(false);
+                };
+                let output = self.new_value(&y, ys.clone(), Layout::Nchw);
+                let shape = BroadcastShape {
+                    out: ys,
+                    a: sa,
+                    b: sb,
+                };
+                self.steps.push(Step::Binary {
+                    op: node.op_type(),
+                    f,
+                    shape,
+                    a,
+                    b,
+                    output,
+                });
+                Ok(true)
+            }
+            Op::Unary(op) => {
+                let (Some(f), Some(x)) = (unary_fn(*op), node.input(0)) else {
+                    return Ok(false);
+                };
+                if self.graph.constants.contains_key(x) {
+                    return Ok(false);
+                }
+                let x = x.to_owned();
+                let layout = self.current_layout(&x)?;
+                let input = self.value_in(&x, layout)?;
+                let output = self.new_value(&y, ys, layout);
+                self.steps.push(Step::Unary {
+                    op: node.op_type(),
+                    f,
+                    input,
+                    output,
+                });
+                Ok(true)
+            }
+            Op::Reduce(r) if reduce_supported(r.kind) => {
+                let Some(x) = node
+                    .input(0)
+                    .filter(|x| !self.graph.constants.contains_key(*x))
+                else {
+                    return Ok(false);
+                };
+                let xs = self.shape_of(x)?;
+                let Some(axes) = self.constant(node.input(1)).map(Tensor::to_i64_vec) else {
+                    return Ok(false);
+                };
+                let rank = xs.len() as i64;
+                let mut axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| if a < 0 { a + rank } else { a })
+                    .filter(|&a| (0..rank).contains(&a))
+                    .map(|a| a as usize)
+                    .collect();
+                axes.sort_unstable();
+                axes.dedup();
+                let contiguous = axes.windows(2).all(|w| w[1] == w[0] + 1);
+                if axes.is_empty() || axes[0] == 0 || !contiguous {
+                    return Ok(false);
+                }
+                let (first, last) = (axes[0], axes[axes.len() - 1]);
+                let (x, kind) = (x.to_owned(), r.kind);
+                let input = self.value_in(&x, Layout::Nchw)?;
+                let output = self.new_value(&y, ys, Layout::Nchw);
+                self.steps.push(Step::Reduce {
+                    kind,
+                    outer: xs[1..first].iter().product(),
+                    reduced: xs[first..=last].iter().product(),
+                    inner: xs[last + 1..].iter().product(),
+                    input,
+                    output,
+                });
+                Ok(true)
+            }
+            Op::Concat(c) => {
+                let names: Vec<String> = node.present_inputs().map(str::to_owned).collect();
+                if names.is_empty() || names.iter().any(|n| self.graph.constants.contains_key(n)) {
+                    return Ok(false);
+                }
+                let rank = ys.len() as i64;
+                let axis = if c.axis < 0 { c.axis + rank } else { c.axis };
+                if !(1..rank).contains(&axis) {
+                    return Ok(false);
+                }
+                // Concatenate where the inputs already are: NHWC when all 4-D inputs are.
+                let nhwc = rank == 4
+                    && names
+                        .iter()
+                        .all(|n| self.by_name.contains_key(&(n.clone(), Layout::Nhwc)));
+                let (layout, phys_axis) = match (nhwc, axis) {
+                    (true, 1) => (Layout::Nhwc, 3),
+                    (true, a) => (Layout::Nhwc, a as usize - 1),
+                    (false, a) => (Layout::Nchw, a as usize),
+                };
+                let physical = |s: &[usize]| match layout {
+                    Layout::Nhwc => vec![s[0], s[2], s[3], s[1]],
+                    Layout::Nchw => s.to_vec(),
+                };
+                let mut inputs = Vec::new();
+                let mut blocks = Vec::new();
+                for n in &names {
+                    let p = physical(&self.shape_of(n)?);
+                    blocks.push(p[phys_axis..].iter().product());
+                    inputs.push(self.value_in(n, layout)?);
+                }
+                let outer = physical(&ys)[1..phys_axis].iter().product();
+                let output = self.new_value(&y, ys, layout);
+                self.steps.push(Step::Concat {
+                    outer,
+                    blocks,
+                    inputs,
+                    output,
+                });
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -804,8 +1019,22 @@ pub fn step_values(step: &Step) -> Vec<(usize, bool)> {
         Step::ConvTranspose { input, output, .. }
         | Step::Pool { input, output, .. }
         | Step::GlobalPool { input, output, .. } => vec![(*input, false), (*output, true)],
-        Step::Elementwise { inputs, output, .. } => {
+        Step::Elementwise { inputs, output, .. } | Step::Concat { inputs, output, .. } => {
             let mut v: Vec<_> = inputs.iter().map(|i| (*i, false)).collect();
+            v.push((*output, true));
+            v
+        }
+        Step::Unary { input, output, .. } | Step::Reduce { input, output, .. } => {
+            vec![(*input, false), (*output, true)]
+        }
+        Step::Binary { a, b, output, .. } => {
+            let mut v: Vec<_> = [a, b]
+                .into_iter()
+                .filter_map(|o| match o {
+                    Operand::Value(id) => Some((*id, false)),
+                    Operand::Constant(_) => None,
+                })
+                .collect();
             v.push((*output, true));
             v
         }

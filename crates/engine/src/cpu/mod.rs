@@ -5,6 +5,7 @@
 //! packed weights; loading re-derives the (cheap, deterministic) program and takes the packed weights
 //! as they are, so no weight is transformed twice.
 
+mod generic;
 mod lower;
 
 use std::collections::HashMap;
@@ -181,6 +182,32 @@ impl CpuEngine {
 
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// Runs once like [`Engine::run`] and returns each step's description and time.
+    pub fn profile(
+        &mut self,
+        batch: usize,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> EngineResult<Vec<(String, std::time::Duration)>> {
+        self.run(batch, inputs, outputs)?;
+        let values = &self.program.values;
+        let mut times = Vec::with_capacity(self.program.steps.len());
+        for step in &self.program.steps {
+            let t = std::time::Instant::now();
+            run_step(
+                step,
+                values,
+                self.max_batch,
+                batch,
+                &mut self.arena,
+                &mut self.scratch,
+                &self.ctx,
+            )?;
+            times.push((step.describe(values), t.elapsed()));
+        }
+        Ok(times)
     }
 
     /// Bytes of activation memory held for `max_batch` images.
@@ -405,6 +432,63 @@ fn run_step(
             }
             Ok(())
         }
+        Step::Binary {
+            f,
+            shape,
+            a,
+            b,
+            output,
+            ..
+        } => {
+            let reads: Vec<_> = [a, b]
+                .iter()
+                .filter_map(|o| match o {
+                    generic::Operand::Value(v) => Some(at(*v)),
+                    generic::Operand::Constant(_) => None,
+                })
+                .collect();
+            let (r, w) = views(arena, &reads, at(*output));
+            let mut next = r.into_iter();
+            let x = operand_slice(a, &mut next);
+            let z = operand_slice(b, &mut next);
+            let (Some(x), Some(z)) = (x, z) else {
+                return Err(EngineError::Invalid("binary step lost an operand".into()));
+            };
+            generic::broadcast_binary(*f, shape, batch, x, z, w);
+            Ok(())
+        }
+        Step::Unary {
+            f, input, output, ..
+        } => {
+            let (r, w) = views(arena, &[at(*input)], at(*output));
+            for (y, x) in w.iter_mut().zip(r[0]) {
+                *y = f(*x);
+            }
+            Ok(())
+        }
+        Step::Reduce {
+            kind,
+            outer,
+            reduced,
+            inner,
+            input,
+            output,
+        } => {
+            let (r, w) = views(arena, &[at(*input)], at(*output));
+            generic::reduce(*kind, outer * batch, *reduced, *inner, r[0], w);
+            Ok(())
+        }
+        Step::Concat {
+            outer,
+            blocks,
+            inputs,
+            output,
+        } => {
+            let reads: Vec<_> = inputs.iter().map(|v| at(*v)).collect();
+            let (r, w) = views(arena, &reads, at(*output));
+            generic::concat(outer * batch, blocks, &r, w);
+            Ok(())
+        }
         Step::Reference {
             node,
             inputs,
@@ -445,5 +529,16 @@ fn run_step(
             }
             Ok(())
         }
+    }
+}
+
+/// A binary operand's data: the next arena view for a value, the step's own data for a constant.
+fn operand_slice<'a>(
+    o: &'a generic::Operand,
+    views: &mut impl Iterator<Item = &'a [f32]>,
+) -> Option<&'a [f32]> {
+    match o {
+        generic::Operand::Value(_) => views.next(),
+        generic::Operand::Constant(c) => Some(c.as_slice()),
     }
 }

@@ -1,0 +1,151 @@
+//! Whole-model FP32 latency of the CPU engine against ONNX Runtime, same machine, same run, same
+//! thread count.
+//!
+//!     cargo run --release -p tao-engine --example cpu_bench -- MODEL [--key K] [--batch 1,8]
+//!         [--runs 10] [--threads 2]
+//!
+//! MODEL is `.onnx` or `.etlt` (UFF or ONNX inside). ONNX Runtime runs the model as ONNX: the file
+//! itself, or this project's ONNX export of the imported graph for UFF models. ORT runs through
+//! `models/ort_time.py` with the project's `.venv` (graph optimisation ALL).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use tao_engine::backend::{Backend, BuildConfig};
+use tao_engine::cpu::CpuBackend;
+use tao_engine::optimize;
+use tao_graph::ir::Graph;
+
+fn arg(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn load(path: &Path, key: Option<&str>) -> Graph {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if path.extension().is_some_and(|e| e == "etlt") {
+        let payload = etlt::decode_bytes(&bytes, key.expect("--key is needed for .etlt")).unwrap();
+        match payload.kind {
+            etlt::PayloadKind::Uff => {
+                tao_graph::uff::import(&payload.bytes, Some(&payload.input_name)).unwrap()
+            }
+            etlt::PayloadKind::Onnx => tao_graph::onnx::import(&payload.bytes).unwrap(),
+        }
+    } else {
+        tao_graph::onnx::import(&bytes).unwrap()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let model = PathBuf::from(
+        args.get(1)
+            .expect("usage: cpu_bench MODEL [--key K] [--batch 1,8]"),
+    );
+    let key = arg(&args, "--key");
+    let batches: Vec<usize> = arg(&args, "--batch")
+        .unwrap_or_else(|| "1,8".into())
+        .split(',')
+        .map(|b| b.parse().unwrap())
+        .collect();
+    let runs: usize = arg(&args, "--runs").map_or(10, |r| r.parse().unwrap());
+    let threads: usize = arg(&args, "--threads").map_or(2, |t| t.parse().unwrap());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+
+    let graph = load(&model, key.as_deref());
+    let work = tempfile::tempdir().unwrap();
+    let onnx_path = work.path().join("model.onnx");
+    let onnx = tao_graph::onnx::export(&graph, &tao_graph::onnx::ExportOptions::default()).unwrap();
+    std::fs::write(&onnx_path, onnx).unwrap();
+
+    println!(
+        "model: {} ({} threads, median of {runs} runs)",
+        model.display(),
+        threads
+    );
+    println!(
+        "{:>5} {:>12} {:>12} {:>8} {:>10} {:>10}",
+        "batch", "ours ms", "ORT ms", "ratio", "GFLOP/s", "build ms"
+    );
+    for &batch in &batches {
+        let flops = graph.stats_at_batch(batch).map(|s| s.flops).unwrap_or(0);
+        let t = Instant::now();
+        let mut optimised = graph.clone();
+        optimize::optimize(&mut optimised).unwrap();
+        let config = BuildConfig {
+            max_batch: batch,
+            threads,
+            ..BuildConfig::default()
+        };
+        let plan = CpuBackend.build(&optimised, &config).unwrap().to_bytes();
+        let build_ms = t.elapsed().as_secs_f64() * 1e3;
+        let plan =
+            tao_engine::plan::Plan::parse(tao_engine::aligned::AlignedBytes::from_slice(&plan))
+                .unwrap();
+        let mut engine = CpuBackend.load(&plan, threads).unwrap();
+        let inputs: Vec<Vec<f32>> = engine
+            .inputs()
+            .iter()
+            .map(|d| {
+                (0..d.elements_per_image() * batch)
+                    .map(|i| (i % 255) as f32 / 255.0)
+                    .collect()
+            })
+            .collect();
+        let mut outputs: Vec<Vec<f32>> = engine
+            .outputs()
+            .iter()
+            .map(|d| vec![0.0; d.elements_per_image() * batch])
+            .collect();
+        let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut times = Vec::new();
+        for i in 0..runs + 2 {
+            let mut out_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            let t = Instant::now();
+            engine.run(batch, &input_refs, &mut out_refs).unwrap();
+            if i >= 2 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let ours = median(times);
+        let ort = Command::new(&python)
+            .arg(root.join("models/ort_time.py"))
+            .arg(&onnx_path)
+            .args([
+                "--threads",
+                &threads.to_string(),
+                "--batch",
+                &batch.to_string(),
+                "--runs",
+                &runs.to_string(),
+            ])
+            .output()
+            .expect("run .venv/bin/python (make setup creates it)");
+        let text = String::from_utf8_lossy(&ort.stdout);
+        let ort_ms: f64 = text
+            .lines()
+            .rev()
+            .find_map(|l| {
+                l.strip_prefix("median_ms=")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("ORT failed: {}", String::from_utf8_lossy(&ort.stderr)));
+        let gflops = flops as f64 / (ours * 1e-3) / 1e9;
+        println!(
+            "{batch:>5} {ours:>12.2} {ort_ms:>12.2} {:>7.2}x {gflops:>10.1} {build_ms:>10.1}",
+            ours / ort_ms
+        );
+    }
+    println!("ratio = our latency / ONNX Runtime latency (below 1 is faster)");
+}

@@ -1,0 +1,67 @@
+//! From an imported graph to a ready engine: optimise, then load the plan from the engine cache or
+//! build and store it. This is the one entry point the CLI tools and the GStreamer element use.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tao_graph::ir::Graph;
+
+use crate::backend::{Backend, BuildConfig, Engine, EngineError, EngineResult};
+use crate::cache::{CacheError, EngineCache, Outcome, sha256_hex};
+use crate::optimize;
+use crate::plan::PlanIdentity;
+
+/// A loaded engine and how it was obtained.
+pub struct Ready {
+    pub engine: Box<dyn Engine>,
+    pub outcome: Outcome,
+    /// The plan file in the cache, when there is one.
+    pub plan_path: Option<PathBuf>,
+    /// Time to build (zero when loaded) and to load the plan.
+    pub build_time: Duration,
+    pub load_time: Duration,
+}
+
+/// `model_sha256` identifies the model file's bytes; `options` is every user choice that changes the
+/// graph before the build (input dims, order, selected outputs) in a canonical text form.
+pub fn build_or_load(
+    graph: &Graph,
+    model_sha256: &str,
+    options: &str,
+    config: &BuildConfig,
+    backend: &dyn Backend,
+    cache: &EngineCache,
+) -> EngineResult<Ready> {
+    let identity = PlanIdentity {
+        backend: backend.name().to_owned(),
+        device: backend.device(),
+        model_sha256: model_sha256.to_owned(),
+        options_sha256: sha256_hex(format!("{options};{}", config.canonical()).as_bytes()),
+    };
+    let started = Instant::now();
+    let mut build_time = Duration::ZERO;
+    let cached = cache
+        .get_or_build(&identity, || {
+            let mut optimised = graph.clone();
+            optimize::optimize(&mut optimised)?;
+            let plan = identity
+                .stamp(backend.build(&optimised, config)?)
+                .header("model-name", graph.name.clone());
+            let bytes = plan.header("options", options.to_owned()).to_bytes();
+            build_time = started.elapsed();
+            Ok::<_, EngineError>(bytes)
+        })
+        .map_err(|e| match e {
+            CacheError::Build(e) => e,
+            CacheError::InvalidBuild(e) => EngineError::Plan(e),
+        })?;
+    let load_started = Instant::now();
+    let engine = backend.load(&cached.plan, config.threads)?;
+    Ok(Ready {
+        engine,
+        outcome: cached.outcome,
+        plan_path: cached.path,
+        build_time,
+        load_time: load_started.elapsed(),
+    })
+}

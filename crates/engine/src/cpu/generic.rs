@@ -1,0 +1,232 @@
+//! Allocation-free f32 kernels for the ops around the convolutions: broadcasting binary maths,
+//! unary maths, reductions over a contiguous run of axes, and concatenation. Shapes are per image
+//! (batch 1) at lowering; the batch size is applied at run time.
+
+use tao_graph::ir::{BinaryOp, ReduceKind, UnaryOp};
+
+/// Largest rank the strided loops handle.
+pub const MAX_RANK: usize = 6;
+
+/// A binary operand: a value in the arena or a constant kept in the step.
+#[derive(Clone, Debug)]
+pub enum Operand {
+    Value(usize),
+    Constant(Vec<f32>),
+}
+
+/// Broadcast geometry of one binary step. Axis 0 is the batch: 1 at lowering, the batch size at run
+/// time. A value operand has full rank and steps one image per batch entry; a constant never does.
+#[derive(Clone, Debug)]
+pub struct BroadcastShape {
+    pub out: Vec<usize>,
+    /// Element strides per output axis (0 where the operand broadcasts).
+    pub a: Vec<usize>,
+    pub b: Vec<usize>,
+}
+
+/// Row-major strides of `shape` right-aligned to `rank`, 0 on broadcast axes.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Option<Vec<usize>> {
+    let rank = out.len();
+    let offset = rank.checked_sub(shape.len())?;
+    let mut strides = vec![0; rank];
+    let mut s = 1;
+    for i in (0..shape.len()).rev() {
+        let d = shape[i];
+        if d != 1 && d != out[i + offset] {
+            return None;
+        }
+        strides[i + offset] = if d == 1 { 0 } else { s };
+        s *= d;
+    }
+    Some(strides)
+}
+
+pub fn binary_fn(op: BinaryOp) -> Option<fn(f32, f32) -> f32> {
+    Some(match op {
+        BinaryOp::Add => |a, b| a + b,
+        BinaryOp::Sub => |a, b| a - b,
+        BinaryOp::Mul => |a, b| a * b,
+        BinaryOp::Div => |a, b| a / b,
+        BinaryOp::Pow => f32::powf,
+        _ => return None,
+    })
+}
+
+pub fn unary_fn(op: UnaryOp) -> Option<fn(f32) -> f32> {
+    Some(match op {
+        UnaryOp::Exp => f32::exp,
+        UnaryOp::Log => f32::ln,
+        UnaryOp::Sqrt => f32::sqrt,
+        UnaryOp::Reciprocal => f32::recip,
+        UnaryOp::Neg => |x| -x,
+        UnaryOp::Abs => f32::abs,
+        UnaryOp::Tanh => f32::tanh,
+        UnaryOp::Floor => f32::floor,
+        UnaryOp::Ceil => f32::ceil,
+        UnaryOp::Softplus => |x| if x > 20.0 { x } else { x.exp().ln_1p() },
+        UnaryOp::Softsign => |x| x / (1.0 + x.abs()),
+        _ => return None,
+    })
+}
+
+/// `out = f(a, b)` with broadcasting over `batch` images.
+pub fn broadcast_binary(
+    f: fn(f32, f32) -> f32,
+    shape: &BroadcastShape,
+    batch: usize,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) {
+    let rank = shape.out.len();
+    let mut dims = [1usize; MAX_RANK];
+    let (mut sa, mut sb) = ([0usize; MAX_RANK], [0usize; MAX_RANK]);
+    dims[..rank].copy_from_slice(&shape.out);
+    sa[..rank].copy_from_slice(&shape.a);
+    sb[..rank].copy_from_slice(&shape.b);
+    if rank > 0 {
+        dims[0] = batch;
+    }
+    let inner = dims[rank.saturating_sub(1)].max(1);
+    let (ia, ib) = if rank > 0 {
+        (sa[rank - 1], sb[rank - 1])
+    } else {
+        (0, 0)
+    };
+    let mut idx = [0usize; MAX_RANK];
+    let mut o = 0;
+    while o < out.len() {
+        let (mut pa, mut pb) = (0, 0);
+        for i in 0..rank.saturating_sub(1) {
+            pa += idx[i] * sa[i];
+            pb += idx[i] * sb[i];
+        }
+        let row = &mut out[o..o + inner];
+        match (ia, ib) {
+            (1, 1) => {
+                for ((y, x), z) in row
+                    .iter_mut()
+                    .zip(&a[pa..pa + inner])
+                    .zip(&b[pb..pb + inner])
+                {
+                    *y = f(*x, *z);
+                }
+            }
+            (1, 0) => {
+                let z = b[pb];
+                for (y, x) in row.iter_mut().zip(&a[pa..pa + inner]) {
+                    *y = f(*x, z);
+                }
+            }
+            (0, 1) => {
+                let x = a[pa];
+                for (y, z) in row.iter_mut().zip(&b[pb..pb + inner]) {
+                    *y = f(x, *z);
+                }
+            }
+            _ => {
+                for (j, y) in row.iter_mut().enumerate() {
+                    *y = f(a[pa + j * ia], b[pb + j * ib]);
+                }
+            }
+        }
+        o += inner;
+        // Advance the multi-index over all but the innermost axis.
+        for i in (0..rank.saturating_sub(1)).rev() {
+            idx[i] += 1;
+            if idx[i] < dims[i] {
+                break;
+            }
+            idx[i] = 0;
+        }
+    }
+}
+
+/// Reduction of `[outer, reduced, inner]` to `[outer, inner]`.
+pub fn reduce(
+    kind: ReduceKind,
+    outer: usize,
+    reduced: usize,
+    inner: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    for o in 0..outer {
+        let block = &x[o * reduced * inner..(o + 1) * reduced * inner];
+        let dst = &mut y[o * inner..(o + 1) * inner];
+        let (init, combine): (f32, fn(f32, f32) -> f32) = match kind {
+            ReduceKind::Max => (f32::NEG_INFINITY, f32::max),
+            ReduceKind::Min => (f32::INFINITY, f32::min),
+            ReduceKind::Prod => (1.0, |a, b| a * b),
+            _ => (0.0, |a, b| a + b),
+        };
+        dst.fill(init);
+        for r in 0..reduced {
+            for (d, v) in dst.iter_mut().zip(&block[r * inner..(r + 1) * inner]) {
+                *d = combine(*d, *v);
+            }
+        }
+        if kind == ReduceKind::Mean {
+            let n = reduced as f32;
+            dst.iter_mut().for_each(|d| *d /= n);
+        }
+    }
+}
+
+/// Whether this reduction runs here (the others fall back to the reference).
+pub fn reduce_supported(kind: ReduceKind) -> bool {
+    matches!(
+        kind,
+        ReduceKind::Sum | ReduceKind::Mean | ReduceKind::Max | ReduceKind::Min | ReduceKind::Prod
+    )
+}
+
+/// Concatenation: for each of `outer` rows, the inputs' blocks one after another.
+pub fn concat(outer: usize, blocks: &[usize], inputs: &[&[f32]], out: &mut [f32]) {
+    let row: usize = blocks.iter().sum();
+    for o in 0..outer {
+        let mut at = o * row;
+        for (x, &len) in inputs.iter().zip(blocks) {
+            out[at..at + len].copy_from_slice(&x[o * len..(o + 1) * len]);
+            at += len;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_per_channel_and_scalar() {
+        // [1,2,2] * [2,1] (per-row) and + scalar
+        let out = vec![1, 2, 2];
+        let a_shape = [1, 2, 2];
+        let b_shape = [2, 1];
+        let mut a_strides = broadcast_strides(&a_shape, &out).unwrap();
+        a_strides[0] = 4; // a value: one image per batch entry
+        let shape = BroadcastShape {
+            a: a_strides,
+            b: broadcast_strides(&b_shape, &out).unwrap(),
+            out,
+        };
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let b = [10.0, 100.0];
+        let mut y = [0.0; 8];
+        broadcast_binary(|x, z| x * z, &shape, 2, &a, &b, &mut y);
+        assert_eq!(y, [10.0, 20.0, 300.0, 400.0, 50.0, 60.0, 700.0, 800.0]);
+    }
+
+    #[test]
+    fn reduce_and_concat() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut y = [0.0; 2];
+        reduce(ReduceKind::Sum, 1, 3, 2, &x, &mut y);
+        assert_eq!(y, [9.0, 12.0]);
+        reduce(ReduceKind::Max, 2, 3, 1, &x, &mut y);
+        assert_eq!(y, [3.0, 6.0]);
+        let mut out = [0.0; 6];
+        concat(2, &[1, 2], &[&[1.0, 2.0], &[3.0, 4.0, 5.0, 6.0]], &mut out);
+        assert_eq!(out, [1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
+    }
+}
