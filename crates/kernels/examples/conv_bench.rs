@@ -14,147 +14,19 @@
 //! `models/gen_detectnet_v2.py` (generated into `target/models/` when missing).
 //! GFLOP/s counts the direct algorithm's 2·MACs, also for Winograd.
 
+#[path = "support/detectnet.rs"]
+mod detectnet;
+
+use detectnet::{
+    Layer, Network, detectnet_resnet18, folded_weights, read_f32, rel_err, workspace_root,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use tao_kernels::{
-    Activation, Context, Conv2dSpec, ConvAlgorithm, Epilogue, Isa, Nhwc, NhwcMut, PrepareOptions,
-    PreparedConv, Residual, ResidualAdd, nchw_to_nhwc, nhwc_to_nchw,
+    Activation, Context, ConvAlgorithm, Isa, Nhwc, NhwcMut, PrepareOptions, PreparedConv, Residual,
 };
-
-/// One convolution of the network. `input`/`residual` name the tensors it reads.
-#[derive(Clone)]
-struct Layer {
-    name: String,
-    cin: usize,
-    cout: usize,
-    kernel: usize,
-    stride: usize,
-    h: usize,
-    w: usize,
-    act: Activation,
-    input: String,
-    residual: Option<String>,
-}
-
-impl Layer {
-    fn spec(&self) -> Conv2dSpec {
-        let mut s = Conv2dSpec::new(
-            self.cin,
-            self.cout,
-            self.kernel,
-            self.stride,
-            self.kernel / 2,
-            [self.h, self.w],
-        );
-        s.epilogue = Epilogue::new(
-            self.act,
-            if self.residual.is_some() {
-                ResidualAdd::BeforeActivation
-            } else {
-                ResidualAdd::None
-            },
-        );
-        s
-    }
-    fn out_hw(&self) -> [usize; 2] {
-        let p = self.kernel / 2;
-        [
-            (self.h + 2 * p - self.kernel) / self.stride + 1,
-            (self.w + 2 * p - self.kernel) / self.stride + 1,
-        ]
-    }
-}
-
-/// DetectNet_v2-ResNet18 as TAO builds it: 7×7/2 stem without max-pool, stages of two basic
-/// blocks with strides 2, 2, 2, 1, projection shortcuts where the shape changes, two 1×1 heads.
-fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
-    let mut layers = Vec::new();
-    let mut add = |name: &str,
-                   cin,
-                   cout,
-                   kernel,
-                   stride,
-                   hw: [usize; 2],
-                   act,
-                   input: &str,
-                   residual: Option<&str>| {
-        layers.push(Layer {
-            name: name.to_string(),
-            cin,
-            cout,
-            kernel,
-            stride,
-            h: hw[0],
-            w: hw[1],
-            act,
-            input: input.to_string(),
-            residual: residual.map(str::to_string),
-        });
-    };
-    add(
-        "conv1",
-        3,
-        64,
-        7,
-        2,
-        [h, w],
-        Activation::Relu,
-        "image",
-        None,
-    );
-    let mut hw = [h / 2, w / 2];
-    let mut cin = 64;
-    let mut x = "conv1".to_string();
-    for (stage, (cout, stride)) in [(64, 2), (128, 2), (256, 2), (512, 1)]
-        .into_iter()
-        .enumerate()
-    {
-        for block in 0..2 {
-            let tag = format!("block_{}{}", stage + 1, if block == 0 { 'a' } else { 'b' });
-            let s = if block == 0 { stride } else { 1 };
-            let out_hw = [(hw[0] + 2 - 3) / s + 1, (hw[1] + 2 - 3) / s + 1];
-            let shortcut = if s != 1 || cin != cout {
-                let name = format!("{tag}_conv_shortcut");
-                add(&name, cin, cout, 1, s, hw, Activation::None, &x, None);
-                name
-            } else {
-                x.clone()
-            };
-            let c1 = format!("{tag}_conv_1");
-            add(&c1, cin, cout, 3, s, hw, Activation::Relu, &x, None);
-            let c2 = format!("{tag}_conv_2");
-            add(
-                &c2,
-                cout,
-                cout,
-                3,
-                1,
-                out_hw,
-                Activation::Relu,
-                &c1,
-                Some(&shortcut),
-            );
-            x = c2;
-            hw = out_hw;
-            cin = cout;
-        }
-    }
-    add(
-        "output_cov",
-        cin,
-        3,
-        1,
-        1,
-        hw,
-        Activation::Sigmoid,
-        &x,
-        None,
-    );
-    add("output_bbox", cin, 12, 1, 1, hw, Activation::None, &x, None);
-    layers
-}
 
 struct Args {
     /// Time with the CPU time of this process's threads
@@ -270,15 +142,25 @@ fn fill(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn prepare(layer: &Layer, algo: Option<ConvAlgorithm>) -> Result<PreparedConv, String> {
+/// Prepares a layer with `weights` (ONNX order) and bias, or seeded random ones.
+fn prepare(
+    layer: &Layer,
+    algo: Option<ConvAlgorithm>,
+    given: Option<&(Vec<f32>, Vec<f32>)>,
+) -> Result<PreparedConv, String> {
     let spec = layer.spec();
     let fan_in = layer.cin * layer.kernel * layer.kernel;
     let scale = (6.0 / fan_in as f32).sqrt();
-    let weights: Vec<f32> = fill(layer.cout * fan_in, 1)
-        .iter()
-        .map(|x| x * scale)
-        .collect();
-    let bias: Vec<f32> = fill(layer.cout, 2).iter().map(|x| x * 0.1).collect();
+    let (weights, bias) = match given {
+        Some((w, b)) => (w.clone(), b.clone()),
+        None => (
+            fill(layer.cout * fan_in, 1)
+                .iter()
+                .map(|x| x * scale)
+                .collect(),
+            fill(layer.cout, 2).iter().map(|x| x * 0.1).collect(),
+        ),
+    };
     // A forced algorithm applies where it can; other layers keep the automatic choice.
     let algorithm = algo.filter(|a| {
         PreparedConv::prepare(
@@ -332,95 +214,6 @@ fn time_layer(
     Ok(median(times))
 }
 
-/// Runs the whole network layer after layer on real buffers; returns the median milliseconds.
-fn time_network(
-    ctx: &Context,
-    clock: &Clock,
-    layers: &[Layer],
-    convs: &[PreparedConv],
-    runs: usize,
-    h: usize,
-    w: usize,
-) -> Result<f64, String> {
-    use std::collections::HashMap;
-    let image = fill(3 * h * w, 5)
-        .iter()
-        .map(|x| x.abs())
-        .collect::<Vec<f32>>();
-    let mut buffers: HashMap<String, Vec<f32>> = HashMap::new();
-    buffers.insert("image".into(), vec![0f32; 3 * h * w]);
-    for l in layers {
-        let [oh, ow] = l.out_hw();
-        buffers.insert(l.name.clone(), vec![0f32; oh * ow * l.cout]);
-    }
-    let scratch_len = convs
-        .iter()
-        .map(|c| c.scratch_len(ctx.threads()))
-        .max()
-        .unwrap_or(0);
-    let mut scratch = vec![0f32; scratch_len];
-    let [gh, gw] = layers.last().ok_or("no layers")?.out_hw();
-    let mut cov_nchw = vec![0f32; 3 * gh * gw];
-    let mut bbox_nchw = vec![0f32; 12 * gh * gw];
-    let mut times = Vec::new();
-    for i in 0..runs + 2 {
-        let t0 = clock.start();
-        {
-            let dst = buffers.get_mut("image").ok_or("image buffer")?;
-            nchw_to_nhwc(
-                ctx,
-                &image,
-                NhwcMut::new(dst, [1, h, w, 3]).map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
-        }
-        for (l, conv) in layers.iter().zip(convs) {
-            let [oh, ow] = l.out_hw();
-            let mut out = buffers.remove(&l.name).ok_or("output buffer")?;
-            {
-                let input = buffers.get(&l.input).ok_or(format!("input {}", l.input))?;
-                let input = Nhwc::new(input, [1, l.h, l.w, l.cin]).map_err(|e| e.to_string())?;
-                let residual = match &l.residual {
-                    Some(r) => Residual::Tensor(
-                        Nhwc::new(
-                            buffers.get(r).ok_or(format!("residual {r}"))?,
-                            [1, oh, ow, l.cout],
-                        )
-                        .map_err(|e| e.to_string())?,
-                    ),
-                    None => Residual::None,
-                };
-                let output =
-                    NhwcMut::new(&mut out, [1, oh, ow, l.cout]).map_err(|e| e.to_string())?;
-                conv.execute(ctx, input, output, residual, &mut scratch)
-                    .map_err(|e| format!("{}: {e}", l.name))?;
-            }
-            buffers.insert(l.name.clone(), out);
-        }
-        for (name, c, dst) in [
-            ("output_cov", 3, &mut cov_nchw),
-            ("output_bbox", 12, &mut bbox_nchw),
-        ] {
-            let src = buffers.get(name).ok_or(name)?;
-            let [gh, gw] = layers.iter().find(|l| l.name == name).ok_or(name)?.out_hw();
-            nhwc_to_nchw(
-                ctx,
-                Nhwc::new(src, [1, gh, gw, c]).map_err(|e| e.to_string())?,
-                dst,
-            )
-            .map_err(|e| e.to_string())?;
-        }
-        if i >= 2 {
-            times.push(clock.ms(t0));
-        }
-    }
-    Ok(median(times))
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Generates the DetectNet_v2-ResNet18 ONNX model into target/models when it is missing.
 fn ensure_model(python: &Path) -> Option<PathBuf> {
     let root = workspace_root();
@@ -437,6 +230,31 @@ fn ensure_model(python: &Path) -> Option<PathBuf> {
         .status()
         .ok()?;
     status.success().then_some(path)
+}
+
+/// Runs the chained network `runs` times (after two warm-up runs); returns the median time and the
+/// outputs of the last run.
+#[allow(clippy::too_many_arguments)]
+fn time_network(
+    ctx: &Context,
+    clock: &Clock,
+    layers: &[Layer],
+    convs: &[PreparedConv],
+    runs: usize,
+    image: &[f32],
+    h: usize,
+    w: usize,
+) -> Result<(f64, Vec<f32>, Vec<f32>), String> {
+    let mut net = Network::new(ctx, layers, convs, h, w)?;
+    let mut times = Vec::new();
+    for i in 0..runs + 2 {
+        let t0 = clock.start();
+        net.run(ctx, layers, convs, image, h, w)?;
+        if i >= 2 {
+            times.push(clock.ms(t0));
+        }
+    }
+    Ok((median(times), net.cov, net.bbox))
 }
 
 fn json_layer(l: &Layer) -> String {
@@ -564,7 +382,7 @@ fn run() -> Result<(), String> {
     };
     let convs: Vec<PreparedConv> = layers
         .iter()
-        .map(|l| prepare(l, args.algo))
+        .map(|l| prepare(l, args.algo, None))
         .collect::<Result<_, _>>()?;
     let mut ours = Vec::new();
     for (l, c) in layers.iter().zip(&convs) {
@@ -637,12 +455,35 @@ fn run() -> Result<(), String> {
     }
     println!();
     if args.only.is_none() {
-        let net = time_network(
+        // The whole network on the generated model's folded weights when available (then the
+        // outputs are checked against ONNX Runtime), else on the random weights above.
+        let folded = model.as_deref().map(|m| folded_weights(&python, m));
+        let (net_convs, image, reference) = match folded {
+            Some(Ok((dir, weights))) => {
+                let convs = layers
+                    .iter()
+                    .map(|l| prepare(l, args.algo, weights.get(&l.name)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let image = read_f32(&dir.join("input.bin"))?;
+                let cov = read_f32(&dir.join("output_cov.bin"))?;
+                let bbox = read_f32(&dir.join("output_bbox.bin"))?;
+                (convs, image, Some((cov, bbox)))
+            }
+            other => {
+                if let Some(Err(e)) = other {
+                    println!("(folded weights unavailable, whole network on random weights: {e})");
+                }
+                let image: Vec<f32> = fill(3 * h * w, 5).iter().map(|x| x.abs()).collect();
+                (convs, image, None)
+            }
+        };
+        let (net, cov, bbox) = time_network(
             &ctx,
             &clock,
             &layers,
-            &convs,
+            &net_convs,
             args.runs.div_ceil(2).max(3),
+            &image,
             h,
             w,
         )?;
@@ -663,6 +504,14 @@ fn run() -> Result<(), String> {
             );
         }
         println!();
+        if let Some((ref_cov, ref_bbox)) = reference {
+            println!(
+                "whole network vs ONNX Runtime on the generated model (folded BatchNorm), max|diff|/max|ref|: \
+                 output_cov/Sigmoid {:.2e}, output_bbox/BiasAdd {:.2e}",
+                rel_err(&cov, &ref_cov),
+                rel_err(&bbox, &ref_bbox)
+            );
+        }
     }
     Ok(())
 }
