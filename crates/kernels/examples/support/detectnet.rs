@@ -258,12 +258,12 @@ pub fn read_f32(path: &Path) -> Result<Vec<f32>, String> {
         .collect())
 }
 
+/// Folded weights and bias of each convolution, by layer name.
+pub type FoldedWeights = HashMap<String, (Vec<f32>, Vec<f32>)>;
+
 /// Folded weights of every convolution by name, from `models/export_folded.py`'s output
 /// (exported on first use next to the generated model).
-pub fn folded_weights(
-    python: &Path,
-    model: &Path,
-) -> Result<(PathBuf, HashMap<String, (Vec<f32>, Vec<f32>)>), String> {
+pub fn folded_weights(python: &Path, model: &Path) -> Result<(PathBuf, FoldedWeights), String> {
     let dir = model.with_extension("folded");
     if !dir.join("weights.txt").exists() {
         let status = Command::new(python)
