@@ -7,5 +7,6 @@ pub mod build;
 pub mod cache;
 pub mod cpu;
 pub mod device;
+pub mod model;
 pub mod optimize;
 pub mod plan;
