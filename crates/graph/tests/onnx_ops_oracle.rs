@@ -145,7 +145,18 @@ fn every_op_family_matches_onnx_runtime_and_survives_export() {
             "",
             "reference vs ONNX Runtime",
         ));
-        match onnx::export(&graph, &onnx::ExportOptions::default()) {
+        // Opset 17, or the source opset when that is newer (some features need it).
+        let source_opset: i64 = graph
+            .metadata
+            .iter()
+            .find(|(k, _)| k == "opset")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("opset metadata");
+        let options = onnx::ExportOptions {
+            opset: source_opset.clamp(17, 21),
+            ..onnx::ExportOptions::default()
+        };
+        match onnx::export(&graph, &options) {
             Ok(bytes) => std::fs::write(dir.join("export17.onnx"), bytes).expect("write export"),
             Err(e) => failures.push(format!("{}: export: {e}", case.name)),
         }

@@ -237,6 +237,15 @@ case("pad_9_attrs", 9, [node("Pad", ["x"], ["y"], pads=[1, 0, 0, 2], value=-3.0)
 case("pad_18_axes", 18, [node("Pad", ["x", "pads", "", "axes"], ["y"], mode="reflect")],
      {"x": rand(2, 4, 5)}, [("y", np.float32)],
      {"pads": np.array([1, 2, 3, 1], dtype=np.int64), "axes": np.array([-1, 1], dtype=np.int64)})
+case("pad_19_wrap", 19, [node("Pad", ["x", "pads"], ["y"], mode="wrap")],
+     {"x": rand(2, 3)}, [("y", np.float32)], {"pads": np.array([1, 2, 0, 4], dtype=np.int64)})
+case("avgpool_19_dilations", 19,
+     [node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 1], pads=[1, 0, 0, 1])],
+     {"x": rand(1, 1, 6, 5)}, [("y", np.float32)])
+case("reduce_18_noop_empty_axes", 18,
+     [node("ReduceMax", ["x", "empty"], ["same"], noop_with_empty_axes=1), node("ReduceSum", ["x"], ["all"])],
+     {"x": rand(2, 3)}, [("same", np.float32), ("all", np.float32)],
+     {"empty": np.array([], dtype=np.int64)})
 case("expand_tile", 13,
      [node("Expand", ["x", "shape"], ["ex"]), node("Tile", ["x", "reps"], ["ti"])],
      {"x": rand(3, 1)}, [("ex", np.float32), ("ti", np.float32)],
@@ -280,6 +289,21 @@ case("resize_cubic", 13,
            cubic_coeff_a=-0.5)],
      {"x": rand(1, 1, 5, 6)}, [("y", np.float32), ("y_ex", np.float32)],
      {"scales": np.array([1, 1, 1.6, 2], dtype=np.float32)})
+case("resize_tf_crop_and_resize", 13,
+     [node("Resize", ["x", "roi", "scales"], ["y"], mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+           extrapolation_value=-7.0)],
+     {"x": rand(1, 1, 4, 5)}, [("y", np.float32)],
+     {"roi": np.array([0, 0, -0.2, 0.1, 1, 1, 0.9, 1.3], dtype=np.float32),
+      "scales": np.array([1, 1, 1.5, 1.2], dtype=np.float32)})
+case("resize_19_half_pixel_symmetric", 19,
+     [node("Resize", ["x", "", "scales"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel_symmetric")],
+     {"x": rand(1, 2, 3, 5)}, [("y", np.float32)], {"scales": np.array([1, 1, 2.3, 0.7], dtype=np.float32)})
+case("resize_nearest_round_prefer_ceil_down", 13,
+     [node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", nearest_mode="round_prefer_ceil"),
+      node("Resize", ["x", "", "", "sizes"], ["y_ceil"], name="resize_ceil", mode="nearest", nearest_mode="ceil",
+           coordinate_transformation_mode="align_corners")],
+     {"x": rand(1, 1, 9, 8)}, [("y", np.float32), ("y_ceil", np.float32)],
+     {"sizes": np.array([1, 1, 4, 3], dtype=np.int64)})
 case("resize_10_nearest", 10, [node("Resize", ["x", "scales"], ["y"], mode="nearest")],
      {"x": rand(1, 2, 3, 3)}, [("y", np.float32)], {"scales": np.array([1, 1, 2, 2], dtype=np.float32)})
 case("upsample_9_nearest", 9, [node("Upsample", ["x", "scales"], ["y"], mode="nearest")],
