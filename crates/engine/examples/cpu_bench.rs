@@ -23,19 +23,21 @@ fn arg(args: &[String], flag: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn load(path: &Path, key: Option<&str>) -> Graph {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if path.extension().is_some_and(|e| e == "etlt") {
-        let payload = etlt::decode_bytes(&bytes, key.expect("--key is needed for .etlt")).unwrap();
-        match payload.kind {
-            etlt::PayloadKind::Uff => {
-                tao_graph::uff::import(&payload.bytes, Some(&payload.input_name)).unwrap()
-            }
-            etlt::PayloadKind::Onnx => tao_graph::onnx::import(&payload.bytes).unwrap(),
+/// The imported graph, and the ONNX bytes ONNX Runtime runs: the model's own ONNX when it has one,
+/// else this project's export of the imported UFF graph.
+fn load(path: &Path, key: Option<&str>) -> (Graph, Vec<u8>) {
+    let model = tao_engine::model::load_model(path, key).unwrap_or_else(|e| panic!("{e}"));
+    let onnx = match model.format {
+        tao_engine::model::ModelFormat::Onnx => std::fs::read(path).unwrap(),
+        tao_engine::model::ModelFormat::Etlt(etlt::PayloadKind::Onnx) => {
+            etlt::decode_file(path, key.unwrap_or_default())
+                .unwrap()
+                .bytes
         }
-    } else {
-        tao_graph::onnx::import(&bytes).unwrap()
-    }
+        _ => tao_graph::onnx::export(&model.graph, &tao_graph::onnx::ExportOptions::default())
+            .unwrap(),
+    };
+    (model.graph, onnx)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -60,10 +62,9 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".venv/bin/python");
 
-    let graph = load(&model, key.as_deref());
+    let (graph, onnx) = load(&model, key.as_deref());
     let work = tempfile::tempdir().unwrap();
     let onnx_path = work.path().join("model.onnx");
-    let onnx = tao_graph::onnx::export(&graph, &tao_graph::onnx::ExportOptions::default()).unwrap();
     std::fs::write(&onnx_path, onnx).unwrap();
 
     println!(
