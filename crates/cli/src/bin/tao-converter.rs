@@ -1,0 +1,37 @@
+//! `tao-converter`: NVIDIA's converter command line in front of this project's model importers.
+
+use std::process::ExitCode;
+
+use tao_cli::converter::{HELP, Invocation, build_engine, parse_args, prepare};
+
+fn run() -> Result<(), String> {
+    let config = match parse_args(
+        std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned()),
+    )? {
+        Invocation::Help => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        Invocation::Convert(config) => config,
+    };
+    let prepared = prepare(*config)?;
+    for warning in &prepared.warnings {
+        eprintln!("tao-converter: warning: {warning}");
+    }
+    print!("{}", prepared.summary());
+    let engine = build_engine(&prepared)?;
+    println!("engine written: {}", engine.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("tao-converter: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
