@@ -3,6 +3,7 @@
 //! arbitrary bytes.
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use tao_graph::ir::*;
 use tao_graph::onnx;
 
@@ -53,7 +54,13 @@ fn assert_agree(inferred: &[TensorFact], evaluated: &[Tensor]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig {
+        cases: 200,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/shape_props.proptest-regressions"
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn broadcasting_inference_matches_evaluation(a in small_shape(), b in small_shape()) {

@@ -80,7 +80,7 @@ fn effective(kernel: usize, dilation: usize) -> usize {
 
 impl WindowGeometry {
     /// Strides, dilations and explicit pads checked against the spatial rank; SAME pads are resolved
-    /// per input by [`WindowGeometry::pads_for`].
+    /// per input by [`WindowGeometry::resolve_auto_pad`].
     pub fn new(
         kernel: &[usize],
         strides: &[usize],
