@@ -5,6 +5,7 @@ pub mod aligned;
 pub mod backend;
 pub mod build;
 pub mod cache;
+pub mod calibration;
 pub mod cpu;
 pub mod device;
 pub mod model;
