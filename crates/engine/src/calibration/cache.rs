@@ -237,7 +237,8 @@ mod tests {
 
     #[test]
     fn malformed_caches_say_what_and_where() {
-        let cases: [(&str, fn(&CacheParseError) -> bool); 7] = [
+        type Check = fn(&CacheParseError) -> bool;
+        let cases: [(&str, Check); 7] = [
             ("", |e| *e == CacheParseError::Empty),
             ("\n\n", |e| *e == CacheParseError::Empty),
             ("TensorRT cache\n", |e| {
