@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Exports a DetectNet_v2 ONNX model's convolutions with BatchNorm folded in, plus an ONNX Runtime
-reference run, for end-to-end checks of the CPU kernels (crates/kernels/examples/conv_bench.rs).
+"""Exports an ONNX model's convolutions (BatchNorm folded in) and transposed convolutions, plus an
+ONNX Runtime reference run, for end-to-end checks of the CPU kernels
+(crates/kernels/examples/conv_bench.rs, crates/kernels/tests/detectnet_e2e.rs). Used with the
+generated DetectNet_v2 models and with FPENet (decrypted from its .etlt with `taoctl decrypt`).
 
 Usage: export_folded.py MODEL.onnx OUT_DIR [--seed S]
 
 Writes into OUT_DIR:
-  weights.bin   little-endian f32: for every Conv, its folded weights [out][in][kh][kw] then bias [out]
-  weights.txt   one line per Conv: `<name> <out> <in> <kh> <kw> <weight offset> <bias offset>`
-                (offsets in floats into weights.bin); the name is the Conv node's name
-  input.bin     the input image, f32 NCHW [1,3,H,W], seeded uniform [0, 1)
-  output_cov.bin, output_bbox.bin   ONNX Runtime's outputs for input.bin, f32 NCHW
+  weights.bin   little-endian f32: for every Conv / ConvTranspose, its weights in ONNX order
+                (Conv [out][in/g][kh][kw] folded, ConvTranspose [in][out/g][kh][kw]) then its bias
+  weights.txt   one line per node: `<name> <d0> <d1> <d2> <d3> <weight offset> <bias offset> <bias len>`
+                (the weight dims as stored; offsets in floats into weights.bin)
+  input.bin     the input, f32 NCHW with batch 1, seeded uniform [0, 1)
+  <output>.bin  ONNX Runtime's value of every graph output for input.bin, f32, named after the
+                output with '/' and ':' replaced by '_' 
 Folding: for Conv -> BatchNormalization, W' = W * s, b' = (b - mean) * s + beta with
 s = gamma / sqrt(var + eps), computed in float64 and rounded once.
 """
@@ -42,12 +46,14 @@ def main():
     offset = 0
     lines = []
     for node in model.graph.node:
-        if node.op_type != "Conv":
+        if node.op_type not in ("Conv", "ConvTranspose"):
             continue
         w = inits[node.input[1]]
-        b = inits[node.input[2]] if len(node.input) > 2 else np.zeros(w.shape[0])
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        channels_out = w.shape[0] if node.op_type == "Conv" else w.shape[1] * group
+        b = inits[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(channels_out)
         users = consumers.get(node.output[0], [])
-        if len(users) == 1 and users[0].op_type == "BatchNormalization":
+        if node.op_type == "Conv" and len(users) == 1 and users[0].op_type == "BatchNormalization":
             bn = users[0]
             gamma, beta, mean, var = (inits[n] for n in bn.input[1:5])
             eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
@@ -56,8 +62,8 @@ def main():
             b = (b - mean) * scale + beta
         w32 = w.astype(np.float32).ravel()
         b32 = b.astype(np.float32)
-        cout, cin, kh, kw = w.shape
-        lines.append(f"{node.name} {cout} {cin} {kh} {kw} {offset} {offset + w32.size}")
+        d0, d1, kh, kw = w.shape
+        lines.append(f"{node.name} {d0} {d1} {kh} {kw} {offset} {offset + w32.size} {b32.size}")
         blob += [w32, b32]
         offset += w32.size + b32.size
     np.concatenate(blob).astype("<f4").tofile(os.path.join(args.out_dir, "weights.bin"))
@@ -70,10 +76,11 @@ def main():
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
-    cov, bbox = sess.run(["output_cov/Sigmoid", "output_bbox/BiasAdd"], {model.graph.input[0].name: x})
-    cov.astype("<f4").tofile(os.path.join(args.out_dir, "output_cov.bin"))
-    bbox.astype("<f4").tofile(os.path.join(args.out_dir, "output_bbox.bin"))
-    print(f"exported {len(lines)} folded convolutions and an ONNX Runtime reference to {args.out_dir}")
+    names = [o.name for o in sess.get_outputs()]
+    for name, value in zip(names, sess.run(names, {model.graph.input[0].name: x})):
+        file = name.replace("/", "_").replace(":", "_") + ".bin"
+        np.asarray(value, dtype=np.float32).astype("<f4").tofile(os.path.join(args.out_dir, file))
+    print(f"exported {len(lines)} convolutions and ONNX Runtime's outputs to {args.out_dir}")
 
 
 if __name__ == "__main__":

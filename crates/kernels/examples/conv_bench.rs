@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p tao-kernels --example conv_bench -- [--threads 2] [--runs 15]
 //!     [--isa avx512|avx2|scalar] [--algo winograd4x4|winograd2x2|im2col] [--no-ort] [--only NAME]
+//!     [--cpu] [--net detectnet|fpenet]
 //! ```
 //!
 //! ONNX Runtime runs through `.venv/bin/python examples/ort_conv.py` (intra_op_num_threads as
@@ -16,6 +17,8 @@
 
 #[path = "support/detectnet.rs"]
 mod detectnet;
+#[path = "support/fpenet.rs"]
+mod fpenet;
 
 use detectnet::{
     Layer, Network, detectnet_resnet18, folded_weights, read_f32, rel_err, workspace_root,
@@ -39,6 +42,8 @@ struct Args {
     algo: Option<ConvAlgorithm>,
     ort: bool,
     only: Option<String>,
+    /// `detectnet` (default) or `fpenet`.
+    net: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         algo: None,
         ort: true,
         only: None,
+        net: "detectnet".to_string(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -78,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-ort" => args.ort = false,
             "--cpu" => args.cpu = true,
+            "--net" => args.net = value()?,
             "--only" => args.only = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -344,12 +351,80 @@ fn main() {
     }
 }
 
+/// The shared fixtures folder: `$TAO_SHARED_DIR` or `<workspace>/../shared`.
+fn shared_dir() -> PathBuf {
+    std::env::var_os("TAO_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"))
+}
+
+/// FPENet on its real weights: every layer's time, then the chained network against ONNX Runtime
+/// on the decrypted model (time and agreement of `conv_keypoints_m80`).
+fn run_fpenet(args: &Args, ctx: &Context, clock: &Clock) -> Result<(), String> {
+    let etlt = shared_dir().join("fixtures/real-etlt/fpenet_deployable_v3.0/faciallandmarks.etlt");
+    let model = workspace_root().join("target/models/fpenet.onnx");
+    if !model.exists() {
+        let payload = etlt::decode_file(&etlt, "nvidia_tlt").map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(model.parent().ok_or("model dir")?).map_err(|e| e.to_string())?;
+        std::fs::write(&model, &payload.bytes).map_err(|e| e.to_string())?;
+    }
+    let python = workspace_root().join(".venv/bin/python");
+    let (dir, weights) = folded_weights(&python, &model)?;
+    let net = fpenet::FpeNet::prepare(
+        ctx,
+        &weights,
+        PrepareOptions {
+            algorithm: args.algo,
+        },
+    )?;
+    let image = read_f32(&dir.join("input.bin"))?;
+    let reference = read_f32(&dir.join("conv_keypoints_m80.bin"))?;
+    let mut bufs = net.buffers();
+    let mut times = Vec::new();
+    for i in 0..args.runs + 3 {
+        let t0 = clock.start();
+        net.run(ctx, &image, &mut bufs)?;
+        if i >= 3 {
+            times.push(clock.ms(t0));
+        }
+    }
+    let ours = median(times);
+    let flop = 2.0 * fpenet::macs() as f64;
+    print!(
+        "FPENet 1x80x80 (convs, pools, transposed convs)  ours {ours:.3} ms ({:.1} GFLOP/s)",
+        flop / ours / 1e6
+    );
+    if args.ort {
+        match ort_times(&[], args.threads, args.runs, Some(&model)) {
+            Ok((_, Some(ort))) => print!(
+                " | ORT whole model {ort:.3} ms | ours/ORT {:.2}",
+                ours / ort
+            ),
+            Ok(_) => {}
+            Err(e) => print!(" | (ONNX Runtime unavailable: {e})"),
+        }
+    }
+    println!();
+    println!(
+        "FPENet conv_keypoints_m80 vs ONNX Runtime, max|diff|/max|ref|: {:.2e}",
+        rel_err(&bufs.keypoints_nchw, &reference)
+    );
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let (h, w) = (544, 960);
     let mut ctx = Context::new(args.threads).map_err(|e| e.to_string())?;
     if let Some(isa) = args.isa {
         ctx = ctx.with_isa(isa).map_err(|e| e.to_string())?;
+    }
+    if args.net == "fpenet" {
+        let clock = Clock {
+            cpu: args.cpu,
+            threads: ctx.threads(),
+        };
+        return run_fpenet(&args, &ctx, &clock);
     }
     let all = detectnet_resnet18(h, w);
     let layers: Vec<Layer> = match &args.only {
@@ -465,8 +540,8 @@ fn run() -> Result<(), String> {
                     .map(|l| prepare(l, args.algo, weights.get(&l.name)))
                     .collect::<Result<Vec<_>, _>>()?;
                 let image = read_f32(&dir.join("input.bin"))?;
-                let cov = read_f32(&dir.join("output_cov.bin"))?;
-                let bbox = read_f32(&dir.join("output_bbox.bin"))?;
+                let cov = read_f32(&dir.join("output_cov_Sigmoid.bin"))?;
+                let bbox = read_f32(&dir.join("output_bbox_BiasAdd.bin"))?;
                 (convs, image, Some((cov, bbox)))
             }
             other => {

@@ -7,6 +7,9 @@ use crate::{Context, KernelError};
 
 /// Pixels per work item: a block of pixels times all channels stays in L1/L2 while transposed.
 const PIXEL_BLOCK: usize = 256;
+/// Side of the square tiles the transposes walk, so reads and writes both stay within a few
+/// dozen cache lines.
+const TILE: usize = 32;
 
 /// Copies dense NCHW `src` (dims `[N, C, H, W]`) into the NHWC view `dst` (dims `[N, H, W, C]`).
 pub fn nchw_to_nhwc(ctx: &Context, src: &[f32], dst: NhwcMut<'_>) -> Result<(), KernelError> {
@@ -33,12 +36,16 @@ pub fn nchw_to_nhwc(ctx: &Context, src: &[f32], dst: NhwcMut<'_>) -> Result<(), 
         let (img, blk) = (item / blocks, item % blocks);
         let p0 = blk * PIXEL_BLOCK;
         let p1 = (p0 + PIXEL_BLOCK).min(hw);
-        for ch in 0..c {
-            let plane = &src[(img * c + ch) * hw..(img * c + ch + 1) * hw];
-            for (p, &v) in plane.iter().enumerate().take(p1).skip(p0) {
-                // SAFETY: pixel img*hw + p and channel ch are inside the validated view; items
-                // write disjoint pixel blocks.
-                unsafe { *out.get().add((img * hw + p) * ps + ch) = v };
+        for c0 in (0..c).step_by(TILE) {
+            for q0 in (p0..p1).step_by(TILE) {
+                for ch in c0..(c0 + TILE).min(c) {
+                    let plane = &src[(img * c + ch) * hw..(img * c + ch + 1) * hw];
+                    for (p, &v) in plane.iter().enumerate().take((q0 + TILE).min(p1)).skip(q0) {
+                        // SAFETY: pixel img*hw + p and channel ch are inside the validated view;
+                        // items write disjoint pixel blocks.
+                        unsafe { *out.get().add((img * hw + p) * ps + ch) = v };
+                    }
+                }
             }
         }
     };
@@ -72,11 +79,22 @@ pub fn nhwc_to_nchw(ctx: &Context, src: Nhwc<'_>, dst: &mut [f32]) -> Result<(),
         let (img, blk) = (item / blocks, item % blocks);
         let p0 = blk * PIXEL_BLOCK;
         let p1 = (p0 + PIXEL_BLOCK).min(hw);
-        for ch in 0..c {
-            for p in p0..p1 {
-                // SAFETY: destination index is inside dst (length checked); items write
-                // disjoint pixel ranges of every plane.
-                unsafe { *out.get().add((img * c + ch) * hw + p) = data[(img * hw + p) * ps + ch] };
+        let src = data.as_ptr();
+        for c0 in (0..c).step_by(TILE) {
+            let c1 = (c0 + TILE).min(c);
+            for q0 in (p0..p1).step_by(TILE) {
+                for p in q0..(q0 + TILE).min(p1) {
+                    // SAFETY: pixel img*hw + p, channels c0..c1 are inside the validated source
+                    // view; destination indices are inside dst (length checked); items write
+                    // disjoint pixel ranges of every plane.
+                    unsafe {
+                        let from = src.add((img * hw + p) * ps);
+                        let to = out.get().add(img * c * hw + p);
+                        for ch in c0..c1 {
+                            *to.add(ch * hw) = *from.add(ch);
+                        }
+                    }
+                }
             }
         }
     };

@@ -46,8 +46,8 @@ fn detectnet_v2_resnet18_matches_onnx_runtime() {
     }
     let (folded_dir, weights) = folded_weights(&python, &model).expect("folded weights");
     let image = read_f32(&folded_dir.join("input.bin")).expect("input");
-    let want_cov = read_f32(&folded_dir.join("output_cov.bin")).expect("cov");
-    let want_bbox = read_f32(&folded_dir.join("output_bbox.bin")).expect("bbox");
+    let want_cov = read_f32(&folded_dir.join("output_cov_Sigmoid.bin")).expect("cov");
+    let want_bbox = read_f32(&folded_dir.join("output_bbox_BiasAdd.bin")).expect("bbox");
 
     let layers = detectnet_resnet18(H, W);
     for algorithm in [

@@ -265,7 +265,12 @@ pub type FoldedWeights = HashMap<String, (Vec<f32>, Vec<f32>)>;
 /// (exported on first use next to the generated model).
 pub fn folded_weights(python: &Path, model: &Path) -> Result<(PathBuf, FoldedWeights), String> {
     let dir = model.with_extension("folded");
-    if !dir.join("weights.txt").exists() {
+    // Export again when missing or written by an older export format (8 fields per line now).
+    let current = std::fs::read_to_string(dir.join("weights.txt"))
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.split_whitespace().count() == 8))
+        .unwrap_or(false);
+    if !current {
         let status = Command::new(python)
             .arg(workspace_root().join("models/export_folded.py"))
             .arg(model)
@@ -287,13 +292,20 @@ pub fn folded_weights(python: &Path, model: &Path) -> Result<(PathBuf, FoldedWei
                 .and_then(|v| v.parse().ok())
                 .ok_or(format!("bad weights.txt line {line:?}"))
         };
-        let (cout, cin, kh, kw, w_off, b_off) =
-            (num(1)?, num(2)?, num(3)?, num(4)?, num(5)?, num(6)?);
+        let (d0, d1, kh, kw, w_off, b_off, b_len) = (
+            num(1)?,
+            num(2)?,
+            num(3)?,
+            num(4)?,
+            num(5)?,
+            num(6)?,
+            num(7)?,
+        );
         let w = blob
-            .get(w_off..w_off + cout * cin * kh * kw)
+            .get(w_off..w_off + d0 * d1 * kh * kw)
             .ok_or("weights.bin too short")?;
         let b = blob
-            .get(b_off..b_off + cout)
+            .get(b_off..b_off + b_len)
             .ok_or("weights.bin too short")?;
         map.insert(f[0].to_string(), (w.to_vec(), b.to_vec()));
     }
