@@ -81,7 +81,7 @@ impl Graph {
         for t in self.constants.values() {
             let n = t.len() as u64;
             st.constant_elements += n;
-            st.constant_bytes += n * t.dtype().size_bytes() as u64;
+            st.constant_bytes += n.saturating_mul(t.dtype().size_bytes() as u64);
             if t.dtype().is_float() {
                 st.parameters += n;
             }
@@ -103,6 +103,11 @@ impl Graph {
     }
 }
 
+fn product(dims: &[usize]) -> u64 {
+    dims.iter()
+        .fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
+}
+
 fn elements(facts: &Facts, name: Option<&str>) -> Option<u64> {
     facts.get(name?)?.shape.element_count().map(|n| n as u64)
 }
@@ -122,38 +127,40 @@ fn node_flops(node: &Node, facts: &Facts) -> Option<u64> {
             let w = fixed_dims(facts, node.input(1))?;
             let out = elements(facts, out0)?;
             // Every output element sums over a [C/group, kernel...] slice of W.
-            let per_output: u64 = w[1..].iter().map(|&d| d as u64).product();
-            2 * out * per_output
+            let per_output = product(&w[1..]);
+            out.saturating_mul(per_output).saturating_mul(2)
         }
         Op::ConvTranspose(_) => {
             let w = fixed_dims(facts, node.input(1))?;
             let x = elements(facts, node.input(0))?;
             // Every input element is multiplied by a [M/group, kernel...] slice of W.
-            let per_input: u64 = w[1..].iter().map(|&d| d as u64).product();
-            2 * x * per_input
+            let per_input = product(&w[1..]);
+            x.saturating_mul(per_input).saturating_mul(2)
         }
         Op::Gemm(g) => {
             let a = fixed_dims(facts, node.input(0))?;
             let k = if g.trans_a { a.first()? } else { a.get(1)? };
-            2 * elements(facts, out0)? * *k as u64
+            elements(facts, out0)?
+                .saturating_mul(*k as u64)
+                .saturating_mul(2)
         }
         Op::MatMul => {
             let a = fixed_dims(facts, node.input(0))?;
-            2 * elements(facts, out0)? * *a.last()? as u64
+            elements(facts, out0)?
+                .saturating_mul(*a.last()? as u64)
+                .saturating_mul(2)
         }
-        Op::Pool(p) => {
-            let window: u64 = p.kernel_shape.iter().map(|&k| k as u64).product();
-            elements(facts, out0)? * window
-        }
+        Op::Pool(p) => elements(facts, out0)?.saturating_mul(product(&p.kernel_shape)),
         Op::GlobalPool(_) | Op::Reduce(_) | Op::ArgReduce(_) => elements(facts, node.input(0))?,
-        Op::Softmax(_) => 3 * elements(facts, out0)?,
-        Op::BatchNormalization(_) => 2 * elements(facts, out0)?,
-        Op::Lrn(l) => elements(facts, out0)? * (l.size as u64 + 2),
+        Op::Softmax(_) => elements(facts, out0)?.saturating_mul(3),
+        Op::BatchNormalization(_) => elements(facts, out0)?.saturating_mul(2),
+        Op::Lrn(l) => elements(facts, out0)?.saturating_mul((l.size as u64).saturating_add(2)),
         Op::Unary(_) | Op::Binary(_) | Op::Clip | Op::PRelu | Op::Where | Op::Resize(_) => {
             elements(facts, out0)?
         }
         Op::Variadic(_) => {
-            elements(facts, out0)? * (node.present_inputs().count().saturating_sub(1).max(1)) as u64
+            let inputs = node.present_inputs().count().saturating_sub(1).max(1);
+            elements(facts, out0)?.saturating_mul(inputs as u64)
         }
         _ => 0,
     })

@@ -185,9 +185,9 @@ impl Shape {
         self.0.iter().all(|d| matches!(d, Dim::Fixed(_)))
     }
 
-    /// Number of elements when every dim is fixed.
+    /// Number of elements when every dim is fixed (and the count fits in `usize`).
     pub fn element_count(&self) -> Option<usize> {
-        self.to_fixed().map(|d| d.iter().product())
+        self.to_fixed().and_then(|d| checked_count(&d))
     }
 
     /// Names of the symbolic dims, in order of appearance, without repeats.

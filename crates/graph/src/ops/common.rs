@@ -224,9 +224,9 @@ pub fn element_count(shape: &[usize]) -> OpResult<usize> {
         .ok_or_else(|| OpError::shape(format!("shape {shape:?} has too many elements")))
 }
 
-/// Upper bound on elements any one tensor may have in reference evaluation (1 Gi elements), so a
+/// Upper bound on elements any one tensor may have in reference evaluation (256 Mi elements), so a
 /// hostile model cannot make the evaluator allocate without limit before failing.
-pub const MAX_ELEMENTS: usize = 1 << 30;
+pub const MAX_ELEMENTS: usize = 1 << 28;
 
 /// Checks a shape an op is about to allocate.
 pub fn check_alloc(shape: &[usize]) -> OpResult<usize> {

@@ -75,7 +75,10 @@ fn per_axis(values: &[usize], n: usize, default: usize, name: &str) -> OpResult<
 
 /// Extent of a dilated kernel.
 fn effective(kernel: usize, dilation: usize) -> usize {
-    (kernel.saturating_sub(1)) * dilation + 1
+    kernel
+        .saturating_sub(1)
+        .saturating_mul(dilation)
+        .saturating_add(1)
 }
 
 impl WindowGeometry {
@@ -129,7 +132,11 @@ impl WindowGeometry {
                 }
                 AutoPad::SameUpper | AutoPad::SameLower => {
                     let out = size.div_ceil(s);
-                    let total = ((out.saturating_sub(1)) * s + k).saturating_sub(size);
+                    let total = out
+                        .saturating_sub(1)
+                        .saturating_mul(s)
+                        .saturating_add(k)
+                        .saturating_sub(size);
                     let small = total / 2;
                     let large = total - small;
                     if auto_pad == AutoPad::SameUpper {
@@ -147,7 +154,9 @@ impl WindowGeometry {
     /// Output size along axis `i` for an input of `size` (floor, or ceil with `ceil_mode`).
     pub fn output_size(&self, i: usize, size: usize, ceil_mode: bool) -> OpResult<usize> {
         let k = effective(self.kernel[i], self.dilations[i]);
-        let padded = size + self.pads_begin[i] + self.pads_end[i];
+        let padded = size
+            .saturating_add(self.pads_begin[i])
+            .saturating_add(self.pads_end[i]);
         if padded < k {
             return Err(OpError::shape(format!(
                 "spatial axis {i}: input {size} with pads {}+{} is smaller than the kernel extent {k}",
@@ -162,7 +171,7 @@ impl WindowGeometry {
             span / s
         } + 1;
         // With ceil_mode the last window must start inside the input or the begin padding.
-        if ceil_mode && (out - 1) * s >= size + self.pads_begin[i] {
+        if ceil_mode && (out - 1).saturating_mul(s) >= size.saturating_add(self.pads_begin[i]) {
             out -= 1;
         }
         Ok(out)
@@ -259,12 +268,12 @@ impl Conv {
         let group = self.group.max(1);
         let wd = w.shape.dims();
         if let (Some(c), Some(wc)) = (x.shape.dims()[1].fixed(), wd[1].fixed())
-            && c != wc * group
+            && Some(c) != wc.checked_mul(group)
         {
             return Err(OpError::shape(format!(
                 "X has {c} channels but W {} with group {group} expects {}",
                 w.shape,
-                wc * group
+                wc.saturating_mul(group)
             )));
         }
         if let Some(m) = wd[0].fixed()
@@ -416,9 +425,10 @@ impl ConvTranspose {
         // Full (unpadded) extent of the transposed conv along each axis.
         let full: Vec<usize> = (0..n)
             .map(|i| {
-                g.strides[i] * input[i].saturating_sub(1)
-                    + out_pad[i]
-                    + effective(k[i], g.dilations[i])
+                g.strides[i]
+                    .saturating_mul(input[i].saturating_sub(1))
+                    .saturating_add(out_pad[i])
+                    .saturating_add(effective(k[i], g.dilations[i]))
             })
             .collect();
         let target: Option<Vec<usize>> = match (&self.output_shape, self.auto_pad) {
@@ -437,9 +447,11 @@ impl ConvTranspose {
                 }
                 Some(s)
             }
-            (None, AutoPad::SameUpper | AutoPad::SameLower) => {
-                Some((0..n).map(|i| input[i] * g.strides[i]).collect())
-            }
+            (None, AutoPad::SameUpper | AutoPad::SameLower) => Some(
+                (0..n)
+                    .map(|i| input[i].saturating_mul(g.strides[i]))
+                    .collect(),
+            ),
             _ => None,
         };
         let out = match target {
@@ -470,7 +482,7 @@ impl ConvTranspose {
                 (0..n)
                     .map(|i| {
                         full[i]
-                            .checked_sub(g.pads_begin[i] + g.pads_end[i])
+                            .checked_sub(g.pads_begin[i].saturating_add(g.pads_end[i]))
                             .filter(|&o| o > 0)
                             .ok_or_else(|| {
                                 OpError::shape(format!(
@@ -506,7 +518,7 @@ impl ConvTranspose {
             )));
         }
         let channels = wd[1]
-            .map("group", |m| Some(m * group))
+            .map("group", |m| m.checked_mul(group))
             .unwrap_or_else(Dim::unknown);
         let spatial = &x.shape.dims()[2..];
         let mut dims = vec![x.shape.dims()[0].clone(), channels];

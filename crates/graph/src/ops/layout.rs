@@ -520,13 +520,17 @@ pub fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> OpResult<(i64
     if step > 0 {
         let s = s.clamp(0, d);
         let e = e.clamp(0, d);
-        let n = if e > s { (e - s + step - 1) / step } else { 0 };
+        let n = if e > s {
+            (i128::from(e - s) + i128::from(step) - 1) / i128::from(step)
+        } else {
+            0
+        };
         Ok((s, n as usize))
     } else {
         let s = s.clamp(0, d - 1);
         let e = e.clamp(-1, d - 1);
         let n = if s > e {
-            (s - e + (-step) - 1) / (-step)
+            (i128::from(s - e) - i128::from(step) - 1) / -i128::from(step)
         } else {
             0
         };
@@ -652,7 +656,7 @@ impl Split {
                     )));
                 }
                 let sizes: Vec<usize> = s.iter().map(|&v| v as usize).collect();
-                if sizes.iter().sum::<usize>() != dim {
+                if sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)) != Some(dim) {
                     return Err(OpError::shape(format!("split {s:?} does not sum to {dim}")));
                 }
                 Ok(sizes)
@@ -832,7 +836,7 @@ impl Pad {
             .zip(&amounts)
             .map(|(d, &(b, e))| match d {
                 Dim::Fixed(n) => {
-                    let v = *n as i64 + b + e;
+                    let v = (*n as i64).saturating_add(b).saturating_add(e);
                     if v < 0 {
                         Err(OpError::shape(format!(
                             "pads {pads:?} crop more than dim {n}"
@@ -869,7 +873,7 @@ impl Pad {
         };
         let mut out_shape = Vec::with_capacity(s.len());
         for (&d, &(b, e)) in s.iter().zip(&amounts) {
-            let v = d as i64 + b + e;
+            let v = (d as i64).saturating_add(b).saturating_add(e);
             if v < 0 {
                 return Err(OpError::shape(format!(
                     "pads {pads:?} crop more than dim {d}"
@@ -995,7 +999,11 @@ pub(crate) fn tile_eval(inputs: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
             "repeats {reps:?} do not fit input {s:?}"
         )));
     }
-    let out_shape: Vec<usize> = s.iter().zip(&reps).map(|(&d, &r)| d * r as usize).collect();
+    let out_shape: Vec<usize> = s
+        .iter()
+        .zip(&reps)
+        .map(|(&d, &r)| d.saturating_mul(r as usize))
+        .collect();
     check_alloc(&out_shape)?;
     let st = strides(s);
     let mut picks = Vec::with_capacity(out_shape.iter().product());
