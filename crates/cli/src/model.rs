@@ -56,6 +56,8 @@ pub struct ModelPayload {
     pub path: PathBuf,
     pub format: SourceFormat,
     pub file_size: u64,
+    /// SHA-256 of the file's bytes (hex): what engine plans record as the model they were built from.
+    pub file_sha256: String,
     /// Present for `.etlt` files.
     pub container: Option<ContainerFacts>,
     pub kind: PayloadKind,
@@ -111,6 +113,7 @@ impl ModelFile {
     pub fn decrypt(self, key: Option<&str>) -> CliResult<ModelPayload> {
         let path = self.path;
         let file_size = self.bytes.len() as u64;
+        let file_sha256 = hex::encode(Sha256::digest(&self.bytes));
         let (container, bytes, kind) = match self.format {
             SourceFormat::Etlt => {
                 let Some(key) = key else {
@@ -141,6 +144,7 @@ impl ModelFile {
             path,
             format: self.format,
             file_size,
+            file_sha256,
             container,
             kind,
             bytes,

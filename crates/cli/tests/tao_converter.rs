@@ -1,27 +1,79 @@
 //! tao-converter as a user runs it: the model is read and every flag checked against it; errors are
-//! one line naming the flag and the value; no engine file is ever written by this build.
+//! one line naming the flag and the value; the engine written is a plan the CPU backend loads and runs.
 
 mod common;
 
 use std::path::Path;
+use std::process::Output;
 
 use common::*;
 use tao_cli::converter::cpu_has_fast_fp16;
+use tao_engine::aligned::AlignedBytes;
+use tao_engine::backend::{Backend, Engine, IoDesc};
+use tao_engine::cpu::CpuBackend;
+use tao_engine::plan::Plan;
+use tao_graph::ir::Tensor;
 
-fn assert_reaches_builder(out: &std::process::Output, cwd: &Path) {
+/// The run succeeded and wrote `engine` (relative to `cwd`): a plan of the CPU backend for this
+/// machine, which loads.
+fn assert_built(out: &Output, cwd: &Path, engine: &str) -> (Plan, Box<dyn Engine>) {
+    assert!(out.status.success(), "{}{}", stdout(out), stderr(out));
+    let text = stdout(out);
+    assert!(text.contains(&format!("written:    {engine} (")), "{text}");
+    let path = cwd.join(engine);
+    let bytes = AlignedBytes::read_file(&path).unwrap_or_else(|e| panic!("{engine}: {e}"));
+    let plan = Plan::parse(bytes).unwrap_or_else(|e| panic!("{engine}: {e}"));
+    assert_eq!(plan.header("backend"), Some("cpu"));
+    let device = tao_engine::device::cpu_fingerprint();
+    assert_eq!(plan.header("device"), Some(device.as_str()));
+    let loaded = CpuBackend
+        .load(&plan, 1)
+        .unwrap_or_else(|e| panic!("{engine}: {e}"));
+    (plan, loaded)
+}
+
+/// The run failed with `needle` in its last stderr line and wrote no engine.
+fn assert_stopped(out: &Output, cwd: &Path, needle: &str) {
     let err = stderr(out);
-    assert!(!out.status.success(), "the build must not report success");
+    assert!(!out.status.success(), "{err}");
     let last = err.trim_end().lines().last().unwrap_or_default();
     assert!(
-        last.starts_with(
-            "tao-converter: error: the engine builder is not available in this build yet"
-        ),
-        "{err}"
+        last.starts_with("tao-converter: error: ") && last.contains(needle),
+        "expected {needle:?} in {err}"
     );
-    assert!(
-        !cwd.join("saved.engine").exists(),
-        "no engine may be written"
-    );
+    assert!(!cwd.join("saved.engine").exists(), "nothing may be written");
+}
+
+/// `batch` images through the engine; one vector per engine output.
+fn run_engine(engine: &mut dyn Engine, batch: usize, input: &[f32]) -> Vec<Vec<f32>> {
+    let mut outputs: Vec<Vec<f32>> = engine
+        .outputs()
+        .iter()
+        .map(|o| vec![0.0; o.elements_per_image() * batch])
+        .collect();
+    let mut views: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+    engine.run(batch, &[input], &mut views).unwrap();
+    outputs
+}
+
+fn io(descs: &[IoDesc]) -> Vec<(&str, &[usize])> {
+    descs
+        .iter()
+        .map(|d| (d.name.as_str(), d.shape.as_slice()))
+        .collect()
+}
+
+/// Deterministic inputs in [-1, 1).
+fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
 }
 
 #[test]
@@ -65,28 +117,55 @@ fn help_lists_every_flag_with_its_default() {
     }
     for decision in [
         "no DLA",
-        "fp32 instead",
+        "built in fp32",
         "calibration cache",
-        "not part of this build",
+        "no INT8 kernels",
+        "not a TensorRT engine",
     ] {
         assert!(help.contains(decision), "{decision:?} missing from help");
     }
 }
 
 #[test]
-fn onnx_needs_no_key_and_no_engine_is_written() {
+fn onnx_needs_no_key_and_the_engine_agrees_with_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_small_models(d, "s3cret");
-    let out = converter(d, &["-o", "relu_out", "small.onnx"]);
-    assert_reaches_builder(&out, d);
-    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = converter(d, &["-o", "relu_out", "-m", "2", "small.onnx"]);
+    let (plan, mut engine) = assert_built(&out, d, "./saved.engine");
+    assert_eq!(stderr(&out), "", "no warnings");
     let text = stdout(&out);
     assert!(text.contains("input:      image [N,3,8,8]"), "{text}");
-    assert!(text.contains("batch 1 to 16"), "{text}");
+    assert!(text.contains("batch 1 to 2"), "{text}");
     assert!(text.contains("output:     relu_out [N,4,8,8]"), "{text}");
     assert!(!text.contains("sig_out"), "-o keeps only relu_out: {text}");
     assert!(text.contains("workspace:  1073741824 bytes"), "{text}");
+
+    let model_sha = tao_engine::cache::sha256_hex(&std::fs::read(d.join("small.onnx")).unwrap());
+    assert_eq!(plan.header("model-sha256"), Some(model_sha.as_str()));
+    assert_eq!(plan.header("options"), Some("outputs=relu_out"));
+    assert_eq!(engine.max_batch(), 2);
+    assert_eq!(io(engine.inputs()), [("image", &[3, 8, 8][..])]);
+    assert_eq!(io(engine.outputs()), [("relu_out", &[4, 8, 8][..])]);
+
+    let input = pseudo_random(2 * 3 * 8 * 8, 7);
+    let got = run_engine(engine.as_mut(), 2, &input);
+    let mut graph = small_graph(Some(8), Some(8));
+    graph.select_outputs(&["relu_out"]).unwrap();
+    let x = Tensor::from_f32(vec![2, 3, 8, 8], input).unwrap();
+    let want = tao_graph::reference::run(&graph, &[("image", x)]).unwrap();
+    let want = want[0].1.as_f32().unwrap();
+    assert_eq!(got[0].len(), want.len());
+    let worst = got[0]
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "engine vs reference: {worst}");
+    assert!(
+        want.iter().any(|&v| v > 0.0) && want.contains(&0.0),
+        "ReLU had work to do"
+    );
 }
 
 #[test]
@@ -99,19 +178,24 @@ fn etlt_needs_the_key() {
 
     let out = converter(d, &["-k", "wrong", "small.etlt"]);
     assert_one_line_error(&out, "key is probably wrong");
+    assert!(!d.join("saved.engine").exists());
 
-    let out = converter(d, &["-k", "s3cret", "-m", "4", "small.etlt"]);
-    assert_reaches_builder(&out, d);
+    let out = converter(
+        d,
+        &["-k", "s3cret", "-m", "4", "-e", "k.engine", "small.etlt"],
+    );
+    let (_, engine) = assert_built(&out, d, "k.engine");
     assert!(stdout(&out).contains("batch 1 to 4"), "{}", stdout(&out));
+    assert_eq!(engine.max_batch(), 4);
 
     // The key may also come from TAO_KEY.
     let out = run(
         env!("CARGO_BIN_EXE_tao-converter"),
         d,
-        &["small.etlt"],
+        &["-e", "env.engine", "small.etlt"],
         &[("TAO_KEY", "s3cret")],
     );
-    assert_reaches_builder(&out, d);
+    assert_built(&out, d, "env.engine");
 }
 
 #[test]
@@ -140,10 +224,11 @@ fn unknown_output_and_wrong_dims_are_named() {
 
     let out = converter(d, &["-i", "nc", "-d", "3", "small.onnx"]);
     assert_one_line_error(&out, "-d 3: input `image`");
+    assert!(!d.join("saved.engine").exists());
 }
 
 #[test]
-fn dynamic_dims_need_d_or_a_profile() {
+fn dynamic_dims_need_d_or_a_fixed_profile() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_small_models(d, "k");
@@ -153,23 +238,48 @@ fn dynamic_dims_need_d_or_a_profile() {
         "input image has dynamic dims [N,3,H,W]: give them with -d or a -p profile",
     );
 
-    let out = converter(d, &["-d", "3,32,48", "dynamic.onnx"]);
-    assert_reaches_builder(&out, d);
+    let out = converter(d, &["-d", "3,32,48", "-e", "d.engine", "dynamic.onnx"]);
+    let (_, engine) = assert_built(&out, d, "d.engine");
     assert!(
         stdout(&out).contains("output:     sig_out [N,4,32,48]"),
         "{}",
         stdout(&out)
     );
+    assert_eq!(io(engine.inputs()), [("image", &[3, 32, 48][..])]);
 
+    // A profile that fixes the dims after the batch works like -d; its max batch is the engine's.
+    let out = converter(
+        d,
+        &[
+            "-p",
+            "image,1x3x16x24,2x3x16x24,4x3x16x24",
+            "-e",
+            "p.engine",
+            "dynamic.onnx",
+        ],
+    );
+    let (plan, engine) = assert_built(&out, d, "p.engine");
+    assert!(
+        stdout(&out).contains("profile min 1x3x16x24 opt 2x3x16x24 max 4x3x16x24"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(engine.max_batch(), 4);
+    assert_eq!(io(engine.inputs()), [("image", &[3, 16, 24][..])]);
+    assert_eq!(
+        plan.header("options"),
+        Some("profile=image,1x3x16x24,2x3x16x24,4x3x16x24")
+    );
+
+    // Sizes that vary per image are beyond the CPU backend: said, nothing written.
     let out = converter(
         d,
         &["-p", "image,1x3x16x16,2x3x32x32,4x3x64x64", "dynamic.onnx"],
     );
-    assert_reaches_builder(&out, d);
-    assert!(
-        stdout(&out).contains("profile min 1x3x16x16 opt 2x3x32x32 max 4x3x64x64"),
-        "{}",
-        stdout(&out)
+    assert_stopped(
+        &out,
+        d,
+        "-p: input image varies in more than the batch (1x3x16x16 to 4x3x64x64)",
     );
 }
 
@@ -195,10 +305,15 @@ fn profiles_are_checked_against_the_model() {
         &out,
         "-p: max batch 8 is smaller than opt 16 for input image",
     );
+
+    // A zero-size dim never parses.
+    let out = converter(d, &["-p", "image,1x3x0x8,1x3x0x8,1x3x0x8", "dynamic.onnx"]);
+    assert_one_line_error(&out, "-p: min shape `1x3x0x8` for input image: `0`");
+    assert!(!d.join("saved.engine").exists());
 }
 
 #[test]
-fn int8_needs_a_calibration_cache() {
+fn int8_needs_a_calibration_cache_and_int8_kernels() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_small_models(d, "k");
@@ -222,12 +337,7 @@ fn int8_needs_a_calibration_cache() {
     )
     .unwrap();
     let out = converter(d, &["-t", "int8", "-b", "4", "small.onnx"]);
-    assert_reaches_builder(&out, d);
-    assert!(
-        stdout(&out).contains("precision:  int8"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stopped(&out, d, "-t int8: the CPU backend has no INT8 kernels");
     assert!(
         stdout(&out).contains("calibration: ./cal.bin (made at batch 4)"),
         "{}",
@@ -241,30 +351,30 @@ fn fp16_and_dla_decisions_for_this_device() {
     let d = dir.path();
     write_small_models(d, "k");
     let out = converter(d, &["-t", "fp16", "-u", "0", "-s", "small.onnx"]);
-    assert_reaches_builder(&out, d);
+    assert_built(&out, d, "./saved.engine");
     let err = stderr(&out);
     assert!(
         err.contains("tao-converter: warning: -u 0: this device has no DLA"),
         "{err}"
     );
-    let text = stdout(&out);
-    if cpu_has_fast_fp16() {
-        assert!(text.contains("precision:  fp16, strict"), "{text}");
-        assert!(!err.contains("-t fp16"), "{err}");
+    let why = if cpu_has_fast_fp16() {
+        "the CPU backend has no FP16 kernels yet"
     } else {
-        assert!(
-            text.contains("precision:  fp32 (asked for fp16), strict"),
-            "{text}"
-        );
-        assert!(
-            err.contains("tao-converter: warning: -t fp16: this CPU has no fast FP16"),
-            "{err}"
-        );
-    }
+        "this CPU has no fast FP16 arithmetic"
+    };
+    assert!(
+        err.contains(&format!("tao-converter: warning: -t fp16: {why}")),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("precision:  fp32 (asked for fp16), strict"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
-fn engine_path_must_be_writable_somewhere() {
+fn engine_path_is_checked_before_the_build() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_small_models(d, "k");
@@ -275,9 +385,11 @@ fn engine_path_must_be_writable_somewhere() {
     );
     let out = converter(d, &["-e", "small.onnx", "small.onnx"]);
     assert_one_line_error(&out, "-e: output small.onnx would overwrite the input");
-    let out = converter(d, &["-e", "out.engine", "small.onnx"]);
-    assert_reaches_builder(&out, d);
-    assert!(!d.join("out.engine").exists());
+    std::fs::create_dir(d.join("engines")).unwrap();
+    let out = converter(d, &["-e", "engines", "small.onnx"]);
+    assert_one_line_error(&out, "-e: engines is a directory");
+    let out = converter(d, &["-e", "engines/out.engine", "small.onnx"]);
+    assert_built(&out, d, "engines/out.engine");
 }
 
 #[test]
@@ -289,7 +401,7 @@ fn real_lpdnet_with_nvidias_command_line() {
     let model = model.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // As in NVIDIA's LPDNet instructions, plus every other flag at its default value.
+    // As in NVIDIA's LPDNet instructions, plus the other flags (at their defaults but -m).
     let out = converter(
         d,
         &[
@@ -302,7 +414,7 @@ fn real_lpdnet_with_nvidias_command_line() {
             "-e",
             "lpd.engine",
             "-m",
-            "16",
+            "1",
             "-t",
             "fp32",
             "-w",
@@ -314,12 +426,11 @@ fn real_lpdnet_with_nvidias_command_line() {
             model,
         ],
     );
-    assert_reaches_builder(&out, d);
-    assert!(!d.join("lpd.engine").exists());
+    let (plan, engine) = assert_built(&out, d, "lpd.engine");
     let text = stdout(&out);
     assert!(text.contains("(.etlt, UFF payload, 324 nodes)"), "{text}");
     assert!(
-        text.contains("input:      input_1 [N,3,480,640] nchw (batch 1 to 16)"),
+        text.contains("input:      input_1 [N,3,480,640] nchw (batch 1 to 1)"),
         "{text}"
     );
     assert!(
@@ -329,6 +440,20 @@ fn real_lpdnet_with_nvidias_command_line() {
     assert!(
         text.contains("output:     output_bbox/BiasAdd [N,4,30,40]"),
         "{text}"
+    );
+    let file_sha = tao_engine::cache::sha256_hex(&std::fs::read(shared.join(LPDNET)).unwrap());
+    assert_eq!(plan.header("model-sha256"), Some(file_sha.as_str()));
+    assert_eq!(
+        plan.header("options"),
+        Some("dims=[3, 480, 640];order=nchw;outputs=output_cov/Sigmoid,output_bbox/BiasAdd")
+    );
+    assert_eq!(io(engine.inputs()), [("input_1", &[3, 480, 640][..])]);
+    assert_eq!(
+        io(engine.outputs()),
+        [
+            ("output_cov/Sigmoid", &[1, 30, 40][..]),
+            ("output_bbox/BiasAdd", &[4, 30, 40][..])
+        ]
     );
 
     let out = converter(d, &["-k", "nvidia_tlt", "-d", "3,544,960", model]);
@@ -354,7 +479,7 @@ fn real_lpdnet_with_nvidias_command_line() {
     let out = converter(d, &["-k", "tlt_encode", model]);
     assert_one_line_error(&out, "key is probably wrong");
 
-    // INT8 with the calibration cache NVIDIA ships beside the model.
+    // INT8 with the calibration cache NVIDIA ships beside the model: accepted, then the backend says no.
     let cal = shared.join(LPDNET_CAL);
     let out = converter(
         d,
@@ -368,7 +493,7 @@ fn real_lpdnet_with_nvidias_command_line() {
             model,
         ],
     );
-    assert_reaches_builder(&out, d);
+    assert_stopped(&out, d, "-t int8: the CPU backend has no INT8 kernels");
     assert!(
         stdout(&out).contains("precision:  int8"),
         "{}",
@@ -391,14 +516,21 @@ fn real_fpenet_with_a_profile() {
             "-k",
             "nvidia_tlt",
             "-p",
-            "input_face_images,1x1x80x80,4x1x80x80,8x1x80x80",
+            "input_face_images,1x1x80x80,1x1x80x80,2x1x80x80",
+            "-e",
+            "fpe.engine",
             model,
         ],
     );
-    assert_reaches_builder(&out, d);
+    let (_, engine) = assert_built(&out, d, "fpe.engine");
     let text = stdout(&out);
     assert!(text.contains("(.etlt, ONNX payload, 64 nodes)"), "{text}");
     assert!(text.contains("output:     softargmax [N,80,2]"), "{text}");
+    assert_eq!(engine.max_batch(), 2);
+    assert_eq!(
+        io(engine.inputs()),
+        [("input_face_images", &[1, 80, 80][..])]
+    );
 
     let out = converter(
         d,

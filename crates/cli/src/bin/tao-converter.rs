@@ -21,8 +21,21 @@ fn run() -> Result<(), String> {
         eprintln!("tao-converter: warning: {warning}");
     }
     print!("{}", prepared.summary());
-    let engine = build_engine(&prepared)?;
-    println!("engine written: {}", engine.display());
+    let built = build_engine(&prepared)?;
+    println!(
+        "built:      {} backend, {} ({} graph nodes, {} after optimisation), max batch {}, {:.2} s",
+        built.backend,
+        built.device,
+        built.nodes_before,
+        built.nodes_after,
+        built.max_batch,
+        built.build_time.as_secs_f64()
+    );
+    println!(
+        "written:    {} ({} bytes)",
+        built.path.display(),
+        built.bytes
+    );
     Ok(())
 }
 

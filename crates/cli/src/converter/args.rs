@@ -43,15 +43,19 @@ Flags [default]:
   -b <batch>     batch size the calibration cache was made with [8]
 
 On this device:
+  -e             the engine is this project's plan file (TAOPLAN, CPU backend), which the taoinfer
+                 element and the engine cache read; it is not a TensorRT engine.
   -u             there is no DLA here (DLA cores exist on NVIDIA Jetson and DRIVE only): the
                  converter prints a warning and ignores the flag.
-  -t fp16        on a CPU without fast FP16 arithmetic (x86 AVX512-FP16, ARMv8.2 FP16) the engine is
-                 built in fp32 instead, with a warning.
+  -t fp16        the CPU backend has FP32 kernels only, and most CPUs have no fast FP16 arithmetic
+                 (x86 AVX512-FP16, ARMv8.2 FP16): the engine is built in fp32, with a warning.
   -t int8        needs an existing calibration cache (-c); without one the converter stops and says
                  how to make one (TAO: tao <model> export --data_type int8 --cal_image_dir <images>
-                 --cal_cache_file cal.bin); it does not calibrate by itself.
-  The engine builder is not part of this build yet: the converter reads the model, checks every
-  flag against it, and then stops with an error; it never writes an engine it did not build.
+                 --cal_cache_file cal.bin); it does not calibrate by itself. With a cache it still
+                 stops: the CPU backend has no INT8 kernels yet.
+  -w, -s         accepted and recorded; the CPU backend sizes its memory arena itself and builds
+                 every layer in fp32.
+  -b             only matters when calibrating, which tao-converter does not do.
 ";
 
 /// Flags that take a value.

@@ -2,8 +2,8 @@
 //!
 //! [`parse_args`] turns the arguments into a typed [`ConverterConfig`] (every value checked on its own
 //! and against the other flags); [`prepare`] reads and imports the model and checks the flags against
-//! it (dims, output names, profiles, precision, device); [`build_engine`] is where the engine build
-//! will run once a backend lands.
+//! it (dims, output names, profiles, precision, device); [`build_engine`] optimises the graph, builds
+//! a plan with the CPU backend and writes it where `-e` says.
 
 mod args;
 mod prepare;
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use tao_graph::ir::InputOrder;
 
 pub use args::{HELP, USAGE, parse_args, parse_profile, parse_workspace};
-pub use prepare::{Prepared, build_engine, cpu_has_fast_fp16, prepare};
+pub use prepare::{BuiltEngine, Prepared, build_engine, cpu_has_fast_fp16, prepare};
 
 /// Engine precision (`-t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,14 +3,21 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use tao_engine::aligned::AlignedBytes;
+use tao_engine::backend::{Backend, BuildConfig, Precision as EnginePrecision};
+use tao_engine::cache::sha256_hex;
+use tao_engine::cpu::CpuBackend;
+use tao_engine::plan::{Plan, PlanIdentity};
 use tao_graph::ir::{Dim, Graph, Shape};
 
 use super::{ConverterConfig, Precision, Profile, shape_text};
 use crate::CliResult;
 use crate::key_source::{KEY_ENV, resolve_key};
 use crate::model::{LoadedModel, ModelFile};
+use crate::output::write_atomically;
 
 /// A model read and checked against every flag, ready for the engine builder.
 pub struct Prepared {
@@ -56,23 +63,26 @@ pub fn prepare(config: ConverterConfig) -> CliResult<Prepared> {
         .map_err(|e| format!("{e} ({})", config.input.display()))?;
     for profile in &config.profiles {
         check_profile_against_model(profile, &model.graph)?;
+        fix_profile_dims(profile, &mut model.graph)?;
     }
     check_dynamic_inputs(&config, &model.graph)?;
 
     let mut warnings = Vec::new();
     let precision = match config.precision {
-        Precision::Fp16 if !cpu_has_fast_fp16() => {
-            warnings.push(
-                "-t fp16: this CPU has no fast FP16 arithmetic (AVX512-FP16 / ARMv8.2 FP16); building fp32 instead"
-                    .to_owned(),
-            );
+        Precision::Fp16 => {
+            let why = if cpu_has_fast_fp16() {
+                "the CPU backend has no FP16 kernels yet"
+            } else {
+                "this CPU has no fast FP16 arithmetic (AVX512-FP16 / ARMv8.2 FP16)"
+            };
+            warnings.push(format!("-t fp16: {why}; building fp32 instead"));
             Precision::Fp32
         }
         Precision::Int8 => {
             check_calibration_cache(&config.calib_cache)?;
             Precision::Int8
         }
-        p => p,
+        Precision::Fp32 => Precision::Fp32,
     };
     if let Some(core) = config.dla_core {
         warnings.push(format!(
@@ -127,6 +137,35 @@ fn check_profile_against_model(profile: &Profile, graph: &Graph) -> CliResult<()
         }
     }
     Ok(())
+}
+
+/// A profile whose dims after the batch are the same in min, opt and max fixes them in the graph,
+/// as `-d` would; shapes are inferred again so a size the model cannot take is reported now.
+fn fix_profile_dims(profile: &Profile, graph: &mut Graph) -> CliResult<()> {
+    let same = profile.min[1..] == profile.opt[1..] && profile.opt[1..] == profile.max[1..];
+    let Some(input) = graph.input_mut(&profile.input) else {
+        return Ok(());
+    };
+    if !same
+        || input
+            .shape
+            .dims()
+            .iter()
+            .skip(1)
+            .all(|d| d.fixed().is_some())
+    {
+        return Ok(());
+    }
+    for (slot, &size) in input.shape.0.iter_mut().skip(1).zip(&profile.min[1..]) {
+        *slot = Dim::Fixed(size);
+    }
+    graph.infer().map(drop).map_err(|e| {
+        format!(
+            "-p: the model cannot take input {} at {}: {e}",
+            profile.input,
+            shape_text(&profile.min)
+        )
+    })
 }
 
 /// Dims other than the batch that are still symbolic need a profile (or -d) saying their range.
@@ -262,7 +301,11 @@ impl Prepared {
                 self.config.calib_batch
             );
         }
-        let _ = writeln!(out, "workspace:  {} bytes", self.config.workspace_bytes);
+        let _ = writeln!(
+            out,
+            "workspace:  {} bytes (the CPU backend sizes its arena itself)",
+            self.config.workspace_bytes
+        );
         let _ = writeln!(out, "engine:     {}", self.config.engine_path.display());
         out
     }
@@ -276,12 +319,147 @@ fn batch_range(shape: &Shape, max_batch: usize) -> String {
     }
 }
 
-/// Builds the engine and writes it to `-e`. No backend is part of this build yet, so this says so
-/// and writes nothing.
-pub fn build_engine(prepared: &Prepared) -> CliResult<std::path::PathBuf> {
-    Err(format!(
-        "the engine builder is not available in this build yet: {} was read and every flag checked, but no engine was written to {}",
-        prepared.config.input.display(),
-        prepared.config.engine_path.display()
-    ))
+/// A written engine.
+#[derive(Debug)]
+pub struct BuiltEngine {
+    pub path: PathBuf,
+    pub bytes: usize,
+    pub backend: &'static str,
+    pub device: String,
+    pub max_batch: usize,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    pub build_time: Duration,
+}
+
+impl Prepared {
+    /// The largest batch the engine takes: the profiles' max batch, else the model's fixed batch,
+    /// else `-m`.
+    pub fn max_batch(&self) -> usize {
+        if let Some(max) = self
+            .config
+            .profiles
+            .iter()
+            .filter_map(|p| p.max.first())
+            .max()
+        {
+            return *max;
+        }
+        let fixed = self
+            .model
+            .graph
+            .inputs
+            .iter()
+            .find_map(|i| i.shape.dims().first().and_then(Dim::fixed));
+        fixed.unwrap_or(self.config.max_batch)
+    }
+
+    /// The `-d`/`-i`/`-o` choices in a stable text form (a plan records it, hashed into its identity).
+    pub fn options_text(&self) -> String {
+        let c = &self.config;
+        let mut parts = Vec::new();
+        if let Some(dims) = &c.input_dims {
+            parts.push(format!("dims={dims:?};order={}", c.input_order));
+        } else if c.input_order_given {
+            parts.push(format!("order={}", c.input_order));
+        }
+        if !c.outputs.is_empty() {
+            parts.push(format!("outputs={}", c.outputs.join(",")));
+        }
+        for p in &c.profiles {
+            parts.push(format!(
+                "profile={},{},{},{}",
+                p.input,
+                shape_text(&p.min),
+                shape_text(&p.opt),
+                shape_text(&p.max)
+            ));
+        }
+        parts.join(";")
+    }
+}
+
+/// Optimises the graph, builds a plan with the CPU backend and writes it to `-e` (atomically; the
+/// plan is parsed back before it is written). INT8 stops here: the CPU backend has no INT8 kernels.
+pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
+    if prepared.precision == Precision::Int8 {
+        return Err(format!(
+            "-t int8: the CPU backend has no INT8 kernels in this build yet (calibration cache {} is readable); build with -t fp32, nothing was written to {}",
+            prepared.config.calib_cache.display(),
+            prepared.config.engine_path.display()
+        ));
+    }
+    // The CPU backend plans every tensor at one size per image; only the batch may vary.
+    for input in &prepared.model.graph.inputs {
+        if input
+            .shape
+            .dims()
+            .iter()
+            .skip(1)
+            .any(|d| d.fixed().is_none())
+        {
+            let range = prepared
+                .config
+                .profiles
+                .iter()
+                .find(|p| p.input == input.name)
+                .map(|p| format!(" ({} to {})", shape_text(&p.min), shape_text(&p.max)))
+                .unwrap_or_default();
+            return Err(format!(
+                "-p: input {} varies in more than the batch{range}; the CPU backend builds one size per image: give the same dims after the batch in min, opt and max, or -d",
+                input.name
+            ));
+        }
+    }
+    let started = Instant::now();
+    let source = &prepared.model.source;
+    let mut graph = prepared.model.graph.clone();
+    let report = tao_engine::optimize::optimize(&mut graph)
+        .map_err(|e| format!("optimising {}: {e}", source.path.display()))?;
+    let max_batch = prepared.max_batch();
+    let build_config = BuildConfig {
+        max_batch,
+        precision: EnginePrecision::Fp32,
+        threads: 1,
+    };
+    let backend = CpuBackend;
+    let options = prepared.options_text();
+    let identity = PlanIdentity {
+        backend: backend.name().to_owned(),
+        device: backend.device(),
+        model_sha256: source.file_sha256.clone(),
+        options_sha256: sha256_hex(format!("{options};{}", build_config.canonical()).as_bytes()),
+    };
+    let plan = backend
+        .build(&graph, &build_config)
+        .map_err(|e| format!("building the engine for {}: {e}", source.path.display()))?;
+    let bytes = identity
+        .stamp(plan)
+        .header("model-name", graph.name.clone())
+        .header("options", options)
+        .to_bytes();
+    Plan::parse(AlignedBytes::from_slice(&bytes))
+        .map_err(|e| format!("the plan just built is invalid: {e}"))?;
+    let path = prepared.config.engine_path.clone();
+    write_atomically(&path, |w| {
+        w.write_all(&bytes)
+            .map_err(|e| format!("-e: cannot write {}: {e}", path.display()))
+    })
+    .map_err(|e| {
+        if e.starts_with("-e") {
+            e
+        } else {
+            format!("-e: {e}")
+        }
+    })?;
+    Ok(BuiltEngine {
+        path,
+        bytes: bytes.len(),
+        backend: backend.name(),
+        device: identity.device,
+        max_batch,
+        nodes_before: report.nodes_before,
+        nodes_after: report.nodes_after,
+        build_time: started.elapsed(),
+    })
 }
