@@ -2,5 +2,8 @@
 //! placing its tensor names on our graph.
 
 mod cache;
+mod calibrator;
+mod histogram;
 
 pub use cache::{Algorithm, CacheParseError, CalibrationCache, DEFAULT_VERSION, Mapping};
+pub use calibrator::{Calibrator, Method};

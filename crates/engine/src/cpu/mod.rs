@@ -19,7 +19,7 @@ use tao_kernels::{
 
 pub use lower::PrepareFresh;
 use lower::{Elementwise, Prepared, RefInput, algorithm_from_name, kernel_error};
-pub use lower::{Layout, Program, Step, Value, lower};
+pub use lower::{Layout, Program, Step, Value, lower, step_values};
 
 use crate::backend::{Backend, BuildConfig, Engine, EngineError, EngineResult, IoDesc};
 use crate::device::cpu_fingerprint;
@@ -182,6 +182,47 @@ impl CpuEngine {
 
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// Runs like [`Engine::run`] and shows `observe` every graph input and every value a step writes,
+    /// by tensor name, for `batch` images (4-D values in NHWC order). INT8 calibration collects its
+    /// activation statistics through this, from the same engine that infers.
+    pub fn run_observed(
+        &mut self,
+        batch: usize,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        observe: &mut dyn FnMut(&str, &[f32]),
+    ) -> EngineResult<()> {
+        self.run(batch, inputs, outputs)?;
+        let values = &self.program.values;
+        // The inputs as given: their arena blocks may already hold later values.
+        for ((desc, _), data) in self.program.inputs.iter().zip(inputs) {
+            observe(&desc.name, data);
+        }
+        // Re-run step by step: cheaper to write than hooks in the hot loop, and calibration is offline.
+        for step in &self.program.steps {
+            run_step(
+                step,
+                values,
+                self.max_batch,
+                batch,
+                &mut self.arena,
+                &mut self.scratch,
+                &self.ctx,
+            )?;
+            for (v, writes) in lower::step_values(step) {
+                // Layout conversions repeat a tensor already seen.
+                let conversion = matches!(step, Step::ToNhwc { .. } | Step::ToNchw { .. });
+                if writes && !conversion {
+                    observe(
+                        &values[v].name,
+                        &self.arena[region(values, self.max_batch, v, batch)],
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs once like [`Engine::run`] and returns each step's description and time.

@@ -70,3 +70,43 @@ pub fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
         .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
         / scale
 }
+
+/// A photo as the network input: resized (bilinear) to `w`×`h`, channels in `bgr` order when asked,
+/// scaled by `scale`, NCHW with batch 1.
+pub fn photo_input(path: &std::path::Path, w: usize, h: usize, bgr: bool, scale: f32) -> Vec<f32> {
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8();
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let mut out = vec![0f32; 3 * w * h];
+    for y in 0..h {
+        let fy = ((y as f32 + 0.5) * ih as f32 / h as f32 - 0.5).clamp(0.0, (ih - 1) as f32);
+        let (y0, wy) = (fy.floor() as usize, fy - fy.floor());
+        let y1 = (y0 + 1).min(ih - 1);
+        for x in 0..w {
+            let fx = ((x as f32 + 0.5) * iw as f32 / w as f32 - 0.5).clamp(0.0, (iw - 1) as f32);
+            let (x0, wx) = (fx.floor() as usize, fx - fx.floor());
+            let x1 = (x0 + 1).min(iw - 1);
+            for c in 0..3 {
+                let p = |xx: usize, yy: usize| img.get_pixel(xx as u32, yy as u32)[c] as f32;
+                let v = (p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx) * (1.0 - wy)
+                    + (p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx) * wy;
+                let channel = if bgr { 2 - c } else { c };
+                out[channel * w * h + y * w + x] = v * scale;
+            }
+        }
+    }
+    out
+}
+
+/// The car photos of the shared media folder.
+pub fn car_photos(shared: &std::path::Path) -> Vec<PathBuf> {
+    let dir = shared.join("fixtures/media/images/cars");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    photos
+}
