@@ -43,8 +43,8 @@ Flags [default]:
   -b <batch>     batch size the calibration cache was made with [8]
 
 On this device:
-  -e             the engine is this project's plan file (TAOPLAN, CPU backend), which the taoinfer
-                 element and the engine cache read; it is not a TensorRT engine.
+  -e             the engine is this project's plan file (TAOPLAN, CPU backend), which the engine
+                 crate's CPU backend loads; it is not a TensorRT engine.
   -u             there is no DLA here (DLA cores exist on NVIDIA Jetson and DRIVE only): the
                  converter prints a warning and ignores the flag.
   -t fp16        the CPU backend has FP32 kernels only, and most CPUs have no fast FP16 arithmetic
