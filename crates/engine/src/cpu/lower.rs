@@ -100,6 +100,7 @@ pub enum Step {
         output: usize,
     },
     Unary {
+        kind: UnaryOp,
         op: &'static str,
         f: fn(f32) -> f32,
         input: usize,
@@ -590,6 +591,7 @@ impl Lowering<'_> {
                 let output = self.new_value(&y, ys, layout);
                 self.steps.push(Step::Unary {
                     op: node.op_type(),
+                    kind: *op,
                     f,
                     input,
                     output,

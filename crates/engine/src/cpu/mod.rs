@@ -499,12 +499,14 @@ fn run_step(
             Ok(())
         }
         Step::Unary {
-            f, input, output, ..
+            kind,
+            f,
+            input,
+            output,
+            ..
         } => {
             let (r, w) = views(arena, &[at(*input)], at(*output));
-            for (y, x) in w.iter_mut().zip(r[0]) {
-                *y = f(*x);
-            }
+            generic::unary(*kind, *f, r[0], w);
             Ok(())
         }
         Step::Reduce {
