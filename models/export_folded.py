@@ -4,7 +4,15 @@ ONNX Runtime reference run, for end-to-end checks of the CPU kernels
 (crates/kernels/examples/conv_bench.rs, crates/kernels/tests/detectnet_e2e.rs). Used with the
 generated DetectNet_v2 models and with FPENet (decrypted from its .etlt with `taoctl decrypt`).
 
-Usage: export_folded.py MODEL.onnx OUT_DIR [--seed S]
+Usage: export_folded.py MODEL.onnx OUT_DIR [--seed S] [--ort-fold] [--image PHOTO [--bgr]]
+
+--image feeds a photo instead of noise, preprocessed like DeepStream's nvinfer: stretched to the
+input size, channels RGB (or BGR with --bgr, model-color-format=1), scaled by 1/255. Detection
+heads only light up on real content; on noise their coverage output is nearly zero everywhere.
+
+--ort-fold first lets ONNX Runtime's basic graph optimisations fold the model (constant folding and
+Conv+Mul/Add fusion), for models whose BatchNorm is spelled out as arithmetic (UFF exports such as
+LPDNet); the weights are then taken from the folded graph.
 
 Writes into OUT_DIR:
   weights.bin   little-endian f32: for every Conv / ConvTranspose, its weights in ONNX order
@@ -32,16 +40,27 @@ def main():
     p.add_argument("model")
     p.add_argument("out_dir")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--ort-fold", action="store_true")
+    p.add_argument("--image")
+    p.add_argument("--bgr", action="store_true")
     args = p.parse_args()
 
-    model = onnx.load(args.model)
+    os.makedirs(args.out_dir, exist_ok=True)
+    model_path = args.model
+    if args.ort_fold:
+        folded = os.path.join(args.out_dir, "ort_basic.onnx")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = folded
+        ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+        model_path = folded
+    model = onnx.load(model_path)
     inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
     consumers = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
 
-    os.makedirs(args.out_dir, exist_ok=True)
     blob = []
     offset = 0
     lines = []
@@ -71,7 +90,17 @@ def main():
         f.write("\n".join(lines) + "\n")
 
     shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
-    x = np.random.default_rng(args.seed).uniform(0.0, 1.0, shape).astype(np.float32)
+    if args.image:
+        from PIL import Image
+
+        _, channels, height, width = shape
+        img = Image.open(args.image).convert("RGB").resize((width, height), Image.BILINEAR)
+        x = np.asarray(img, dtype=np.float32) / 255.0
+        if args.bgr:
+            x = x[:, :, ::-1]
+        x = np.ascontiguousarray(x.transpose(2, 0, 1)[None, :channels])
+    else:
+        x = np.random.default_rng(args.seed).uniform(0.0, 1.0, shape).astype(np.float32)
     x.astype("<f4").tofile(os.path.join(args.out_dir, "input.bin"))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

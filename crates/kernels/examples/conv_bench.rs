@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p tao-kernels --example conv_bench -- [--threads 2] [--runs 15]
 //!     [--isa avx512|avx2|scalar] [--algo winograd4x4|winograd2x2|im2col] [--no-ort] [--only NAME]
-//!     [--cpu] [--net detectnet|fpenet]
+//!     [--cpu] [--net detectnet|fpenet|lpdnet] [--model LPDNET.onnx]
 //! ```
 //!
 //! ONNX Runtime runs through `.venv/bin/python examples/ort_conv.py` (intra_op_num_threads as
@@ -42,8 +42,10 @@ struct Args {
     algo: Option<ConvAlgorithm>,
     ort: bool,
     only: Option<String>,
-    /// `detectnet` (default) or `fpenet`.
+    /// `detectnet` (default), `fpenet` or `lpdnet`.
     net: String,
+    /// The ONNX model of `--net lpdnet` (an export of the .etlt: `taoctl export-onnx`).
+    model: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         ort: true,
         only: None,
         net: "detectnet".to_string(),
+        model: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -85,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-ort" => args.ort = false,
             "--cpu" => args.cpu = true,
             "--net" => args.net = value()?,
+            "--model" => args.model = Some(PathBuf::from(value()?)),
             "--only" => args.only = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -267,6 +271,7 @@ fn time_network(
 fn json_layer(l: &Layer) -> String {
     let act = match l.act {
         Activation::Relu => "relu",
+        Activation::Clip { min: 0.0, max: 6.0 } => "relu6",
         Activation::Sigmoid => "sigmoid",
         _ => "none",
     };
@@ -290,6 +295,7 @@ fn ort_times(
     layers: &[Layer],
     threads: usize,
     runs: usize,
+    cpu: bool,
     model: Option<&Path>,
 ) -> Result<(Vec<f64>, Option<f64>), String> {
     let root = workspace_root();
@@ -298,7 +304,7 @@ fn ort_times(
     let body: Vec<String> = layers.iter().map(json_layer).collect();
     let model_field = model.map_or("null".to_string(), |p| format!("\"{}\"", p.display()));
     let request = format!(
-        r#"{{"threads":{threads},"runs":{runs},"model":{model_field},"layers":[{}]}}"#,
+        r#"{{"threads":{threads},"runs":{runs},"cpu":{cpu},"model":{model_field},"layers":[{}]}}"#,
         body.join(",")
     );
     let mut child = Command::new(&python)
@@ -395,7 +401,7 @@ fn run_fpenet(args: &Args, ctx: &Context, clock: &Clock) -> Result<(), String> {
         flop / ours / 1e6
     );
     if args.ort {
-        match ort_times(&[], args.threads, args.runs, Some(&model)) {
+        match ort_times(&[], args.threads, args.runs, args.cpu, Some(&model)) {
             Ok((_, Some(ort))) => print!(
                 " | ORT whole model {ort:.3} ms | ours/ORT {:.2}",
                 ours / ort
@@ -414,7 +420,8 @@ fn run_fpenet(args: &Args, ctx: &Context, clock: &Clock) -> Result<(), String> {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
-    let (h, w) = (544, 960);
+    let lpd = args.net == "lpdnet";
+    let (h, w) = if lpd { (480, 640) } else { (544, 960) };
     let mut ctx = Context::new(args.threads).map_err(|e| e.to_string())?;
     if let Some(isa) = args.isa {
         ctx = ctx.with_isa(isa).map_err(|e| e.to_string())?;
@@ -426,7 +433,11 @@ fn run() -> Result<(), String> {
         };
         return run_fpenet(&args, &ctx, &clock);
     }
-    let all = detectnet_resnet18(h, w);
+    let all = if lpd {
+        detectnet::lpdnet(h, w)
+    } else {
+        detectnet_resnet18(h, w)
+    };
     let layers: Vec<Layer> = match &args.only {
         Some(name) => all
             .iter()
@@ -437,7 +448,12 @@ fn run() -> Result<(), String> {
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "DetectNet_v2-ResNet18 3x{h}x{w} batch 1 | threads {} | isa {} | runs {} (median{}) | loadavg {}",
+        "{} 3x{h}x{w} batch 1 | threads {} | isa {} | runs {} (median{}) | loadavg {}",
+        if lpd {
+            "LPDNet (pruned DetectNet_v2-ResNet18, ReLU6)"
+        } else {
+            "DetectNet_v2-ResNet18"
+        },
         ctx.threads(),
         ctx.isa().name(),
         args.runs,
@@ -464,13 +480,19 @@ fn run() -> Result<(), String> {
         ours.push(time_layer(&ctx, &clock, c, l, args.runs)?);
     }
     let python = workspace_root().join(".venv/bin/python");
-    let model = if args.ort && args.only.is_none() {
+    let model = if lpd {
+        Some(
+            args.model
+                .clone()
+                .ok_or("--net lpdnet needs --model <LPDNet .onnx> (taoctl export-onnx)")?,
+        )
+    } else if args.ort && args.only.is_none() {
         ensure_model(&python)
     } else {
         None
     };
     let ort = if args.ort {
-        match ort_times(&layers, args.threads, args.runs, model.as_deref()) {
+        match ort_times(&layers, args.threads, args.runs, args.cpu, model.as_deref()) {
             Ok(t) => Some(t),
             Err(e) => {
                 println!("(ONNX Runtime comparison unavailable: {e})");
@@ -532,7 +554,16 @@ fn run() -> Result<(), String> {
     if args.only.is_none() {
         // The whole network on the generated model's folded weights when available (then the
         // outputs are checked against ONNX Runtime), else on the random weights above.
-        let folded = model.as_deref().map(|m| folded_weights(&python, m));
+        // LPDNet runs on a real car photo from the shared fixtures (BGR, like DeepStream).
+        let photo = shared_dir().join("fixtures/media/images/cars/us1.jpg");
+        let extra: Vec<&std::ffi::OsStr> = if lpd && photo.exists() {
+            vec!["--image".as_ref(), photo.as_os_str(), "--bgr".as_ref()]
+        } else {
+            vec![]
+        };
+        let folded = model
+            .as_deref()
+            .map(|m| detectnet::export_weights(&python, m, lpd, &extra));
         let (net_convs, image, reference) = match folded {
             Some(Ok((dir, weights))) => {
                 let convs = layers
@@ -581,7 +612,7 @@ fn run() -> Result<(), String> {
         println!();
         if let Some((ref_cov, ref_bbox)) = reference {
             println!(
-                "whole network vs ONNX Runtime on the generated model (folded BatchNorm), max|diff|/max|ref|: \
+                "whole network vs ONNX Runtime on the same model (BatchNorm folded), max|diff|/max|ref|: \
                  output_cov/Sigmoid {:.2e}, output_bbox/BiasAdd {:.2e}",
                 rel_err(&cov, &ref_cov),
                 rel_err(&bbox, &ref_bbox)

@@ -1,7 +1,7 @@
 //! Errors of kernel preparation and execution. Each names the operand or parameter at fault.
 
 /// Why a kernel could not be prepared or run.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum KernelError {
     /// A specification parameter is out of range or inconsistent.
     #[error("invalid {op} parameter `{param}`: {reason}")]

@@ -147,7 +147,7 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
     let out_len = n * oh * ow * s.out_channels;
     let residual = rng.vec(out_len);
     let has_residual = s.epilogue.residual != ResidualAdd::None;
-    let want = conv_ref(
+    let (want, magnitude) = conv_ref_mag(
         s,
         n,
         &input,
@@ -212,7 +212,7 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
                 out_stride,
                 out_len / s.out_channels,
             );
-            let err = rel_err(&got, &want);
+            let err = rel_err_mag(&got, &want, &magnitude);
             prop_assert!(
                 err <= 1e-4,
                 "{algorithm:?} isa {:?} threads {}: relative error {err:e}",

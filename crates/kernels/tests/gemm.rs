@@ -35,15 +35,19 @@ proptest! {
         let layout = if transposed { BLayout::Transposed } else { BLayout::RowMajor };
         let packed = pack_b(&b, k, n, layout).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut want = vec![0f64; m * n];
+        let mut magnitude = vec![0f64; m * n];
         for i in 0..m {
             for j in 0..n {
                 let mut acc = if with_bias { bias[j] as f64 } else { 0.0 };
+                let mut mag = acc.abs() + (res[i * n + j] as f64).abs();
                 for kk in 0..k {
                     let bv = if transposed { b[j * k + kk] } else { b[kk * n + j] };
                     acc += a[i * lda + kk] as f64 * bv as f64;
+                    mag += (a[i * lda + kk] as f64 * bv as f64).abs();
                 }
                 let e = tao_kernels::Epilogue::new(act, residual);
                 want[i * n + j] = epilogue_f64(e, acc, res[i * n + j] as f64);
+                magnitude[i * n + j] = mag;
             }
         }
         for ctx in contexts() {
@@ -63,7 +67,7 @@ proptest! {
             )
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let got: Vec<f32> = (0..m).flat_map(|i| c[i * ldc..i * ldc + n].to_vec()).collect();
-            let err = rel_err(&got, &want);
+            let err = rel_err_mag(&got, &want, &magnitude);
             prop_assert!(err <= 1e-5, "isa {:?} threads {}: {err:e}", ctx.isa(), ctx.threads());
             for i in 0..m {
                 for j in n..ldc {

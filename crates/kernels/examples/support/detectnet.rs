@@ -57,6 +57,46 @@ impl Layer {
 /// DetectNet_v2-ResNet18 as TAO builds it: 7×7/2 stem without max-pool, stages of two basic
 /// blocks with strides 2, 2, 2, 1, projection shortcuts where the shape changes, two 1×1 heads.
 pub fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
+    detectnet(h, w, Activation::Relu, 3, |_| None)
+}
+
+/// The real LPDNet (US, pruned): the same topology with pruned widths, ReLU6 and one class.
+pub fn lpdnet(h: usize, w: usize) -> Vec<Layer> {
+    let widths = [
+        ("conv1", 16),
+        ("block_1a_conv_1", 24),
+        ("block_1a_conv_2", 48),
+        ("block_1b_conv_1", 32),
+        ("block_1b_conv_2", 48),
+        ("block_2a_conv_1", 32),
+        ("block_2a_conv_2", 56),
+        ("block_2b_conv_1", 32),
+        ("block_2b_conv_2", 56),
+        ("block_3a_conv_1", 32),
+        ("block_3a_conv_2", 56),
+        ("block_3b_conv_1", 24),
+        ("block_3b_conv_2", 56),
+        ("block_4a_conv_1", 24),
+        ("block_4a_conv_2", 72),
+        ("block_4b_conv_1", 16),
+        ("block_4b_conv_2", 72),
+    ];
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    detectnet(h, w, relu6, 1, |name| {
+        widths.iter().find(|(n, _)| *n == name).map(|&(_, c)| c)
+    })
+}
+
+/// DetectNet_v2-ResNet18 with activation `act`, `classes` coverage maps, and the output channels
+/// of each 3×3 / stem convolution from `width` (standard ResNet widths where it gives none; the
+/// second conv of a block also fixes the block's output and shortcut width).
+pub fn detectnet(
+    h: usize,
+    w: usize,
+    act: Activation,
+    classes: usize,
+    width: impl Fn(&str) -> Option<usize>,
+) -> Vec<Layer> {
     let mut layers = Vec::new();
     let mut add = |name: &str,
                    cin,
@@ -80,21 +120,12 @@ pub fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
             residual: residual.map(str::to_string),
         });
     };
-    add(
-        "conv1",
-        3,
-        64,
-        7,
-        2,
-        [h, w],
-        Activation::Relu,
-        "image",
-        None,
-    );
+    let stem = width("conv1").unwrap_or(64);
+    add("conv1", 3, stem, 7, 2, [h, w], act, "image", None);
     let mut hw = [h / 2, w / 2];
-    let mut cin = 64;
+    let mut cin = stem;
     let mut x = "conv1".to_string();
-    for (stage, (cout, stride)) in [(64, 2), (128, 2), (256, 2), (512, 1)]
+    for (stage, (base, stride)) in [(64, 2), (128, 2), (256, 2), (512, 1)]
         .into_iter()
         .enumerate()
     {
@@ -102,6 +133,10 @@ pub fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
             let tag = format!("block_{}{}", stage + 1, if block == 0 { 'a' } else { 'b' });
             let s = if block == 0 { stride } else { 1 };
             let out_hw = [(hw[0] + 2 - 3) / s + 1, (hw[1] + 2 - 3) / s + 1];
+            let c1 = format!("{tag}_conv_1");
+            let c2 = format!("{tag}_conv_2");
+            let mid = width(&c1).unwrap_or(base);
+            let cout = width(&c2).unwrap_or(base);
             let shortcut = if s != 1 || cin != cout {
                 let name = format!("{tag}_conv_shortcut");
                 add(&name, cin, cout, 1, s, hw, Activation::None, &x, None);
@@ -109,20 +144,8 @@ pub fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
             } else {
                 x.clone()
             };
-            let c1 = format!("{tag}_conv_1");
-            add(&c1, cin, cout, 3, s, hw, Activation::Relu, &x, None);
-            let c2 = format!("{tag}_conv_2");
-            add(
-                &c2,
-                cout,
-                cout,
-                3,
-                1,
-                out_hw,
-                Activation::Relu,
-                &c1,
-                Some(&shortcut),
-            );
+            add(&c1, cin, mid, 3, s, hw, act, &x, None);
+            add(&c2, mid, cout, 3, 1, out_hw, act, &c1, Some(&shortcut));
             x = c2;
             hw = out_hw;
             cin = cout;
@@ -131,7 +154,7 @@ pub fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
     add(
         "output_cov",
         cin,
-        3,
+        classes,
         1,
         1,
         hw,
@@ -139,7 +162,17 @@ pub fn detectnet_resnet18(h: usize, w: usize) -> Vec<Layer> {
         &x,
         None,
     );
-    add("output_bbox", cin, 12, 1, 1, hw, Activation::None, &x, None);
+    add(
+        "output_bbox",
+        cin,
+        4 * classes,
+        1,
+        1,
+        hw,
+        Activation::None,
+        &x,
+        None,
+    );
     layers
 }
 
@@ -170,12 +203,19 @@ impl Network {
             .map(|c| c.scratch_len(ctx.threads()))
             .max()
             .unwrap_or(0);
-        let [gh, gw] = layers.last().ok_or("no layers")?.out_hw();
+        let head = |name: &str| -> Result<usize, String> {
+            let l = layers
+                .iter()
+                .find(|l| l.name == name)
+                .ok_or(format!("no layer {name}"))?;
+            let [gh, gw] = l.out_hw();
+            Ok(l.cout * gh * gw)
+        };
         Ok(Network {
             buffers,
             scratch: vec![0f32; scratch_len],
-            cov: vec![0f32; 3 * gh * gw],
-            bbox: vec![0f32; 12 * gh * gw],
+            cov: vec![0f32; head("output_cov")?],
+            bbox: vec![0f32; head("output_bbox")?],
         })
     }
 
@@ -222,12 +262,13 @@ impl Network {
             }
             buffers.insert(l.name.clone(), out);
         }
-        for (name, c, dst) in [
-            ("output_cov", 3, &mut self.cov),
-            ("output_bbox", 12, &mut self.bbox),
+        for (name, dst) in [
+            ("output_cov", &mut self.cov),
+            ("output_bbox", &mut self.bbox),
         ] {
             let src = buffers.get(name).ok_or(name)?;
-            let [gh, gw] = layers.iter().find(|l| l.name == name).ok_or(name)?.out_hw();
+            let head = layers.iter().find(|l| l.name == name).ok_or(name)?;
+            let ([gh, gw], c) = (head.out_hw(), head.cout);
             nhwc_to_nchw(
                 ctx,
                 Nhwc::new(src, [1, gh, gw, c]).map_err(|e| e.to_string())?,
@@ -264,6 +305,20 @@ pub type FoldedWeights = HashMap<String, (Vec<f32>, Vec<f32>)>;
 /// Folded weights of every convolution by name, from `models/export_folded.py`'s output
 /// (exported on first use next to the generated model).
 pub fn folded_weights(python: &Path, model: &Path) -> Result<(PathBuf, FoldedWeights), String> {
+    export_weights(python, model, false, &[])
+}
+
+/// As [`folded_weights`]; `ort_fold` lets ONNX Runtime fold BatchNorm written as arithmetic
+/// first (UFF exports such as LPDNet). Names ending in `/convolution` are also stored without
+/// that suffix.
+///
+/// `extra` arguments go to `export_folded.py` (for example `--image PHOTO --bgr`).
+pub fn export_weights(
+    python: &Path,
+    model: &Path,
+    ort_fold: bool,
+    extra: &[&std::ffi::OsStr],
+) -> Result<(PathBuf, FoldedWeights), String> {
     let dir = model.with_extension("folded");
     // Export again when missing or written by an older export format (8 fields per line now).
     let current = std::fs::read_to_string(dir.join("weights.txt"))
@@ -271,10 +326,16 @@ pub fn folded_weights(python: &Path, model: &Path) -> Result<(PathBuf, FoldedWei
         .and_then(|t| t.lines().next().map(|l| l.split_whitespace().count() == 8))
         .unwrap_or(false);
     if !current {
-        let status = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .arg(workspace_root().join("models/export_folded.py"))
             .arg(model)
-            .arg(&dir)
+            .arg(&dir);
+        if ort_fold {
+            command.arg("--ort-fold");
+        }
+        command.args(extra);
+        let status = command
             .stdout(Stdio::null())
             .status()
             .map_err(|e| format!("export_folded.py: {e}"))?;
@@ -307,7 +368,8 @@ pub fn folded_weights(python: &Path, model: &Path) -> Result<(PathBuf, FoldedWei
         let b = blob
             .get(b_off..b_off + b_len)
             .ok_or("weights.bin too short")?;
-        map.insert(f[0].to_string(), (w.to_vec(), b.to_vec()));
+        let name = f[0].strip_suffix("/convolution").unwrap_or(f[0]);
+        map.insert(name.to_string(), (w.to_vec(), b.to_vec()));
     }
     Ok((dir, map))
 }

@@ -89,15 +89,32 @@ impl Conv2dSpec {
     /// `[OH, OW]`, or an error when the kernel does not fit the padded input.
     pub fn output_size(&self) -> Result<[usize; 2], KernelError> {
         let p = self.padding;
+        let overflow = KernelError::Overflow {
+            op: OP,
+            what: "padded input",
+        };
         let mut out = [0; 2];
-        for (axis, (padded, name)) in [
-            (self.input_size[0] + p.top + p.bottom, "kernel_h"),
-            (self.input_size[1] + p.left + p.right, "kernel_w"),
+        for (axis, (pads, name)) in [
+            (p.top.checked_add(p.bottom), "kernel_h"),
+            (p.left.checked_add(p.right), "kernel_w"),
         ]
         .into_iter()
         .enumerate()
         {
-            let span = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
+            if self.kernel[axis] == 0 || self.stride[axis] == 0 || self.dilation[axis] == 0 {
+                return Err(invalid(
+                    OP,
+                    name,
+                    "kernel, stride and dilation must be at least 1",
+                ));
+            }
+            let padded = pads
+                .and_then(|x| x.checked_add(self.input_size[axis]))
+                .ok_or(overflow.clone())?;
+            let span = self.dilation[axis]
+                .checked_mul(self.kernel[axis] - 1)
+                .and_then(|x| x.checked_add(1))
+                .ok_or(overflow.clone())?;
             if padded < span {
                 return Err(invalid(
                     OP,

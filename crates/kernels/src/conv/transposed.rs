@@ -41,26 +41,43 @@ impl ConvTranspose2dSpec {
     /// `[OH, OW] = stride * (in - 1) + output_padding + dilation * (kernel - 1) + 1 - pads`.
     pub fn output_size(&self) -> Result<[usize; 2], KernelError> {
         let pads = [
-            self.padding.top + self.padding.bottom,
-            self.padding.left + self.padding.right,
+            self.padding.top.checked_add(self.padding.bottom),
+            self.padding.left.checked_add(self.padding.right),
         ];
+        let overflow = KernelError::Overflow {
+            op: OP,
+            what: "output size",
+        };
         let mut out = [0; 2];
         for axis in 0..2 {
-            let full = checked_product(
-                OP,
-                "output size",
-                &[self.stride[axis], self.input_size[axis] - 1],
-            )? + self.output_padding[axis]
-                + self.dilation[axis] * (self.kernel[axis] - 1)
-                + 1;
-            if full <= pads[axis] {
+            if self.kernel[axis] == 0
+                || self.stride[axis] == 0
+                || self.dilation[axis] == 0
+                || self.input_size[axis] == 0
+            {
+                return Err(invalid(
+                    OP,
+                    "kernel/stride/dilation/input",
+                    "must be at least 1",
+                ));
+            }
+            let full = self.stride[axis]
+                .checked_mul(self.input_size[axis] - 1)
+                .and_then(|x| x.checked_add(self.output_padding[axis]))
+                .and_then(|x| {
+                    x.checked_add(self.dilation[axis].checked_mul(self.kernel[axis] - 1)?)
+                })
+                .and_then(|x| x.checked_add(1))
+                .ok_or(overflow.clone())?;
+            let pad = pads[axis].ok_or(overflow.clone())?;
+            if full <= pad {
                 return Err(invalid(
                     OP,
                     "pads",
                     format!("remove all {full} output rows/columns of axis {axis}"),
                 ));
             }
-            out[axis] = full - pads[axis];
+            out[axis] = full - pad;
         }
         Ok(out)
     }

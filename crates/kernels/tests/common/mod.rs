@@ -49,6 +49,23 @@ pub fn contexts() -> &'static [Context] {
     })
 }
 
+/// `max |got - want| / max(max |want|, max magnitude)`, where an element's magnitude is the sum
+/// of the absolute values of the terms it adds up (products, bias, residual). With realistic
+/// data the magnitude term changes nothing; on random shapes whose outputs cancel to almost zero
+/// it keeps rounding noise of large terms from counting as error against a tiny result.
+pub fn rel_err_mag(got: &[f32], want: &[f64], magnitude: &[f64]) -> f64 {
+    let scale = magnitude
+        .iter()
+        .chain(want)
+        .fold(0f64, |m, &x| m.max(x.abs()))
+        .max(1e-30);
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
+    err / scale
+}
+
 /// `max |got - want| / max |want|`: the relative agreement the kernels promise (<= 1e-4).
 pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
@@ -99,16 +116,30 @@ pub fn conv_ref(
     bias: &[f32],
     residual: Option<&[f32]>,
 ) -> Vec<f64> {
+    conv_ref_mag(s, n, input, weights, bias, residual).0
+}
+
+/// [`conv_ref`] and each output's magnitude (sum of the absolute terms).
+pub fn conv_ref_mag(
+    s: &Conv2dSpec,
+    n: usize,
+    input: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+) -> (Vec<f64>, Vec<f64>) {
     let [h, w] = s.input_size;
     let [oh, ow] = s.output_size().expect("valid spec");
     let (cin_g, cout_g) = (s.in_channels / s.groups, s.out_channels / s.groups);
     let mut out = vec![0f64; n * oh * ow * s.out_channels];
+    let mut mag = vec![0f64; out.len()];
     for img in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
                 for co in 0..s.out_channels {
                     let g = co / cout_g;
                     let mut acc = bias[co] as f64;
+                    let mut m = acc.abs();
                     for ky in 0..s.kernel[0] {
                         let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
                             - s.padding.top as isize;
@@ -129,17 +160,19 @@ pub fn conv_ref(
                                 let wt = weights
                                     [((co * cin_g + ci) * s.kernel[0] + ky) * s.kernel[1] + kx];
                                 acc += x as f64 * wt as f64;
+                                m += (x as f64 * wt as f64).abs();
                             }
                         }
                     }
                     let idx = ((img * oh + oy) * ow + ox) * s.out_channels + co;
                     let r = residual.map_or(0.0, |r| r[idx] as f64);
                     out[idx] = epilogue_f64(s.epilogue, acc, r);
+                    mag[idx] = m + r.abs();
                 }
             }
         }
     }
-    out
+    (out, mag)
 }
 
 /// Dense NHWC reference transposed convolution (scatter form, straight from the definition).
@@ -151,10 +184,23 @@ pub fn conv_transpose_ref(
     bias: &[f32],
     residual: Option<&[f32]>,
 ) -> Vec<f64> {
+    conv_transpose_ref_mag(s, n, input, weights, bias, residual).0
+}
+
+/// [`conv_transpose_ref`] and each output's magnitude (sum of the absolute terms).
+pub fn conv_transpose_ref_mag(
+    s: &ConvTranspose2dSpec,
+    n: usize,
+    input: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+) -> (Vec<f64>, Vec<f64>) {
     let [h, w] = s.input_size;
     let [oh, ow] = s.output_size().expect("valid spec");
     let (cin_g, cout_g) = (s.in_channels / s.groups, s.out_channels / s.groups);
     let mut acc = vec![0f64; n * oh * ow * s.out_channels];
+    let mut mag = vec![0f64; acc.len()];
     for img in 0..n {
         for iy in 0..h {
             for ix in 0..w {
@@ -192,8 +238,9 @@ pub fn conv_transpose_ref(
         let co = idx % s.out_channels;
         let r = residual.map_or(0.0, |r| r[idx] as f64);
         *a = epilogue_f64(s.epilogue, *a + bias[co] as f64, r);
+        mag[idx] += (bias[co] as f64).abs() + r.abs();
     }
-    acc
+    (acc, mag)
 }
 
 /// Copies a dense NHWC tensor into a buffer with `extra` padding channels per pixel (filled
