@@ -1,0 +1,867 @@
+//! Video frame → network input tensor, in one pass per output pixel: scale (nearest or bilinear,
+//! optionally keeping the aspect ratio with padding), convert to the model's colour order (YUV is
+//! converted after interpolation: both are affine, so the result is the same and it costs one
+//! conversion per pixel), normalise per channel as `(x − offset) · net_scale / std`, and write NCHW
+//! or NHWC floats.
+//!
+//! No GStreamer types cross this boundary: the element describes the frame with [`FrameView`].
+
+use std::fmt;
+
+/// Pixel layouts of the accepted raw video formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// One plane, `bytes_per_pixel` bytes per pixel, R, G and B at the given byte offsets.
+    Packed {
+        bytes_per_pixel: usize,
+        r: usize,
+        g: usize,
+        b: usize,
+    },
+    Gray8,
+    /// Y plane, then one plane of interleaved U,V at half resolution.
+    Nv12,
+    /// Y, U and V planes, chroma at half resolution.
+    I420,
+}
+
+impl SourceFormat {
+    pub fn planes(self) -> usize {
+        match self {
+            SourceFormat::Packed { .. } | SourceFormat::Gray8 => 1,
+            SourceFormat::Nv12 => 2,
+            SourceFormat::I420 => 3,
+        }
+    }
+
+    fn is_yuv(self) -> bool {
+        matches!(self, SourceFormat::Nv12 | SourceFormat::I420)
+    }
+}
+
+/// YUV → RGB matrix of a stream's colorimetry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YuvMatrix {
+    Bt601,
+    Bt709,
+    Bt2020,
+}
+
+/// One video frame's planes as the element mapped them.
+pub struct FrameView<'a> {
+    pub planes: [&'a [u8]; 3],
+    pub strides: [usize; 3],
+}
+
+/// Channel order the network expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorOrder {
+    Rgb,
+    Bgr,
+    Gray,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalingFilter {
+    Nearest,
+    Bilinear,
+}
+
+/// Memory layout of one image in the input tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorLayout {
+    Chw,
+    Hwc,
+}
+
+/// What the network input looks like and how pixels are normalised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputSpec {
+    pub width: usize,
+    pub height: usize,
+    pub color: ColorOrder,
+    pub layout: TensorLayout,
+    pub net_scale_factor: f32,
+    /// Per network channel (a single value applies to all channels).
+    pub offsets: Vec<f32>,
+    pub std: Vec<f32>,
+    pub maintain_aspect_ratio: bool,
+    pub symmetric_padding: bool,
+    pub filter: ScalingFilter,
+}
+
+impl InputSpec {
+    pub fn channels(&self) -> usize {
+        match self.color {
+            ColorOrder::Gray => 1,
+            _ => 3,
+        }
+    }
+
+    pub fn elements(&self) -> usize {
+        self.width * self.height * self.channels()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreprocessError(pub String);
+
+impl fmt::Display for PreprocessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PreprocessError {}
+
+/// Where the scaled frame lands in the network input (the rest is padding).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Placement {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Source sample positions for one output coordinate: `i0` and `i1` with weight `w` on `i1`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    w: f32,
+}
+
+fn taps(src_len: usize, dst_len: usize, filter: ScalingFilter) -> Vec<Tap> {
+    let ratio = src_len as f64 / dst_len as f64;
+    let last = src_len.saturating_sub(1);
+    (0..dst_len)
+        .map(|d| match filter {
+            ScalingFilter::Nearest => {
+                let i = (((d as f64 + 0.5) * ratio) as usize).min(last);
+                Tap {
+                    i0: i,
+                    i1: i,
+                    w: 0.0,
+                }
+            }
+            ScalingFilter::Bilinear => {
+                // Pixel centres aligned (half-pixel mapping), clamped at the borders.
+                let s = ((d as f64 + 0.5) * ratio - 0.5).max(0.0);
+                let i0 = (s.floor() as usize).min(last);
+                let i1 = (i0 + 1).min(last);
+                Tap {
+                    i0,
+                    i1,
+                    w: (s - i0 as f64) as f32,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Affine YUV → RGB: `rgb = y_gain·(Y − y_offset) + chroma terms on (U−128, V−128)`.
+#[derive(Clone, Copy, Debug)]
+struct YuvCoefficients {
+    y_gain: f32,
+    y_offset: f32,
+    rv: f32,
+    gu: f32,
+    gv: f32,
+    bu: f32,
+}
+
+impl YuvCoefficients {
+    fn new(matrix: YuvMatrix, full_range: bool) -> YuvCoefficients {
+        let (kr, kb) = match matrix {
+            YuvMatrix::Bt601 => (0.299f32, 0.114f32),
+            YuvMatrix::Bt709 => (0.2126, 0.0722),
+            YuvMatrix::Bt2020 => (0.2627, 0.0593),
+        };
+        let kg = 1.0 - kr - kb;
+        let (y_gain, y_offset, c_gain) = if full_range {
+            (1.0, 0.0, 1.0)
+        } else {
+            (255.0 / 219.0, 16.0, 255.0 / 224.0)
+        };
+        YuvCoefficients {
+            y_gain,
+            y_offset,
+            rv: 2.0 * (1.0 - kr) * c_gain,
+            gu: 2.0 * kb * (1.0 - kb) / kg * c_gain,
+            gv: 2.0 * kr * (1.0 - kr) / kg * c_gain,
+            bu: 2.0 * (1.0 - kb) * c_gain,
+        }
+    }
+
+    #[inline(always)]
+    fn rgb(&self, y: f32, u: f32, v: f32) -> [f32; 3] {
+        let l = self.y_gain * (y - self.y_offset);
+        let (u, v) = (u - 128.0, v - 128.0);
+        [
+            (l + self.rv * v).clamp(0.0, 255.0),
+            (l - self.gu * u - self.gv * v).clamp(0.0, 255.0),
+            (l + self.bu * u).clamp(0.0, 255.0),
+        ]
+    }
+}
+
+/// Prepared scaling and normalisation for one (frame format, frame size, network input).
+pub struct Preprocessor {
+    spec: InputSpec,
+    format: SourceFormat,
+    frame_width: usize,
+    frame_height: usize,
+    placement: Placement,
+    cols: Vec<Tap>,
+    rows: Vec<Tap>,
+    chroma_cols: Vec<Tap>,
+    chroma_rows: Vec<Tap>,
+    yuv: YuvCoefficients,
+    /// Per network channel: `value = gain·x + bias`.
+    gain: [f32; 3],
+    bias: [f32; 3],
+    threads: usize,
+}
+
+impl Preprocessor {
+    pub fn new(
+        spec: &InputSpec,
+        format: SourceFormat,
+        frame_width: usize,
+        frame_height: usize,
+        matrix: YuvMatrix,
+        full_range: bool,
+        threads: usize,
+    ) -> Result<Preprocessor, PreprocessError> {
+        if frame_width == 0 || frame_height == 0 {
+            return Err(PreprocessError(format!(
+                "frame size {frame_width}x{frame_height} is empty"
+            )));
+        }
+        if spec.width == 0 || spec.height == 0 {
+            return Err(PreprocessError(format!(
+                "network input size {}x{} is empty",
+                spec.width, spec.height
+            )));
+        }
+        let channels = spec.channels();
+        let per_channel = |name: &str, values: &[f32], default: f32| match values.len() {
+            0 => Ok(vec![default; channels]),
+            1 => Ok(vec![values[0]; channels]),
+            n if n == channels => Ok(values.to_vec()),
+            n => Err(PreprocessError(format!(
+                "{name} lists {n} values; the network input has {channels} channel(s)"
+            ))),
+        };
+        let offsets = per_channel("offsets", &spec.offsets, 0.0)?;
+        let std = per_channel("std", &spec.std, 1.0)?;
+        if let Some(s) = std.iter().find(|s| !s.is_finite() || **s == 0.0) {
+            return Err(PreprocessError(format!(
+                "std value {s} must be finite and non-zero"
+            )));
+        }
+        if !spec.net_scale_factor.is_finite() {
+            return Err(PreprocessError("net-scale-factor must be finite".into()));
+        }
+        let mut gain = [0.0; 3];
+        let mut bias = [0.0; 3];
+        for c in 0..channels {
+            gain[c] = spec.net_scale_factor / std[c];
+            bias[c] = -offsets[c] * gain[c];
+        }
+        let placement = if spec.maintain_aspect_ratio {
+            let scale = (spec.width as f64 / frame_width as f64)
+                .min(spec.height as f64 / frame_height as f64);
+            let w = ((frame_width as f64 * scale).round() as usize).clamp(1, spec.width);
+            let h = ((frame_height as f64 * scale).round() as usize).clamp(1, spec.height);
+            let (x, y) = if spec.symmetric_padding {
+                ((spec.width - w) / 2, (spec.height - h) / 2)
+            } else {
+                (0, 0)
+            };
+            Placement {
+                x,
+                y,
+                width: w,
+                height: h,
+            }
+        } else {
+            Placement {
+                x: 0,
+                y: 0,
+                width: spec.width,
+                height: spec.height,
+            }
+        };
+        let (chroma_w, chroma_h) = (frame_width.div_ceil(2), frame_height.div_ceil(2));
+        Ok(Preprocessor {
+            cols: taps(frame_width, placement.width, spec.filter),
+            rows: taps(frame_height, placement.height, spec.filter),
+            chroma_cols: taps(chroma_w, placement.width, spec.filter),
+            chroma_rows: taps(chroma_h, placement.height, spec.filter),
+            yuv: YuvCoefficients::new(matrix, full_range),
+            spec: spec.clone(),
+            format,
+            frame_width,
+            frame_height,
+            placement,
+            gain,
+            bias,
+            threads: threads.max(1),
+        })
+    }
+
+    pub fn spec(&self) -> &InputSpec {
+        &self.spec
+    }
+
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Maps a point in network-input pixels to frame pixels.
+    pub fn to_frame(&self, x: f32, y: f32) -> (f32, f32) {
+        let p = self.placement;
+        (
+            (x - p.x as f32) * self.frame_width as f32 / p.width as f32,
+            (y - p.y as f32) * self.frame_height as f32 / p.height as f32,
+        )
+    }
+
+    pub fn frame_size(&self) -> (usize, usize) {
+        (self.frame_width, self.frame_height)
+    }
+
+    /// Checks that the planes hold a whole frame of the prepared format and size.
+    fn check_frame(&self, frame: &FrameView) -> Result<(), PreprocessError> {
+        let (w, h) = (self.frame_width, self.frame_height);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let need: [(usize, usize); 3] = match self.format {
+            SourceFormat::Packed {
+                bytes_per_pixel, ..
+            } => [(w * bytes_per_pixel, h), (0, 0), (0, 0)],
+            SourceFormat::Gray8 => [(w, h), (0, 0), (0, 0)],
+            SourceFormat::Nv12 => [(w, h), (cw * 2, ch), (0, 0)],
+            SourceFormat::I420 => [(w, h), (cw, ch), (cw, ch)],
+        };
+        for (i, &(row_bytes, rows)) in need.iter().enumerate().take(self.format.planes()) {
+            let stride = frame.strides[i];
+            let len = frame.planes[i].len();
+            if stride < row_bytes || (rows > 0 && len < stride * (rows - 1) + row_bytes) {
+                return Err(PreprocessError(format!(
+                    "plane {i} of the {w}x{h} frame is too small ({len} bytes, stride {stride})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one preprocessed image into `out` (length [`InputSpec::elements`]).
+    pub fn run(&self, frame: &FrameView, out: &mut [f32]) -> Result<(), PreprocessError> {
+        if out.len() != self.spec.elements() {
+            return Err(PreprocessError(format!(
+                "input tensor holds {} values, the network input needs {}",
+                out.len(),
+                self.spec.elements()
+            )));
+        }
+        self.check_frame(frame)?;
+        let p = self.placement;
+        if p.width != self.spec.width || p.height != self.spec.height {
+            self.fill_padding(out);
+        }
+        match (self.format, self.spec.filter) {
+            (SourceFormat::Packed { .. }, ScalingFilter::Nearest) => {
+                self.run_with::<false>(&PackedSampler::new(self.format, frame), out)
+            }
+            (SourceFormat::Packed { .. }, ScalingFilter::Bilinear) => {
+                self.run_with::<true>(&PackedSampler::new(self.format, frame), out)
+            }
+            (SourceFormat::Gray8, ScalingFilter::Nearest) => {
+                self.run_with::<false>(&GraySampler::new(frame), out)
+            }
+            (SourceFormat::Gray8, ScalingFilter::Bilinear) => {
+                self.run_with::<true>(&GraySampler::new(frame), out)
+            }
+            (_, ScalingFilter::Nearest) => {
+                self.run_with::<false>(&YuvSampler::new(self.format, frame, self.yuv), out)
+            }
+            (_, ScalingFilter::Bilinear) => {
+                self.run_with::<true>(&YuvSampler::new(self.format, frame, self.yuv), out)
+            }
+        }
+        Ok(())
+    }
+
+    /// Padding is a black pixel, normalised like any other.
+    fn fill_padding(&self, out: &mut [f32]) {
+        let (w, h, c) = (self.spec.width, self.spec.height, self.spec.channels());
+        let black = self.bias;
+        match self.spec.layout {
+            TensorLayout::Chw => {
+                for (ch, plane) in out.chunks_exact_mut(w * h).enumerate() {
+                    plane.fill(black[ch]);
+                }
+            }
+            TensorLayout::Hwc => {
+                for px in out.chunks_exact_mut(c) {
+                    px.copy_from_slice(&black[..c]);
+                }
+            }
+        }
+    }
+
+    /// Splits the placed rows over threads; each writes its rows of every output plane.
+    fn run_with<const BILINEAR: bool>(&self, sampler: &(impl Sampler + Sync), out: &mut [f32]) {
+        let (w, h, c) = (self.spec.width, self.spec.height, self.spec.channels());
+        let p = self.placement;
+        // Output planes: one per channel (CHW) or one interleaved plane (HWC).
+        let (plane_count, row_len) = match self.spec.layout {
+            TensorLayout::Chw => (c, w),
+            TensorLayout::Hwc => (1, w * c),
+        };
+        let threads = self.threads.min(p.height).max(1);
+        let rows_per_chunk = p.height.div_ceil(threads);
+        // chunks[t][plane] = that thread's rows of that plane.
+        let mut chunks: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::new()).collect();
+        for plane in out.chunks_exact_mut(w * h * c / plane_count) {
+            let placed = &mut plane[p.y * row_len..(p.y + p.height) * row_len];
+            for (t, rows) in placed.chunks_mut(rows_per_chunk * row_len).enumerate() {
+                chunks[t].push(rows);
+            }
+        }
+        let work = |t: usize, mut planes: Vec<&mut [f32]>| {
+            let first = t * rows_per_chunk;
+            let count = planes.first().map_or(0, |p| p.len() / row_len);
+            for r in 0..count {
+                let y = first + r;
+                let mut row: Vec<&mut [f32]> = planes
+                    .iter_mut()
+                    .map(|pl| &mut pl[r * row_len..(r + 1) * row_len])
+                    .collect();
+                self.row::<BILINEAR>(sampler, y, &mut row);
+            }
+        };
+        if threads == 1 {
+            if let Some(planes) = chunks.pop() {
+                work(0, planes);
+            }
+            return;
+        }
+        std::thread::scope(|s| {
+            let work = &work;
+            let mut iter = chunks.into_iter().enumerate();
+            // The calling thread takes the first chunk itself.
+            let first = iter.next();
+            for (t, planes) in iter {
+                s.spawn(move || work(t, planes));
+            }
+            if let Some((t, planes)) = first {
+                work(t, planes);
+            }
+        });
+    }
+
+    #[inline(always)]
+    fn row<const BILINEAR: bool>(&self, sampler: &impl Sampler, y: usize, out: &mut [&mut [f32]]) {
+        let (ry, cry) = (self.rows[y], self.chroma_rows[y]);
+        let x0 = self.placement.x;
+        let (g, b) = (self.gain, self.bias);
+        let color = self.spec.color;
+        let hwc = self.spec.layout == TensorLayout::Hwc;
+        for (x, (col, ccol)) in self.cols.iter().zip(&self.chroma_cols).enumerate() {
+            let rgb = sampler.rgb::<BILINEAR>(col, ccol, &ry, &cry);
+            let ox = x0 + x;
+            match color {
+                ColorOrder::Gray => {
+                    let luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+                    out[0][ox] = g[0] * luma + b[0];
+                }
+                ColorOrder::Rgb | ColorOrder::Bgr => {
+                    let v = if color == ColorOrder::Rgb {
+                        rgb
+                    } else {
+                        [rgb[2], rgb[1], rgb[0]]
+                    };
+                    if hwc {
+                        let o = &mut out[0][ox * 3..ox * 3 + 3];
+                        o[0] = g[0] * v[0] + b[0];
+                        o[1] = g[1] * v[1] + b[1];
+                        o[2] = g[2] * v[2] + b[2];
+                    } else {
+                        out[0][ox] = g[0] * v[0] + b[0];
+                        out[1][ox] = g[1] * v[1] + b[1];
+                        out[2][ox] = g[2] * v[2] + b[2];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads one output pixel's RGB (0..255) from the source through its taps.
+trait Sampler {
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap, row: &Tap, crow: &Tap) -> [f32; 3];
+}
+
+#[inline(always)]
+fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    a + (b - a) * w
+}
+
+struct PackedSampler<'a> {
+    plane: &'a [u8],
+    stride: usize,
+    bpp: usize,
+    offsets: [usize; 3],
+}
+
+impl<'a> PackedSampler<'a> {
+    fn new(format: SourceFormat, frame: &FrameView<'a>) -> PackedSampler<'a> {
+        let (bpp, offsets) = match format {
+            SourceFormat::Packed {
+                bytes_per_pixel,
+                r,
+                g,
+                b,
+            } => (bytes_per_pixel, [r, g, b]),
+            _ => (3, [0, 1, 2]),
+        };
+        PackedSampler {
+            plane: frame.planes[0],
+            stride: frame.strides[0],
+            bpp,
+            offsets,
+        }
+    }
+
+    #[inline(always)]
+    fn px(&self, x: usize, y: usize) -> [f32; 3] {
+        let i = y * self.stride + x * self.bpp;
+        let p = &self.plane[i..i + self.bpp];
+        [
+            f32::from(p[self.offsets[0]]),
+            f32::from(p[self.offsets[1]]),
+            f32::from(p[self.offsets[2]]),
+        ]
+    }
+}
+
+impl Sampler for PackedSampler<'_> {
+    #[inline(always)]
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap, row: &Tap, _: &Tap) -> [f32; 3] {
+        if !BILINEAR {
+            return self.px(col.i0, row.i0);
+        }
+        let (a, b) = (self.px(col.i0, row.i0), self.px(col.i1, row.i0));
+        let (c, d) = (self.px(col.i0, row.i1), self.px(col.i1, row.i1));
+        let mut out = [0.0; 3];
+        for k in 0..3 {
+            out[k] = lerp(lerp(a[k], b[k], col.w), lerp(c[k], d[k], col.w), row.w);
+        }
+        out
+    }
+}
+
+struct GraySampler<'a> {
+    plane: &'a [u8],
+    stride: usize,
+}
+
+impl<'a> GraySampler<'a> {
+    fn new(frame: &FrameView<'a>) -> GraySampler<'a> {
+        GraySampler {
+            plane: frame.planes[0],
+            stride: frame.strides[0],
+        }
+    }
+}
+
+impl Sampler for GraySampler<'_> {
+    #[inline(always)]
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap, row: &Tap, _: &Tap) -> [f32; 3] {
+        let v = bilinear_u8::<BILINEAR>(self.plane, self.stride, 1, 0, col, row);
+        [v, v, v]
+    }
+}
+
+/// One channel of an 8-bit plane with `step` bytes between pixels.
+#[inline(always)]
+fn bilinear_u8<const BILINEAR: bool>(
+    plane: &[u8],
+    stride: usize,
+    step: usize,
+    offset: usize,
+    col: &Tap,
+    row: &Tap,
+) -> f32 {
+    let at = |x: usize, y: usize| f32::from(plane[y * stride + x * step + offset]);
+    if !BILINEAR {
+        return at(col.i0, row.i0);
+    }
+    lerp(
+        lerp(at(col.i0, row.i0), at(col.i1, row.i0), col.w),
+        lerp(at(col.i0, row.i1), at(col.i1, row.i1), col.w),
+        row.w,
+    )
+}
+
+struct YuvSampler<'a> {
+    frame: &'a FrameView<'a>,
+    nv12: bool,
+    coefficients: YuvCoefficients,
+}
+
+impl<'a> YuvSampler<'a> {
+    fn new(
+        format: SourceFormat,
+        frame: &'a FrameView<'a>,
+        coefficients: YuvCoefficients,
+    ) -> YuvSampler<'a> {
+        debug_assert!(format.is_yuv());
+        YuvSampler {
+            frame,
+            nv12: format == SourceFormat::Nv12,
+            coefficients,
+        }
+    }
+}
+
+impl Sampler for YuvSampler<'_> {
+    #[inline(always)]
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap, row: &Tap, crow: &Tap) -> [f32; 3] {
+        let f = self.frame;
+        let y = bilinear_u8::<BILINEAR>(f.planes[0], f.strides[0], 1, 0, col, row);
+        let (u, v) = if self.nv12 {
+            (
+                bilinear_u8::<BILINEAR>(f.planes[1], f.strides[1], 2, 0, ccol, crow),
+                bilinear_u8::<BILINEAR>(f.planes[1], f.strides[1], 2, 1, ccol, crow),
+            )
+        } else {
+            (
+                bilinear_u8::<BILINEAR>(f.planes[1], f.strides[1], 1, 0, ccol, crow),
+                bilinear_u8::<BILINEAR>(f.planes[2], f.strides[2], 1, 0, ccol, crow),
+            )
+        };
+        self.coefficients.rgb(y, u, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(w: usize, h: usize, color: ColorOrder) -> InputSpec {
+        InputSpec {
+            width: w,
+            height: h,
+            color,
+            layout: TensorLayout::Chw,
+            net_scale_factor: 1.0,
+            offsets: vec![],
+            std: vec![],
+            maintain_aspect_ratio: false,
+            symmetric_padding: false,
+            filter: ScalingFilter::Nearest,
+        }
+    }
+
+    const RGB: SourceFormat = SourceFormat::Packed {
+        bytes_per_pixel: 3,
+        r: 0,
+        g: 1,
+        b: 2,
+    };
+
+    #[test]
+    fn identity_size_copies_channels_in_model_order() {
+        // 2x1 RGB frame: red, then blue.
+        let px = [255u8, 0, 0, 0, 0, 255];
+        let frame = FrameView {
+            planes: [&px, &[], &[]],
+            strides: [6, 0, 0],
+        };
+        let p = Preprocessor::new(
+            &spec(2, 1, ColorOrder::Bgr),
+            RGB,
+            2,
+            1,
+            YuvMatrix::Bt601,
+            false,
+            1,
+        )
+        .unwrap();
+        let mut out = vec![0.0; 6];
+        p.run(&frame, &mut out).unwrap();
+        // Planes B, G, R.
+        assert_eq!(out, [0.0, 255.0, 0.0, 0.0, 255.0, 0.0]);
+    }
+
+    #[test]
+    fn normalisation_is_per_channel() {
+        let px = [100u8, 150, 200];
+        let frame = FrameView {
+            planes: [&px, &[], &[]],
+            strides: [3, 0, 0],
+        };
+        let mut s = spec(1, 1, ColorOrder::Rgb);
+        s.net_scale_factor = 0.5;
+        s.offsets = vec![10.0, 20.0, 30.0];
+        s.std = vec![1.0, 2.0, 5.0];
+        let p = Preprocessor::new(&s, RGB, 1, 1, YuvMatrix::Bt601, false, 1).unwrap();
+        let mut out = vec![0.0; 3];
+        p.run(&frame, &mut out).unwrap();
+        assert_eq!(out, [45.0, 32.5, 17.0]);
+        s.std = vec![1.0, 2.0];
+        assert!(Preprocessor::new(&s, RGB, 1, 1, YuvMatrix::Bt601, false, 1).is_err());
+    }
+
+    #[test]
+    fn nv12_grey_and_colour_convert() {
+        // 2x2 NV12, limited range: Y=235 is white when U=V=128.
+        let y = [235u8, 235, 16, 16];
+        let uv = [128u8, 128];
+        let frame = FrameView {
+            planes: [&y, &uv, &[]],
+            strides: [2, 2, 0],
+        };
+        let p = Preprocessor::new(
+            &spec(2, 2, ColorOrder::Rgb),
+            SourceFormat::Nv12,
+            2,
+            2,
+            YuvMatrix::Bt601,
+            false,
+            1,
+        )
+        .unwrap();
+        let mut out = vec![0.0; 12];
+        p.run(&frame, &mut out).unwrap();
+        for c in 0..3 {
+            let plane = &out[c * 4..c * 4 + 4];
+            assert!((plane[0] - 255.0).abs() < 0.01 && (plane[1] - 255.0).abs() < 0.01);
+            assert!(plane[2].abs() < 0.01 && plane[3].abs() < 0.01);
+        }
+        // Pure red in BT.601 limited range: Y=81, U=90, V=240.
+        let (y, uv) = ([81u8; 4], [90u8, 240]);
+        let frame = FrameView {
+            planes: [&y, &uv, &[]],
+            strides: [2, 2, 0],
+        };
+        p.run(&frame, &mut out).unwrap();
+        assert!(out[0] > 250.0 && out[4] < 5.0 && out[8] < 5.0, "{out:?}");
+    }
+
+    #[test]
+    fn i420_matches_nv12() {
+        let (w, h) = (6usize, 4usize);
+        let y: Vec<u8> = (0..w * h).map(|i| (i * 7 % 256) as u8).collect();
+        let u: Vec<u8> = (0..9).map(|i| (60 + i * 13) as u8).collect();
+        let v: Vec<u8> = (0..9).map(|i| (200 - i * 11) as u8).collect();
+        let uv: Vec<u8> = u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]).collect();
+        let mut s = spec(4, 3, ColorOrder::Bgr);
+        s.filter = ScalingFilter::Bilinear;
+        let run = |fmt, frame: &FrameView| {
+            let p = Preprocessor::new(&s, fmt, w, h, YuvMatrix::Bt709, true, 2).unwrap();
+            let mut out = vec![0.0; s.elements()];
+            p.run(frame, &mut out).unwrap();
+            out
+        };
+        let a = run(
+            SourceFormat::Nv12,
+            &FrameView {
+                planes: [&y, &uv, &[]],
+                strides: [w, 6, 0],
+            },
+        );
+        let b = run(
+            SourceFormat::I420,
+            &FrameView {
+                planes: [&y, &u, &v],
+                strides: [w, 3, 3],
+            },
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn aspect_ratio_pads_and_maps_back() {
+        // A 4x2 white frame into a 4x4 input: rows 0-1 are the frame, rows 2-3 padding.
+        let px = [255u8; 4 * 2 * 3];
+        let frame = FrameView {
+            planes: [&px, &[], &[]],
+            strides: [12, 0, 0],
+        };
+        let mut s = spec(4, 4, ColorOrder::Rgb);
+        s.maintain_aspect_ratio = true;
+        s.offsets = vec![1.0];
+        let p = Preprocessor::new(&s, RGB, 4, 2, YuvMatrix::Bt601, false, 3).unwrap();
+        let mut out = vec![0.0; s.elements()];
+        p.run(&frame, &mut out).unwrap();
+        assert_eq!(&out[..8], &[254.0; 8]);
+        assert_eq!(&out[8..16], &[-1.0; 8]);
+        assert_eq!(p.to_frame(4.0, 2.0), (4.0, 2.0));
+
+        s.symmetric_padding = true;
+        let p = Preprocessor::new(&s, RGB, 4, 2, YuvMatrix::Bt601, false, 1).unwrap();
+        p.run(&frame, &mut out).unwrap();
+        assert_eq!(&out[..4], &[-1.0; 4]);
+        assert_eq!(&out[4..12], &[254.0; 8]);
+        assert_eq!(p.to_frame(0.0, 1.0), (0.0, 0.0));
+    }
+
+    #[test]
+    fn threads_do_not_change_the_result() {
+        let (w, h) = (37usize, 23usize);
+        let px: Vec<u8> = (0..w * h * 4).map(|i| (i * 31 % 251) as u8).collect();
+        let fmt = SourceFormat::Packed {
+            bytes_per_pixel: 4,
+            r: 2,
+            g: 1,
+            b: 0,
+        };
+        let frame = FrameView {
+            planes: [&px, &[], &[]],
+            strides: [w * 4, 0, 0],
+        };
+        for layout in [TensorLayout::Chw, TensorLayout::Hwc] {
+            let mut s = spec(16, 11, ColorOrder::Rgb);
+            s.layout = layout;
+            s.filter = ScalingFilter::Bilinear;
+            let out_for = |threads| {
+                let p = Preprocessor::new(&s, fmt, w, h, YuvMatrix::Bt601, false, threads).unwrap();
+                let mut out = vec![0.0; s.elements()];
+                p.run(&frame, &mut out).unwrap();
+                out
+            };
+            assert_eq!(out_for(1), out_for(3));
+        }
+    }
+
+    #[test]
+    fn short_planes_are_refused() {
+        let px = [0u8; 5];
+        let frame = FrameView {
+            planes: [&px, &[], &[]],
+            strides: [6, 0, 0],
+        };
+        let p = Preprocessor::new(
+            &spec(2, 1, ColorOrder::Rgb),
+            RGB,
+            2,
+            1,
+            YuvMatrix::Bt601,
+            false,
+            1,
+        )
+        .unwrap();
+        let mut out = vec![0.0; 6];
+        assert!(p.run(&frame, &mut out).is_err());
+        let mut wrong = vec![0.0; 5];
+        let ok = FrameView {
+            planes: [&[0u8; 6], &[], &[]],
+            strides: [6, 0, 0],
+        };
+        assert!(p.run(&ok, &mut wrong).is_err());
+    }
+}

@@ -1,0 +1,748 @@
+//! GObject glue of `taoinfer`: properties, caps, start/stop with progress messages, and the
+//! in-place transform that runs the [`Runner`] and attaches results.
+
+use std::sync::mpsc;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+
+use super::runner::{FrameResult, PreparedEngine, Runner, VideoFormat, prepare_engine};
+use super::settings::{self, Failure, FailureKind, Resolved, Settings};
+use super::{
+    Backend, BuildPolicy, CalibrationAlgorithm, ClusterMode, ColorFormat, InputOrder, MESSAGE_NAME,
+    NetworkType, Precision, ScalingFilter,
+};
+use crate::meta;
+use crate::preprocess::{FrameView, SourceFormat, YuvMatrix};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "taoinfer",
+        gst::DebugColorFlags::empty(),
+        Some("TAO model inference"),
+    )
+});
+
+/// `code` of the progress messages about the engine.
+const PROGRESS_CODE: &str = "engine";
+
+type BuildResult = Result<(Box<Runner>, String, Option<String>), Failure>;
+
+enum EngineSlot {
+    Ready(Box<Runner>),
+    /// build-policy=background: a worker prepares the engine; buffers pass through meanwhile.
+    Building {
+        worker: Option<JoinHandle<()>>,
+        result: mpsc::Receiver<BuildResult>,
+        passed_through: u64,
+    },
+    Failed,
+}
+
+struct State {
+    resolved: Resolved,
+    slot: EngineSlot,
+    info: Option<gst_video::VideoInfo>,
+    video: Option<VideoFormat>,
+    frames_seen: u64,
+    frames_inferred: u64,
+}
+
+#[derive(Default)]
+pub struct TaoInfer {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    engine_path: Mutex<Option<String>>,
+}
+
+/// Locks ignoring poisoning: a panic elsewhere must not turn into a panic here.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn error_message(f: &Failure) -> gst::ErrorMessage {
+    let text = f.message.as_str();
+    match f.kind {
+        FailureKind::NotFound => gst::error_msg!(gst::ResourceError::NotFound, ["{}", text]),
+        FailureKind::Read => gst::error_msg!(gst::ResourceError::OpenRead, ["{}", text]),
+        FailureKind::Key => gst::error_msg!(gst::StreamError::Decrypt, ["{}", text]),
+        FailureKind::Format => gst::error_msg!(gst::StreamError::Format, ["{}", text]),
+        FailureKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ["{}", text]),
+        FailureKind::CacheWrite => gst::error_msg!(gst::ResourceError::OpenWrite, ["{}", text]),
+        FailureKind::Engine => gst::error_msg!(gst::LibraryError::Init, ["{}", text]),
+        FailureKind::Unavailable => gst::error_msg!(gst::CoreError::NotImplemented, ["{}", text]),
+    }
+}
+
+fn progress(element: &super::TaoInfer, kind: gst::ProgressType, text: &str) -> gst::Message {
+    gst::message::Progress::builder(kind, PROGRESS_CODE, text)
+        .src(element)
+        .build()
+}
+
+/// Loads or builds the engine and wraps it in a runner, posting progress as it goes.
+fn prepare(element: &super::TaoInfer, resolved: &Resolved) -> BuildResult {
+    let started = Instant::now();
+    let mut step = |text: &str| {
+        gst::debug!(CAT, obj = element, "{text}");
+        let _ = element.post_message(progress(element, gst::ProgressType::Continue, text));
+    };
+    let PreparedEngine {
+        engine,
+        description,
+        plan_path,
+        build_time,
+        load_time,
+        ..
+    } = prepare_engine(resolved, &mut step)?;
+    let runner = Runner::new(engine, resolved)?;
+    let spec = runner.input_spec();
+    let summary = format!(
+        "{description}; input {}x{}x{} ({:?}, {:?}); build {:.2?}, load {:.2?}, total {:.2?}",
+        spec.channels(),
+        spec.height,
+        spec.width,
+        spec.layout,
+        spec.color,
+        build_time,
+        load_time,
+        started.elapsed()
+    );
+    Ok((
+        Box::new(runner),
+        summary,
+        plan_path.map(|p| p.display().to_string()),
+    ))
+}
+
+impl TaoInfer {
+    fn post_failure(&self, f: &Failure) {
+        let obj = self.obj();
+        gst::error!(CAT, imp = self, "{}", f.message);
+        let _ = obj.post_message(progress(&obj, gst::ProgressType::Error, &f.message));
+    }
+
+    fn engine_ready(&self, summary: &str, plan: Option<String>) {
+        let obj = self.obj();
+        gst::info!(CAT, imp = self, "{summary}");
+        *lock(&self.engine_path) = plan;
+        obj.notify("engine-path");
+        let _ = obj.post_message(progress(&obj, gst::ProgressType::Complete, summary));
+    }
+
+    /// Swaps in a background-built engine when it is done. Returns messages to post unlocked.
+    fn poll_worker(&self, state: &mut State) -> Result<(), gst::FlowError> {
+        let EngineSlot::Building {
+            worker,
+            result,
+            passed_through,
+        } = &mut state.slot
+        else {
+            return Ok(());
+        };
+        match result.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => Ok(()),
+            Ok(Ok((mut runner, summary, plan))) => {
+                if let Some(handle) = worker.take() {
+                    let _ = handle.join();
+                }
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "engine ready after {passed_through} buffer(s) passed through"
+                );
+                if let Some(video) = state.video
+                    && let Err(f) = runner.set_video(video)
+                {
+                    state.slot = EngineSlot::Failed;
+                    self.post_failure(&f);
+                    self.post_error_message(error_message(&f));
+                    return Err(gst::FlowError::Error);
+                }
+                state.slot = EngineSlot::Ready(runner);
+                self.engine_ready(&summary, plan);
+                Ok(())
+            }
+            // The worker posted the error already.
+            Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => {
+                if let Some(handle) = worker.take() {
+                    let _ = handle.join();
+                }
+                state.slot = EngineSlot::Failed;
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    fn fail_flow(&self, f: &Failure) -> gst::FlowError {
+        gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", f.message]);
+        gst::FlowError::Error
+    }
+}
+
+fn video_format(info: &gst_video::VideoInfo) -> Option<VideoFormat> {
+    use gst_video::VideoFormat as F;
+    let packed = |bytes_per_pixel, r, g, b| SourceFormat::Packed {
+        bytes_per_pixel,
+        r,
+        g,
+        b,
+    };
+    let format = match info.format() {
+        F::Rgb => packed(3, 0, 1, 2),
+        F::Bgr => packed(3, 2, 1, 0),
+        F::Rgba | F::Rgbx => packed(4, 0, 1, 2),
+        F::Bgra | F::Bgrx => packed(4, 2, 1, 0),
+        F::Gray8 => SourceFormat::Gray8,
+        F::Nv12 => SourceFormat::Nv12,
+        F::I420 => SourceFormat::I420,
+        _ => return None,
+    };
+    let colorimetry = info.colorimetry();
+    Some(VideoFormat {
+        format,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        matrix: match colorimetry.matrix() {
+            gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
+            gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
+            _ => YuvMatrix::Bt601,
+        },
+        full_range: colorimetry.range() == gst_video::VideoColorRange::Range0_255,
+    })
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TaoInfer {
+    const NAME: &'static str = "GstTaoInfer";
+    type Type = super::TaoInfer;
+    type ParentType = gst_base::BaseTransform;
+}
+
+fn string_prop(name: &str, nick: &str, blurb: &str) -> glib::ParamSpec {
+    glib::ParamSpecString::builder(name)
+        .nick(nick)
+        .blurb(blurb)
+        .mutable_ready()
+        .build()
+}
+
+fn bool_prop(name: &str, nick: &str, blurb: &str, default: bool) -> glib::ParamSpec {
+    glib::ParamSpecBoolean::builder(name)
+        .nick(nick)
+        .blurb(blurb)
+        .default_value(default)
+        .mutable_ready()
+        .build()
+}
+
+fn uint_prop(
+    name: &str,
+    nick: &str,
+    blurb: &str,
+    min: u32,
+    max: u32,
+    default: u32,
+) -> glib::ParamSpec {
+    glib::ParamSpecUInt::builder(name)
+        .nick(nick)
+        .blurb(blurb)
+        .minimum(min)
+        .maximum(max)
+        .default_value(default)
+        .mutable_ready()
+        .build()
+}
+
+fn double_prop(
+    name: &str,
+    nick: &str,
+    blurb: &str,
+    min: f64,
+    max: f64,
+    default: f64,
+) -> glib::ParamSpec {
+    glib::ParamSpecDouble::builder(name)
+        .nick(nick)
+        .blurb(blurb)
+        .minimum(min)
+        .maximum(max)
+        .default_value(default)
+        .mutable_ready()
+        .build()
+}
+
+fn enum_prop<E>(name: &str, nick: &str, blurb: &str, default: E) -> glib::ParamSpec
+where
+    E: StaticType + FromGlib<i32> + IntoGlib<GlibType = i32> + Copy + 'static,
+    E: glib::value::ToValue + glib::HasParamSpec<ParamSpec = glib::ParamSpecEnum>,
+{
+    glib::ParamSpecEnum::builder_with_default(name, default)
+        .nick(nick)
+        .blurb(blurb)
+        .mutable_ready()
+        .build()
+}
+
+use glib::translate::{FromGlib, IntoGlib};
+
+impl ObjectImpl for TaoInfer {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            use settings::*;
+            vec![
+                string_prop("model", "Model", "Model file: .etlt (with its key), .onnx or .uff"),
+                glib::ParamSpecString::builder("key")
+                    .nick("Model key")
+                    .blurb("Key of an .etlt model (write-only; prefer key-file or TAO_KEY, property values show up in pipeline dumps)")
+                    .write_only()
+                    .mutable_ready()
+                    .build(),
+                string_prop("key-file", "Key file", "File holding the .etlt model key (surrounding whitespace ignored)"),
+                string_prop("config-file", "DeepStream config", "A DeepStream nvinfer config file ([property] and [class-attrs-*]); properties set explicitly win over its values"),
+                string_prop("input-dims", "Input dims", "Input dimensions without the batch, e.g. \"3;544;960\" (C;H;W for nchw, H;W;C for nhwc); a trailing DeepStream order value is accepted"),
+                enum_prop("input-order", "Input order", "Layout of input-dims", InputOrder::Nchw),
+                string_prop("output-blobs", "Output blobs", "Output tensors to use, ';'- or ','-separated (default: the model's outputs)"),
+                enum_prop("precision", "Precision", "Engine precision", Precision::Fp32),
+                uint_prop("batch-size", "Batch size", "Largest batch the engine is built for (frames are inferred one at a time)", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+                uint_prop("workspace", "Workspace (MB)", "Builder workspace in MB (for GPU backends; the CPU backend sizes its memory from the model)", 0, u32::MAX, 0),
+                string_prop("optimization-profiles", "Optimization profiles", "tao-converter style profiles (for GPU backends; the CPU backend builds for batch-size)"),
+                enum_prop("backend", "Backend", "Where the engine runs", Backend::Auto),
+                uint_prop("device-id", "Device id", "GPU index for GPU backends", 0, 255, 0),
+                uint_prop("threads", "Threads", "CPU threads for the engine and preprocessing (0 = all cores)", 0, 1024, 0),
+                string_prop("engine-cache-dir", "Engine cache directory", "Where engines are cached (default $TAO_ENGINE_CACHE, else $XDG_CACHE_HOME/tao-infer/engines); when set, failing to write there is an error"),
+                glib::ParamSpecString::builder("engine-path")
+                    .nick("Engine path")
+                    .blurb("The cached engine plan in use (read-only; set once the engine is ready)")
+                    .read_only()
+                    .build(),
+                string_prop("calibration-cache", "Calibration cache", "INT8 calibration table (TensorRT format) to use or write"),
+                uint_prop("calibration-frames", "Calibration frames", "Frames collected for live INT8 calibration", 1, 100_000, DEFAULT_CALIBRATION_FRAMES),
+                enum_prop("calibration-algorithm", "Calibration algorithm", "How INT8 ranges are chosen", CalibrationAlgorithm::Entropy),
+                enum_prop("build-policy", "Build policy", "What happens while the engine is prepared", BuildPolicy::Block),
+                double_prop("net-scale-factor", "Net scale factor", "y = net-scale-factor * (x - offset) / std", 0.0, f64::MAX, DEFAULT_NET_SCALE_FACTOR),
+                string_prop("offsets", "Offsets", "Per-channel offsets (means) in network channel order, ';'-separated, e.g. \"123.675;116.28;103.53\""),
+                string_prop("std", "Std", "Per-channel standard deviations in network channel order, ';'-separated (default 1)"),
+                enum_prop("model-color-format", "Model color format", "Channel order the network expects", ColorFormat::Rgb),
+                bool_prop("maintain-aspect-ratio", "Maintain aspect ratio", "Scale keeping the frame's aspect ratio and pad", false),
+                bool_prop("symmetric-padding", "Symmetric padding", "With maintain-aspect-ratio: centre the frame instead of padding right/bottom", false),
+                enum_prop("scaling-filter", "Scaling filter", "How frames are resized to the network input", ScalingFilter::Nearest),
+                uint_prop("interval", "Interval", "Frames skipped between inferred frames (skipped frames get no results)", 0, i32::MAX as u32, 0),
+                enum_prop("network-type", "Network type", "How the outputs are read", NetworkType::Detector),
+                uint_prop("num-classes", "Number of classes", "Classes the detector outputs (0 = from the model; otherwise checked against it)", 0, 65535, 0),
+                string_prop("labels-file", "Labels file", "Class labels: one per line, or ';'-separated on one line"),
+                double_prop("pre-cluster-threshold", "Pre-cluster threshold", "Coverage a grid cell needs to become a candidate box (all classes)", 0.0, 1.0, DEFAULT_PRE_CLUSTER_THRESHOLD),
+                double_prop("post-cluster-threshold", "Post-cluster threshold", "Confidence an object needs after clustering (all classes)", 0.0, 1.0, DEFAULT_POST_CLUSTER_THRESHOLD),
+                double_prop("nms-iou-threshold", "NMS IoU threshold", "Overlap above which NMS suppresses the weaker box", 0.0, 1.0, DEFAULT_NMS_IOU_THRESHOLD),
+                uint_prop("top-k", "Top K", "Objects kept per class and frame (0 = all)", 0, u32::MAX, 0),
+                enum_prop("cluster-mode", "Cluster mode", "How candidate boxes are merged", ClusterMode::Nms),
+                double_prop("dbscan-eps", "DBSCAN eps", "DBSCAN: boxes with 1 - IoU <= eps are neighbours", 0.0, 1.0, DEFAULT_DBSCAN_EPS),
+                uint_prop("dbscan-min-boxes", "DBSCAN min boxes", "DBSCAN: neighbours (itself included) a box needs to seed a cluster", 1, 1000, DEFAULT_DBSCAN_MIN_BOXES),
+                double_prop("box-norm", "Box normalization", "DetectNet_v2 bbox normalization", 0.0, 1e6, DEFAULT_BOX_NORM_F64),
+                double_prop("classifier-threshold", "Classifier threshold", "Score the top class needs to be reported", 0.0, 1.0, DEFAULT_CLASSIFIER_THRESHOLD),
+                double_prop("segmentation-threshold", "Segmentation threshold", "Score a pixel's best class needs (else class 255)", 0.0, 1.0, DEFAULT_SEGMENTATION_THRESHOLD),
+                bool_prop("output-tensor-meta", "Output tensor meta", "Attach every output tensor as a TaoTensors meta (always on for network-type=other)", false),
+                bool_prop("post-messages", "Post messages", "Post an element message named \"taoinfer\" with the results of every inferred frame", false),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        let name = pspec.name();
+        let string = || value.get::<Option<String>>().ok().flatten();
+        macro_rules! get {
+            () => {
+                match value.get() {
+                    Ok(v) => v,
+                    Err(_) => return,
+                }
+            };
+        }
+        match name {
+            "model" => s.model = string(),
+            "key" => s.key = string(),
+            "key-file" => s.key_file = string(),
+            "config-file" => s.config_file = string(),
+            "input-dims" => s.input_dims = string(),
+            "input-order" => s.input_order = get!(),
+            "output-blobs" => s.output_blobs = string(),
+            "precision" => s.precision = get!(),
+            "batch-size" => s.batch_size = get!(),
+            "workspace" => s.workspace = get!(),
+            "optimization-profiles" => s.optimization_profiles = string(),
+            "backend" => s.backend = get!(),
+            "device-id" => s.device_id = get!(),
+            "threads" => s.threads = get!(),
+            "engine-cache-dir" => s.engine_cache_dir = string(),
+            "calibration-cache" => s.calibration_cache = string(),
+            "calibration-frames" => s.calibration_frames = get!(),
+            "calibration-algorithm" => s.calibration_algorithm = get!(),
+            "build-policy" => s.build_policy = get!(),
+            "net-scale-factor" => s.net_scale_factor = get!(),
+            "offsets" => s.offsets = string(),
+            "std" => s.std = string(),
+            "model-color-format" => s.model_color_format = get!(),
+            "maintain-aspect-ratio" => s.maintain_aspect_ratio = get!(),
+            "symmetric-padding" => s.symmetric_padding = get!(),
+            "scaling-filter" => s.scaling_filter = get!(),
+            "interval" => s.interval = get!(),
+            "network-type" => s.network_type = get!(),
+            "num-classes" => s.num_classes = get!(),
+            "labels-file" => s.labels_file = string(),
+            "pre-cluster-threshold" => s.pre_cluster_threshold = get!(),
+            "post-cluster-threshold" => s.post_cluster_threshold = get!(),
+            "nms-iou-threshold" => s.nms_iou_threshold = get!(),
+            "top-k" => s.top_k = get!(),
+            "cluster-mode" => s.cluster_mode = get!(),
+            "dbscan-eps" => s.dbscan_eps = get!(),
+            "dbscan-min-boxes" => s.dbscan_min_boxes = get!(),
+            "box-norm" => s.box_norm = get!(),
+            "classifier-threshold" => s.classifier_threshold = get!(),
+            "segmentation-threshold" => s.segmentation_threshold = get!(),
+            "output-tensor-meta" => s.output_tensor_meta = get!(),
+            "post-messages" => s.post_messages = get!(),
+            _ => return,
+        }
+        // Static names: the explicit set outlives this call.
+        if let Some(p) = Self::properties().iter().find(|p| p.name() == name) {
+            s.explicit.insert(p.name());
+        }
+        gst::debug!(CAT, imp = self, "set {name}");
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = lock(&self.settings);
+        match pspec.name() {
+            "model" => s.model.to_value(),
+            "key-file" => s.key_file.to_value(),
+            "config-file" => s.config_file.to_value(),
+            "input-dims" => s.input_dims.to_value(),
+            "input-order" => s.input_order.to_value(),
+            "output-blobs" => s.output_blobs.to_value(),
+            "precision" => s.precision.to_value(),
+            "batch-size" => s.batch_size.to_value(),
+            "workspace" => s.workspace.to_value(),
+            "optimization-profiles" => s.optimization_profiles.to_value(),
+            "backend" => s.backend.to_value(),
+            "device-id" => s.device_id.to_value(),
+            "threads" => s.threads.to_value(),
+            "engine-cache-dir" => s.engine_cache_dir.to_value(),
+            "engine-path" => lock(&self.engine_path).to_value(),
+            "calibration-cache" => s.calibration_cache.to_value(),
+            "calibration-frames" => s.calibration_frames.to_value(),
+            "calibration-algorithm" => s.calibration_algorithm.to_value(),
+            "build-policy" => s.build_policy.to_value(),
+            "net-scale-factor" => s.net_scale_factor.to_value(),
+            "offsets" => s.offsets.to_value(),
+            "std" => s.std.to_value(),
+            "model-color-format" => s.model_color_format.to_value(),
+            "maintain-aspect-ratio" => s.maintain_aspect_ratio.to_value(),
+            "symmetric-padding" => s.symmetric_padding.to_value(),
+            "scaling-filter" => s.scaling_filter.to_value(),
+            "interval" => s.interval.to_value(),
+            "network-type" => s.network_type.to_value(),
+            "num-classes" => s.num_classes.to_value(),
+            "labels-file" => s.labels_file.to_value(),
+            "pre-cluster-threshold" => s.pre_cluster_threshold.to_value(),
+            "post-cluster-threshold" => s.post_cluster_threshold.to_value(),
+            "nms-iou-threshold" => s.nms_iou_threshold.to_value(),
+            "top-k" => s.top_k.to_value(),
+            "cluster-mode" => s.cluster_mode.to_value(),
+            "dbscan-eps" => s.dbscan_eps.to_value(),
+            "dbscan-min-boxes" => s.dbscan_min_boxes.to_value(),
+            "box-norm" => s.box_norm.to_value(),
+            "classifier-threshold" => s.classifier_threshold.to_value(),
+            "segmentation-threshold" => s.segmentation_threshold.to_value(),
+            "output-tensor-meta" => s.output_tensor_meta.to_value(),
+            "post-messages" => s.post_messages.to_value(),
+            // Write-only (key) or unknown: GObject never asks.
+            _ => None::<String>.to_value(),
+        }
+    }
+}
+
+impl GstObjectImpl for TaoInfer {}
+
+impl ElementImpl for TaoInfer {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "TAO model inference",
+                "Filter/Analyzer/Video",
+                "Runs NVIDIA TAO models (.etlt, .onnx, .uff) on video frames through engines built for this machine and cached on disk; attaches detections as region-of-interest metas",
+                "tao-infer developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = supported_caps();
+            [gst::PadDirection::Src, gst::PadDirection::Sink]
+                .into_iter()
+                .filter_map(|dir| {
+                    let name = if dir == gst::PadDirection::Src {
+                        "src"
+                    } else {
+                        "sink"
+                    };
+                    gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps).ok()
+                })
+                .collect()
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+/// Raw video in the formats the preprocessor reads, any size and rate.
+pub fn supported_caps() -> gst::Caps {
+    use gst_video::VideoFormat as F;
+    gst_video::VideoCapsBuilder::new()
+        .format_list([
+            F::Rgb,
+            F::Bgr,
+            F::Rgba,
+            F::Bgra,
+            F::Rgbx,
+            F::Bgrx,
+            F::Gray8,
+            F::Nv12,
+            F::I420,
+        ])
+        .build()
+}
+
+impl BaseTransformImpl for TaoInfer {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let obj = self.obj();
+        let resolved = settings.resolve().map_err(|f| {
+            self.post_failure(&f);
+            error_message(&f)
+        })?;
+        for note in &resolved.notes {
+            gst::info!(CAT, imp = self, "{note}");
+        }
+        for warning in &resolved.warnings {
+            gst::warning!(CAT, imp = self, "{warning}");
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", warning]);
+        }
+        *lock(&self.engine_path) = None;
+        let _ = obj.post_message(progress(
+            &obj,
+            gst::ProgressType::Start,
+            &format!("preparing the engine for {}", resolved.model.display()),
+        ));
+        let slot = match resolved.build_policy {
+            BuildPolicy::Block => {
+                let (runner, summary, plan) = prepare(&obj, &resolved).map_err(|f| {
+                    self.post_failure(&f);
+                    error_message(&f)
+                })?;
+                self.engine_ready(&summary, plan);
+                EngineSlot::Ready(runner)
+            }
+            BuildPolicy::Background => {
+                let (tx, rx) = mpsc::channel();
+                let weak = obj.downgrade();
+                let for_worker = resolved.clone();
+                let worker = std::thread::Builder::new()
+                    .name("taoinfer-build".into())
+                    .spawn(move || {
+                        let Some(element) = weak.upgrade() else {
+                            return;
+                        };
+                        let result = prepare(&element, &for_worker);
+                        if let Err(f) = &result {
+                            element.imp().post_failure(f);
+                            element.imp().post_error_message(error_message(f));
+                        }
+                        let _ = tx.send(result);
+                    })
+                    .map_err(|e| {
+                        gst::error_msg!(
+                            gst::CoreError::Thread,
+                            ["cannot start the engine build thread: {e}"]
+                        )
+                    })?;
+                EngineSlot::Building {
+                    worker: Some(worker),
+                    result: rx,
+                    passed_through: 0,
+                }
+            }
+        };
+        *lock(&self.state) = Some(State {
+            resolved,
+            slot,
+            info: None,
+            video: None,
+            frames_seen: 0,
+            frames_inferred: 0,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let state = lock(&self.state).take();
+        if let Some(State {
+            slot: EngineSlot::Building { worker, .. },
+            ..
+        }) = state
+            && let Some(handle) = worker
+        {
+            // The build cannot be interrupted; waiting keeps threads from piling up.
+            gst::debug!(CAT, imp = self, "waiting for the engine build thread");
+            let _ = handle.join();
+        }
+        gst::debug!(CAT, imp = self, "stopped");
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {incaps}"))?;
+        let video = video_format(&info)
+            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format in {incaps}"))?;
+        let mut guard = lock(&self.state);
+        let state = guard
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps before start"))?;
+        if let EngineSlot::Ready(runner) = &mut state.slot
+            && let Err(f) = runner.set_video(video)
+        {
+            return Err(gst::loggable_error!(CAT, "{}", f.message));
+        }
+        gst::debug!(CAT, imp = self, "video {video:?}");
+        state.info = Some(info);
+        state.video = Some(video);
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut message = None;
+        {
+            let mut guard = lock(&self.state);
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            self.poll_worker(state)?;
+            let runner = match &mut state.slot {
+                EngineSlot::Ready(r) => r,
+                EngineSlot::Building { passed_through, .. } => {
+                    *passed_through += 1;
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                EngineSlot::Failed => return Err(gst::FlowError::Error),
+            };
+            let index = state.frames_seen;
+            state.frames_seen += 1;
+            let interval = u64::from(state.resolved.interval);
+            if interval > 0 && index % (interval + 1) != 0 {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
+            {
+                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, info)
+                    .map_err(|_| {
+                        self.fail_flow(&Failure::new(
+                            FailureKind::Settings,
+                            "cannot map the video frame",
+                        ))
+                    })?;
+                let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+                let mut strides = [0usize; 3];
+                for i in 0..(frame.n_planes() as usize).min(3) {
+                    planes[i] = frame.plane_data(i as u32).unwrap_or(&[]);
+                    strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
+                }
+                runner
+                    .preprocess(&FrameView { planes, strides })
+                    .map_err(|f| self.fail_flow(&f))?;
+            }
+            runner.execute().map_err(|f| self.fail_flow(&f))?;
+            let result = runner.results();
+            attach(buf, &result);
+            if state.resolved.output_tensor_meta || runner.always_tensors() {
+                meta::add_tensors(buf, &runner.tensors());
+            }
+            state.frames_inferred += 1;
+            if state.resolved.post_messages {
+                message = Some(results_message(
+                    index,
+                    buf.pts(),
+                    &result,
+                    &runner
+                        .tensors()
+                        .iter()
+                        .map(|t| t.name.to_owned())
+                        .collect::<Vec<_>>(),
+                ));
+            }
+        }
+        if let Some(s) = message {
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+fn attach(buf: &mut gst::BufferRef, result: &FrameResult) {
+    meta::add_objects(buf, &result.objects);
+    if let Some((class, label, confidence)) = &result.classification {
+        meta::add_classification(buf, *class, label, *confidence);
+    }
+    if let Some((w, h, classes, mask)) = &result.segmentation {
+        meta::add_segmentation(buf, *w, *h, *classes, mask.clone());
+    }
+}
+
+/// `taoinfer, frame=…, pts=…, objects=<…>, summary="label 0.93 at x,y wxh; …"`.
+fn results_message(
+    frame: u64,
+    pts: Option<gst::ClockTime>,
+    result: &FrameResult,
+    tensor_names: &[String],
+) -> gst::Structure {
+    let summary = result
+        .objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {:.2} at {},{} {}x{}",
+                o.label, o.confidence, o.x, o.y, o.width, o.height
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut b = gst::Structure::builder(MESSAGE_NAME)
+        .field("frame", frame)
+        .field_if_some("pts", pts)
+        .field("count", result.objects.len() as u32)
+        .field(
+            "objects",
+            gst::Array::new(result.objects.iter().map(|o| o.to_structure())),
+        )
+        .field("summary", summary)
+        .field("tensors", gst::Array::new(tensor_names.iter().cloned()));
+    if let Some((class, label, confidence)) = &result.classification {
+        b = b
+            .field("class-id", *class)
+            .field("label", label)
+            .field("confidence", *confidence);
+    }
+    b.build()
+}
