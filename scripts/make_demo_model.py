@@ -3,10 +3,11 @@ whose weights are constructed (not trained) to find the white ball of `videotest
 (radius 20 px on black) in 320x240 frames, then encrypts it with `taoctl encrypt`.
 
 The network (input `input_1`, 3x240x320 BGR scaled by 1/255, as samples/ball_detector_config.txt says):
-  gray   = 1x1 conv averaging the three channels            (responds to the ball's white)
-  S      = 64x64 conv, stride 16, pad 24, all ones           (ball pixels in each grid cell's window)
-  M      = 64x64 conv, stride 16, pad 24, weights dx and dy  (their moments about the cell's anchor)
-  output_cov/Sigmoid  = sigmoid(16 * S / (pi * 20^2) - 12)   (~1 when the whole ball is in the window)
+  bright = clip(1x1 conv: 3 * mean of the channels - 1, 0, 1) (responds to the ball's white: 1 for
+                                                             white and light grey, 0 for dark grey)
+  S      = 64x64 conv of bright, stride 16, pad 24, all ones (ball pixels in each grid cell's window)
+  M      = 64x64 conv of bright, weights dx and dy           (their moments about the cell's anchor)
+  output_cov/Sigmoid  = sigmoid(16 * S / (pi * 20^2) - 10.4) (~1 when the whole ball is in the window)
   output_bbox/BiasAdd = 1x1 conv of M / (S + eps)            (ball centre -> DetectNet_v2 box offsets)
 The grid is 15x20 with stride 16; the anchor of cell (i, j) is (16 j + 0.5, 16 i + 0.5) and box
 offsets are divided by 35, as the DetectNet_v2 decoder expects.
@@ -29,11 +30,16 @@ STRIDE, WINDOW, PAD = 16, 64, 24
 BALL_RADIUS = 20.0
 BOX_NORM = 35.0
 KEY = "tao_demo_ball"
-GAIN, BIAS = 16.0, 12.0
+GAIN, BIAS = 16.0, 10.4
 
 
 def build() -> onnx.ModelProto:
-    gray_w = np.full((1, 3, 1, 1), 1.0 / 3.0, dtype=np.float32)
+    # Dark backgrounds that are not quite black (limited-range 16/255) must not count, and a
+    # limited-range white (235/255) counts fully.
+    bright_w = np.full((1, 3, 1, 1), 1.0, dtype=np.float32)
+    bright_b = np.array([-1.0], dtype=np.float32)
+    zero = np.array(0.0, dtype=np.float32)
+    one = np.array(1.0, dtype=np.float32)
     ones = np.ones((1, 1, WINDOW, WINDOW), dtype=np.float32)
     # Window tap k covers pixel x = 16 j - PAD + k, whose centre x + 0.5 lies k - PAD from the cell's
     # anchor 16 j + 0.5.
@@ -56,9 +62,10 @@ def build() -> onnx.ModelProto:
 
     window = dict(kernel_shape=[WINDOW, WINDOW], strides=[STRIDE, STRIDE], pads=[PAD] * 4)
     nodes = [
-        helper.make_node("Conv", ["input_1", "gray_w"], ["gray"], name="gray"),
-        helper.make_node("Conv", ["gray", "ones"], ["ball_sum"], name="ball_sum", **window),
-        helper.make_node("Conv", ["gray", "moments"], ["ball_moments"], name="ball_moments", **window),
+        helper.make_node("Conv", ["input_1", "bright_w", "bright_b"], ["bright_lin"], name="bright_lin"),
+        helper.make_node("Clip", ["bright_lin", "zero", "one"], ["bright"], name="bright"),
+        helper.make_node("Conv", ["bright", "ones"], ["ball_sum"], name="ball_sum", **window),
+        helper.make_node("Conv", ["bright", "moments"], ["ball_moments"], name="ball_moments", **window),
         helper.make_node("Conv", ["ball_sum", "cov_w", "cov_b"], ["cov_logit"], name="cov_logit"),
         helper.make_node("Sigmoid", ["cov_logit"], ["output_cov/Sigmoid"], name="output_cov/Sigmoid"),
         helper.make_node("Add", ["ball_sum", "eps"], ["ball_sum_eps"], name="ball_sum_eps"),
@@ -78,7 +85,10 @@ def build() -> onnx.ModelProto:
             helper.make_tensor_value_info("output_bbox/BiasAdd", TensorProto.FLOAT, ["N", 4, grid_h, grid_w]),
         ],
         [
-            numpy_helper.from_array(gray_w, "gray_w"),
+            numpy_helper.from_array(bright_w, "bright_w"),
+            numpy_helper.from_array(bright_b, "bright_b"),
+            numpy_helper.from_array(zero, "zero"),
+            numpy_helper.from_array(one, "one"),
             numpy_helper.from_array(ones, "ones"),
             numpy_helper.from_array(moments, "moments"),
             numpy_helper.from_array(cov_w, "cov_w"),

@@ -9,10 +9,12 @@ pub mod meta;
 pub mod postprocess;
 pub mod preprocess;
 pub mod taoinfer;
+pub mod taooverlay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
     taoinfer::register(plugin)?;
+    taooverlay::register(plugin)?;
     Ok(())
 }
 

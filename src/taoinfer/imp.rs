@@ -69,14 +69,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn error_message(f: &Failure) -> gst::ErrorMessage {
     let text = f.message.as_str();
     match f.kind {
-        FailureKind::NotFound => gst::error_msg!(gst::ResourceError::NotFound, ["{}", text]),
-        FailureKind::Read => gst::error_msg!(gst::ResourceError::OpenRead, ["{}", text]),
-        FailureKind::Key => gst::error_msg!(gst::StreamError::Decrypt, ["{}", text]),
-        FailureKind::Format => gst::error_msg!(gst::StreamError::Format, ["{}", text]),
-        FailureKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ["{}", text]),
-        FailureKind::CacheWrite => gst::error_msg!(gst::ResourceError::OpenWrite, ["{}", text]),
-        FailureKind::Engine => gst::error_msg!(gst::LibraryError::Init, ["{}", text]),
-        FailureKind::Unavailable => gst::error_msg!(gst::CoreError::NotImplemented, ["{}", text]),
+        FailureKind::NotFound => gst::error_msg!(gst::ResourceError::NotFound, ("{}", text)),
+        FailureKind::Read => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text)),
+        FailureKind::Key => gst::error_msg!(gst::StreamError::Decrypt, ("{}", text)),
+        FailureKind::Format => gst::error_msg!(gst::StreamError::Format, ("{}", text)),
+        FailureKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ("{}", text)),
+        FailureKind::CacheWrite => gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", text)),
+        FailureKind::Engine => gst::error_msg!(gst::LibraryError::Init, ("{}", text)),
+        FailureKind::Unavailable => gst::error_msg!(gst::CoreError::NotImplemented, ("{}", text)),
     }
 }
 
@@ -136,7 +136,7 @@ impl TaoInfer {
         let _ = obj.post_message(progress(&obj, gst::ProgressType::Complete, summary));
     }
 
-    /// Swaps in a background-built engine when it is done. Returns messages to post unlocked.
+    /// Swaps in a background-built engine once the worker is done.
     fn poll_worker(&self, state: &mut State) -> Result<(), gst::FlowError> {
         let EngineSlot::Building {
             worker,
@@ -149,6 +149,7 @@ impl TaoInfer {
         match result.try_recv() {
             Err(mpsc::TryRecvError::Empty) => Ok(()),
             Ok(Ok((mut runner, summary, plan))) => {
+                let passed_through = *passed_through;
                 if let Some(handle) = worker.take() {
                     let _ = handle.join();
                 }
@@ -166,7 +167,10 @@ impl TaoInfer {
                     return Err(gst::FlowError::Error);
                 }
                 state.slot = EngineSlot::Ready(runner);
-                self.engine_ready(&summary, plan);
+                self.engine_ready(
+                    &format!("{summary}; {passed_through} buffer(s) passed through meanwhile"),
+                    plan,
+                );
                 Ok(())
             }
             // The worker posted the error already.
@@ -181,7 +185,7 @@ impl TaoInfer {
     }
 
     fn fail_flow(&self, f: &Failure) -> gst::FlowError {
-        gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", f.message]);
+        gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", f.message));
         gst::FlowError::Error
     }
 }
@@ -539,7 +543,7 @@ impl BaseTransformImpl for TaoInfer {
         }
         for warning in &resolved.warnings {
             gst::warning!(CAT, imp = self, "{warning}");
-            gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", warning]);
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", warning));
         }
         *lock(&self.engine_path) = None;
         let _ = obj.post_message(progress(
@@ -576,7 +580,7 @@ impl BaseTransformImpl for TaoInfer {
                     .map_err(|e| {
                         gst::error_msg!(
                             gst::CoreError::Thread,
-                            ["cannot start the engine build thread: {e}"]
+                            ("cannot start the engine build thread: {e}")
                         )
                     })?;
                 EngineSlot::Building {
