@@ -1,0 +1,585 @@
+//! The quantized convolution: prepare (quantize and pack the weights) and execute (quantize the
+//! input into a padded copy, integer dot products, fused epilogue).
+
+use tao_kernels::{Conv2dSpec, KernelError, Nhwc, NhwcMut, Residual, ResidualAdd};
+
+use crate::OP;
+use crate::QContext;
+use crate::aligned::AlignedBytes;
+use crate::geometry::Geometry;
+use crate::kernel::{self, ConvJob, Outputs, QuantJob, Source};
+use crate::pool::{SendPtr, for_each};
+use crate::quant::{quantize_weights, weight_scales};
+
+/// Identifies serialised packed weights ([`PreparedQConv::to_bytes`]) and their layout version.
+const MAGIC: [u8; 4] = *b"TQ8C";
+const FORMAT: u32 = 1;
+const HEADER: usize = 16;
+
+fn bad_operand(operand: &'static str, reason: impl Into<String>) -> KernelError {
+    KernelError::BadOperand {
+        op: OP,
+        operand,
+        reason: reason.into(),
+    }
+}
+
+fn bad_packed(reason: impl Into<String>) -> KernelError {
+    KernelError::BadPacked {
+        op: OP,
+        reason: reason.into(),
+    }
+}
+
+/// A read-only NHWC tensor of quantized values (same addressing as [`Nhwc`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NhwcI8<'a> {
+    pub data: &'a [i8],
+    /// `[N, H, W, C]`.
+    pub dims: [usize; 4],
+    /// Distance in elements between neighbouring pixels; at least `C`.
+    pub pixel_stride: usize,
+}
+
+/// A writable NHWC tensor of quantized values.
+#[derive(Debug)]
+pub struct NhwcI8Mut<'a> {
+    pub data: &'a mut [i8],
+    /// `[N, H, W, C]`.
+    pub dims: [usize; 4],
+    /// Distance in elements between neighbouring pixels; at least `C`.
+    pub pixel_stride: usize,
+}
+
+impl<'a> NhwcI8<'a> {
+    /// A dense view (`pixel_stride == C`).
+    pub fn new(data: &'a [i8], dims: [usize; 4]) -> NhwcI8<'a> {
+        NhwcI8 {
+            data,
+            dims,
+            pixel_stride: dims[3],
+        }
+    }
+}
+
+impl<'a> NhwcI8Mut<'a> {
+    /// A dense view (`pixel_stride == C`).
+    pub fn new(data: &'a mut [i8], dims: [usize; 4]) -> NhwcI8Mut<'a> {
+        NhwcI8Mut {
+            data,
+            dims,
+            pixel_stride: dims[3],
+        }
+    }
+}
+
+/// Elements a view with these dims and stride must hold.
+fn required_len(dims: [usize; 4], pixel_stride: usize) -> Option<usize> {
+    let pixels = dims[0].checked_mul(dims[1])?.checked_mul(dims[2])?;
+    if pixels == 0 || dims[3] == 0 {
+        return Some(0);
+    }
+    (pixels - 1).checked_mul(pixel_stride)?.checked_add(dims[3])
+}
+
+fn check_view(
+    operand: &'static str,
+    len: usize,
+    dims: [usize; 4],
+    pixel_stride: usize,
+    want: [usize; 4],
+) -> Result<(), KernelError> {
+    if dims != want {
+        return Err(bad_operand(
+            operand,
+            format!("has dims {dims:?}, expected {want:?}"),
+        ));
+    }
+    if pixel_stride < dims[3] {
+        return Err(bad_operand(
+            operand,
+            format!(
+                "pixel stride {pixel_stride} is smaller than its {} channels",
+                dims[3]
+            ),
+        ));
+    }
+    let need = required_len(dims, pixel_stride)
+        .ok_or_else(|| bad_operand(operand, format!("dims {dims:?} overflow")))?;
+    if len < need {
+        return Err(bad_operand(
+            operand,
+            format!(
+                "holds {len} elements but dims {dims:?} with pixel stride {pixel_stride} need {need}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_scale(operand: &'static str, scale: f32) -> Result<(), KernelError> {
+    if scale.is_finite() && scale > 0.0 {
+        Ok(())
+    } else {
+        Err(bad_operand(
+            operand,
+            format!("scale {scale} is not a positive finite number"),
+        ))
+    }
+}
+
+/// The input of an execution.
+#[derive(Clone, Copy, Debug)]
+pub enum QInput<'a> {
+    /// f32 values, quantized with the convolution's input scale on the way in.
+    F32(Nhwc<'a>),
+    /// Values already quantized with the convolution's input scale (e.g. by the `S8` output of
+    /// the previous layer).
+    S8(NhwcI8<'a>),
+}
+
+/// Where an execution writes.
+#[derive(Debug)]
+pub enum QOutput<'a> {
+    /// The epilogue's f32 result.
+    F32(NhwcMut<'a>),
+    /// The epilogue's result requantized with `scale` for a following INT8 layer.
+    S8 { output: NhwcI8Mut<'a>, scale: f32 },
+    /// Both.
+    F32AndS8 {
+        f32: NhwcMut<'a>,
+        s8: NhwcI8Mut<'a>,
+        scale: f32,
+    },
+    /// The exact integer sums `Σ q(x) · q(w)` per output, dense `[N, OH, OW, out_channels]`, before
+    /// any epilogue (for tests and callers with their own epilogue).
+    Accumulators(&'a mut [i32]),
+}
+
+/// A quantized convolution ready to run.
+///
+/// * Weights: symmetric per-output-channel scales (`max |w| / 127`), values in [-127, 127].
+/// * Input: one symmetric per-tensor scale, fixed at preparation (the calibration table's).
+/// * Output: `act(Σ q(x)·q(w) · s_x · s_w[c] + bias[c] (+ residual)) (+ residual)` as f32, and/or
+///   requantized to s8 with a scale given at execution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreparedQConv {
+    spec: Conv2dSpec,
+    input_scale: f32,
+    geometry: Geometry,
+    /// Quantized weights in panel order (see `Geometry::weight_offset`).
+    weights: AlignedBytes,
+    weight_scales: Vec<f32>,
+    bias: Vec<f32>,
+    /// Per padded output channel: `128 · Σ w`, `s_x · s_w`, bias.
+    compensation: Vec<i32>,
+    dequant: Vec<f32>,
+    bias_padded: Vec<f32>,
+    /// Byte offset of each kernel tap inside the padded input copy.
+    taps: Vec<usize>,
+}
+
+impl PreparedQConv {
+    /// Quantizes and packs `weights` (ONNX order `[out][in/groups][kh][kw]`) and `bias` (`out`
+    /// values, zeros when `None`) for inputs quantized with `input_scale`.
+    pub fn prepare(
+        spec: &Conv2dSpec,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        input_scale: f32,
+    ) -> Result<PreparedQConv, KernelError> {
+        let geometry = Geometry::new(spec)?;
+        check_scale("input scale", input_scale)?;
+        let per_channel = geometry.cin_g * geometry.taps;
+        let expect = spec.out_channels * per_channel;
+        if weights.len() != expect {
+            return Err(bad_operand(
+                "weights",
+                format!(
+                    "holds {} floats; [{}][{}][{}][{}] needs {expect}",
+                    weights.len(),
+                    spec.out_channels,
+                    geometry.cin_g,
+                    spec.kernel[0],
+                    spec.kernel[1]
+                ),
+            ));
+        }
+        let bias = match bias {
+            Some(b) if b.len() != spec.out_channels => {
+                return Err(bad_operand(
+                    "bias",
+                    format!(
+                        "has {} values for {} output channels",
+                        b.len(),
+                        spec.out_channels
+                    ),
+                ));
+            }
+            Some(b) if b.iter().any(|v| !v.is_finite()) => {
+                return Err(bad_operand("bias", "holds a value that is not finite"));
+            }
+            Some(b) => b.to_vec(),
+            None => vec![0.0; spec.out_channels],
+        };
+        let scales = weight_scales(weights, spec.out_channels)
+            .ok_or_else(|| bad_operand("weights", "holds a value that is not finite"))?;
+        let quantized = quantize_weights(weights, &scales);
+        let mut packed = AlignedBytes::zeros(geometry.weight_bytes());
+        let bytes = packed.as_mut_slice();
+        for (o, channel) in quantized.chunks(per_channel.max(1)).enumerate() {
+            let (g, co) = (o / geometry.cout_g, o % geometry.cout_g);
+            for ci in 0..geometry.cin_g {
+                for tap in 0..geometry.taps {
+                    bytes[geometry.weight_offset(g, co, ci, tap)] =
+                        channel[ci * geometry.taps + tap] as u8;
+                }
+            }
+        }
+        Ok(PreparedQConv::assemble(
+            *spec,
+            input_scale,
+            geometry,
+            packed,
+            scales,
+            bias,
+        ))
+    }
+
+    fn assemble(
+        spec: Conv2dSpec,
+        input_scale: f32,
+        geometry: Geometry,
+        weights: AlignedBytes,
+        weight_scales: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> PreparedQConv {
+        let padded_channels = geometry.groups * geometry.cout_pad;
+        let mut compensation = vec![0i32; padded_channels];
+        let mut dequant = vec![0f32; padded_channels];
+        let mut bias_padded = vec![0f32; padded_channels];
+        let bytes = weights.as_slice();
+        for g in 0..geometry.groups {
+            for co in 0..geometry.cout_g {
+                let mut sum = 0i32;
+                for ci in 0..geometry.cin_g4 {
+                    for tap in 0..geometry.taps {
+                        sum += bytes[geometry.weight_offset(g, co, ci, tap)] as i8 as i32;
+                    }
+                }
+                let padded = g * geometry.cout_pad + co;
+                let channel = g * geometry.cout_g + co;
+                // Wraps for the largest reductions; the accumulators wrap the same way, so the
+                // difference is exact.
+                compensation[padded] = sum.wrapping_mul(128);
+                dequant[padded] = input_scale * weight_scales[channel];
+                bias_padded[padded] = bias[channel];
+            }
+        }
+        let [_, pw] = geometry.padded;
+        let mut taps = Vec::with_capacity(geometry.taps);
+        for ky in 0..spec.kernel[0] {
+            for kx in 0..spec.kernel[1] {
+                taps.push(
+                    (ky * spec.dilation[0] * pw + kx * spec.dilation[1]) * geometry.pixel_bytes,
+                );
+            }
+        }
+        PreparedQConv {
+            spec,
+            input_scale,
+            geometry,
+            weights,
+            weight_scales,
+            bias,
+            compensation,
+            dequant,
+            bias_padded,
+            taps,
+        }
+    }
+
+    /// The packed weights, their scales, the bias and the input scale as bytes (little-endian),
+    /// which [`Self::from_bytes`] reads back together with the same spec.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + self.weights.len() + 8 * self.bias.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT.to_le_bytes());
+        out.extend_from_slice(&self.input_scale.to_le_bytes());
+        out.extend_from_slice(&(self.spec.out_channels as u32).to_le_bytes());
+        out.extend_from_slice(self.weights.as_slice());
+        for v in self.weight_scales.iter().chain(&self.bias) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Rebuilds a prepared convolution from `spec` and the bytes of [`Self::to_bytes`], checking
+    /// that they belong together.
+    pub fn from_bytes(spec: Conv2dSpec, bytes: &[u8]) -> Result<PreparedQConv, KernelError> {
+        let geometry = Geometry::new(&spec)?;
+        if bytes.len() < HEADER || bytes[..4] != MAGIC {
+            return Err(bad_packed("not INT8 convolution weights (no TQ8C header)"));
+        }
+        let word = |i: usize| [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
+        let format = u32::from_le_bytes(word(4));
+        if format != FORMAT {
+            return Err(bad_packed(format!(
+                "layout version {format}, this build reads {FORMAT}"
+            )));
+        }
+        let input_scale = f32::from_le_bytes(word(8));
+        if !(input_scale.is_finite() && input_scale > 0.0) {
+            return Err(bad_packed(format!("input scale {input_scale} is invalid")));
+        }
+        let cout = u32::from_le_bytes(word(12)) as usize;
+        if cout != spec.out_channels {
+            return Err(bad_packed(format!(
+                "stored for {cout} output channels, the spec has {}",
+                spec.out_channels
+            )));
+        }
+        let weight_bytes = geometry.weight_bytes();
+        let expect = HEADER + weight_bytes + 8 * cout;
+        if bytes.len() != expect {
+            return Err(bad_packed(format!(
+                "{} bytes stored, {expect} expected for this spec",
+                bytes.len()
+            )));
+        }
+        let mut weights = AlignedBytes::zeros(weight_bytes);
+        weights
+            .as_mut_slice()
+            .copy_from_slice(&bytes[HEADER..HEADER + weight_bytes]);
+        if weights.as_slice().contains(&0x80) {
+            return Err(bad_packed("a weight is -128, outside the symmetric range"));
+        }
+        let floats: Vec<f32> = bytes[HEADER + weight_bytes..]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let (weight_scales, bias) = floats.split_at(cout);
+        if weight_scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(bad_packed("a weight scale is not a positive finite number"));
+        }
+        if bias.iter().any(|b| !b.is_finite()) {
+            return Err(bad_packed("a bias value is not finite"));
+        }
+        Ok(PreparedQConv::assemble(
+            spec,
+            input_scale,
+            geometry,
+            weights,
+            weight_scales.to_vec(),
+            bias.to_vec(),
+        ))
+    }
+
+    pub fn spec(&self) -> &Conv2dSpec {
+        &self.spec
+    }
+
+    /// The scale the input is quantized with.
+    pub fn input_scale(&self) -> f32 {
+        self.input_scale
+    }
+
+    /// Per output channel.
+    pub fn weight_scales(&self) -> &[f32] {
+        &self.weight_scales
+    }
+
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    /// The quantized weights in ONNX order `[out][in/groups][kh][kw]`.
+    pub fn quantized_weights(&self) -> Vec<i8> {
+        let g = &self.geometry;
+        let bytes = self.weights.as_slice();
+        let mut out = Vec::with_capacity(self.spec.out_channels * g.cin_g * g.taps);
+        for o in 0..self.spec.out_channels {
+            for ci in 0..g.cin_g {
+                for tap in 0..g.taps {
+                    out.push(bytes[g.weight_offset(o / g.cout_g, o % g.cout_g, ci, tap)] as i8);
+                }
+            }
+        }
+        out
+    }
+
+    /// `[OH, OW]`.
+    pub fn output_size(&self) -> [usize; 2] {
+        self.geometry.output
+    }
+
+    /// Multiply-adds of one image.
+    pub fn macs_per_image(&self) -> u64 {
+        let g = &self.geometry;
+        (g.output[0] * g.output[1]) as u64
+            * self.spec.out_channels as u64
+            * (g.cin_g * g.taps) as u64
+    }
+
+    /// Bytes of scratch memory [`Self::execute`] needs for `batch` images (the quantized, padded
+    /// copy of the input); `None` if that size overflows.
+    pub fn scratch_len(&self, batch: usize) -> Option<usize> {
+        self.geometry.image_bytes.checked_mul(batch)
+    }
+
+    /// Runs the convolution on `input` (`[N, H, W, in_channels]`) into `output`
+    /// (`[N, OH, OW, out_channels]`), for any batch N. `residual` follows the spec's epilogue
+    /// as in `tao-kernels` (`InPlace` needs an f32 output). Allocates nothing.
+    pub fn execute(
+        &self,
+        ctx: &QContext,
+        input: QInput<'_>,
+        output: QOutput<'_>,
+        residual: Residual<'_>,
+        scratch: &mut [u8],
+    ) -> Result<(), KernelError> {
+        let s = &self.spec;
+        let g = &self.geometry;
+        let (n, source) = match input {
+            QInput::F32(x) => {
+                let n = x.dims[0];
+                let want = [n, s.input_size[0], s.input_size[1], s.in_channels];
+                check_view("input", x.data.len(), x.dims, x.pixel_stride, want)?;
+                (n, Source::F32(x.data.as_ptr(), x.pixel_stride))
+            }
+            QInput::S8(x) => {
+                let n = x.dims[0];
+                let want = [n, s.input_size[0], s.input_size[1], s.in_channels];
+                check_view("input", x.data.len(), x.dims, x.pixel_stride, want)?;
+                (n, Source::S8(x.data.as_ptr(), x.pixel_stride))
+            }
+        };
+        let want_out = [n, g.output[0], g.output[1], s.out_channels];
+        let mut out = Outputs {
+            f32: None,
+            s8: None,
+            acc: None,
+            residual: None,
+        };
+        match output {
+            QOutput::F32(y) => {
+                check_view("output", y.data.len(), y.dims, y.pixel_stride, want_out)?;
+                out.f32 = Some((SendPtr(y.data.as_mut_ptr()), y.pixel_stride));
+            }
+            QOutput::S8 { output: y, scale } => {
+                check_view("output", y.data.len(), y.dims, y.pixel_stride, want_out)?;
+                check_scale("output", scale)?;
+                out.s8 = Some((SendPtr(y.data.as_mut_ptr()), y.pixel_stride, 1.0 / scale));
+            }
+            QOutput::F32AndS8 { f32, s8, scale } => {
+                check_view(
+                    "output",
+                    f32.data.len(),
+                    f32.dims,
+                    f32.pixel_stride,
+                    want_out,
+                )?;
+                check_view(
+                    "s8 output",
+                    s8.data.len(),
+                    s8.dims,
+                    s8.pixel_stride,
+                    want_out,
+                )?;
+                check_scale("s8 output", scale)?;
+                out.f32 = Some((SendPtr(f32.data.as_mut_ptr()), f32.pixel_stride));
+                out.s8 = Some((SendPtr(s8.data.as_mut_ptr()), s8.pixel_stride, 1.0 / scale));
+            }
+            QOutput::Accumulators(acc) => {
+                let need = want_out
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| bad_operand("accumulators", "size overflows"))?;
+                if acc.len() < need {
+                    return Err(bad_operand(
+                        "accumulators",
+                        format!("holds {} values, {want_out:?} needs {need}", acc.len()),
+                    ));
+                }
+                out.acc = Some(SendPtr(acc.as_mut_ptr()));
+            }
+        }
+        out.residual = match (s.epilogue.residual, residual) {
+            (ResidualAdd::None, Residual::None) => None,
+            (ResidualAdd::None, _) => {
+                return Err(bad_operand(
+                    "residual",
+                    "was given but the epilogue has no residual addition",
+                ));
+            }
+            (_, Residual::None) => {
+                return Err(bad_operand(
+                    "residual",
+                    "is missing; the epilogue adds a residual",
+                ));
+            }
+            (_, _) if out.acc.is_some() => {
+                return Err(bad_operand(
+                    "residual",
+                    "cannot be added to raw accumulators",
+                ));
+            }
+            (_, Residual::Tensor(r)) => {
+                check_view("residual", r.data.len(), r.dims, r.pixel_stride, want_out)?;
+                Some((SendPtr(r.data.as_ptr() as *mut f32), r.pixel_stride))
+            }
+            (_, Residual::InPlace) => match out.f32 {
+                Some(f) => Some(f),
+                None => {
+                    return Err(bad_operand(
+                        "residual",
+                        "in place needs an f32 output that holds it",
+                    ));
+                }
+            },
+        };
+        let need = self
+            .scratch_len(n)
+            .ok_or_else(|| bad_operand("scratch", "size overflows"))?;
+        if scratch.len() < need {
+            return Err(bad_operand(
+                "scratch",
+                format!("holds {} bytes, needs {need}", scratch.len()),
+            ));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let isa = ctx.isa();
+        let quant = QuantJob {
+            geo: g,
+            spec: s,
+            source,
+            inv_scale: 1.0 / self.input_scale,
+            padded: SendPtr(scratch.as_mut_ptr()),
+        };
+        // SAFETY: the context's isa is supported (checked when it was made); the views were
+        // checked above to hold N images of the spec's sizes and the scratch N padded images;
+        // every row item writes its own row.
+        for_each(ctx.pool(), n * g.padded[0], &|item| unsafe {
+            kernel::quantize_item(isa, &quant, item)
+        });
+        let job = ConvJob {
+            geo: g,
+            spec: s,
+            weights: self.weights.as_slice().as_ptr() as *const i8,
+            compensation: &self.compensation,
+            dequant: &self.dequant,
+            bias: &self.bias_padded,
+            taps: &self.taps,
+            padded: scratch.as_ptr(),
+            out,
+        };
+        // SAFETY: as above; the padded copy is complete (the previous loop has returned), and
+        // each item writes the pixels of one output row only.
+        for_each(ctx.pool(), n * g.output[0], &|item| unsafe {
+            kernel::conv_item(isa, &job, item)
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,397 @@
+//! The per-ISA micro-kernels and the code around them that every ISA shares: quantizing the input
+//! into a padded copy, walking output rows in blocks, and the fused epilogue.
+//!
+//! The shared code is generic over [`Ukernel`] and marked `#[inline(always)]`; each ISA module
+//! instantiates it inside a `#[target_feature]` function, so the epilogue and the quantization
+//! loops are vectorised for that ISA by the compiler while the dot products use intrinsics.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
+
+use tao_kernels::{Activation, Conv2dSpec, ResidualAdd};
+
+use crate::Int8Isa;
+use crate::geometry::{Geometry, LANES, MAX_PANEL_VECTORS, Panel};
+use crate::pool::SendPtr;
+use crate::quant::quantize;
+
+/// Most pixels one micro-kernel call computes.
+pub(crate) const MAX_MR: usize = 8;
+/// Accumulators of one block: `[pixel][vector * 16 + lane]`.
+pub(crate) type Acc = [[i32; LANES * MAX_PANEL_VECTORS]; MAX_MR];
+
+/// One ISA's dot-product micro-kernel.
+pub(crate) trait Ukernel {
+    /// The byte that stands for a real 0 in the quantized copy of the input: 0x80 where
+    /// activations enter the dot product as unsigned bytes (`q + 128`), else 0.
+    const ZERO: u8;
+
+    /// Pixels per block for a panel of `vectors` 16-channel vectors (at most [`MAX_MR`]).
+    fn mr(vectors: usize) -> usize;
+
+    /// Writes `acc[p][v * 16 + lane]` = Σ over taps `t`, byte groups `k`, bytes `b` of
+    /// `a[offs[p] + taps[t] + 4k + b] * w[((t * k4 + k) * vectors + v) * 64 + lane * 4 + b]`
+    /// for `p < mr(vectors)` (with bytes read as this ISA's operand types).
+    ///
+    /// # Safety
+    /// Every byte addressed above must be readable; the CPU must support the ISA.
+    unsafe fn block(
+        vectors: usize,
+        a: *const u8,
+        offs: &[usize; MAX_MR],
+        taps: &[usize],
+        k4: usize,
+        w: *const i8,
+        acc: &mut Acc,
+    );
+}
+
+/// Where the epilogue writes.
+#[derive(Clone, Copy)]
+pub(crate) struct Outputs {
+    /// f32 results: pointer and pixel stride.
+    pub f32: Option<(SendPtr<f32>, usize)>,
+    /// Requantized results: pointer, pixel stride, 1 / output scale.
+    pub s8: Option<(SendPtr<i8>, usize, f32)>,
+    /// Raw accumulators, dense `[N, OH, OW, out_channels]`.
+    pub acc: Option<SendPtr<i32>>,
+    /// Residual operand: pointer and pixel stride (may be the f32 output itself).
+    pub residual: Option<(SendPtr<f32>, usize)>,
+}
+
+/// Everything one convolution execution shares between its threads.
+pub(crate) struct ConvJob<'a> {
+    pub geo: &'a Geometry,
+    pub spec: &'a Conv2dSpec,
+    pub weights: *const i8,
+    /// `128 * Σ w` per padded output channel (used when `Ukernel::ZERO` is 0x80).
+    pub compensation: &'a [i32],
+    /// `input_scale * weight_scale` per padded output channel.
+    pub dequant: &'a [f32],
+    pub bias: &'a [f32],
+    /// Byte offset of each kernel tap in the quantized copy.
+    pub taps: &'a [usize],
+    /// The quantized, padded copy of the input (batch images of `geo.image_bytes`).
+    pub padded: *const u8,
+    pub out: Outputs,
+}
+
+// SAFETY: the raw pointers are read-only (weights, padded input) or written by items that cover
+// disjoint output pixels (see `conv_row`).
+unsafe impl Sync for ConvJob<'_> {}
+
+/// The source of the quantizing copy.
+#[derive(Clone, Copy)]
+pub(crate) enum Source {
+    /// f32 NHWC: pointer and pixel stride.
+    F32(*const f32, usize),
+    /// Already quantized s8 NHWC: pointer and pixel stride.
+    S8(*const i8, usize),
+}
+
+pub(crate) struct QuantJob<'a> {
+    pub geo: &'a Geometry,
+    pub spec: &'a Conv2dSpec,
+    pub source: Source,
+    pub inv_scale: f32,
+    pub padded: SendPtr<u8>,
+}
+
+// SAFETY: the source is only read; each item writes one row of the padded copy.
+unsafe impl Sync for QuantJob<'_> {}
+
+/// Computes every output pixel of output row `item` (`n * OH + oy`).
+///
+/// # Safety
+/// The job's pointers must cover the sizes its geometry implies; the padded copy must be filled.
+#[inline(always)]
+pub(crate) unsafe fn conv_row<K: Ukernel>(job: &ConvJob<'_>, item: usize) {
+    let geo = job.geo;
+    let [oh, ow] = geo.output;
+    let (n, oy) = (item / oh, item % oh);
+    let pixel_bytes = geo.pixel_bytes;
+    let step_x = job.spec.stride[1] * pixel_bytes;
+    // SAFETY (all pointer arithmetic below): the padded copy holds `batch` images of
+    // `geo.image_bytes`; rows `oy * stride_h + ky * dilation_h` and columns up to
+    // `(OW - 1) * stride_w + (kw - 1) * dilation_w` lie inside the padded extent by the output
+    // size formula, and offsets of pixels past the row's end are clamped to the last pixel.
+    let row = unsafe {
+        job.padded
+            .add(n * geo.image_bytes + oy * job.spec.stride[0] * geo.padded[1] * pixel_bytes)
+    };
+    let mut acc: Acc = [[0; LANES * MAX_PANEL_VECTORS]; MAX_MR];
+    for g in 0..geo.groups {
+        // SAFETY: inside the packed weights (groups × group_weight_bytes).
+        let weights = unsafe { job.weights.add(g * geo.group_weight_bytes) };
+        for panel in &geo.panels {
+            let mr = K::mr(panel.vectors);
+            let mut ox0 = 0;
+            while ox0 < ow {
+                let m = mr.min(ow - ox0);
+                let mut offs = [0usize; MAX_MR];
+                for (p, off) in offs.iter_mut().enumerate() {
+                    *off = p.min(m - 1) * step_x;
+                }
+                // SAFETY: see above; the weights of `panel` start at `panel.offset`.
+                unsafe {
+                    let a = row.add(ox0 * step_x + g * geo.cin_g4);
+                    K::block(
+                        panel.vectors,
+                        a,
+                        &offs,
+                        job.taps,
+                        geo.k4(),
+                        weights.add(panel.offset),
+                        &mut acc,
+                    );
+                    finish::<K>(job, &acc, (n * oh + oy) * ow + ox0, m, g, panel);
+                }
+                ox0 += m;
+            }
+        }
+    }
+}
+
+/// Applies the epilogue to `m` pixels of a block starting at flat output pixel `pixel0` and writes
+/// them. Items own whole output rows, so the pixels written here belong to this call alone.
+#[inline(always)]
+unsafe fn finish<K: Ukernel>(
+    job: &ConvJob<'_>,
+    acc: &Acc,
+    pixel0: usize,
+    m: usize,
+    g: usize,
+    panel: &Panel,
+) {
+    let geo = job.geo;
+    let epilogue = job.spec.epilogue;
+    let out = job.out;
+    let cout = job.spec.out_channels;
+    for (p, acc_p) in acc.iter().enumerate().take(m) {
+        let pixel = pixel0 + p;
+        for v in 0..panel.vectors {
+            let c0 = panel.first + v * LANES;
+            if c0 >= geo.cout_g {
+                break;
+            }
+            let lanes = (geo.cout_g - c0).min(LANES);
+            let padded = g * geo.cout_pad + c0;
+            let channel = g * geo.cout_g + c0;
+            let raw = &acc_p[v * LANES..(v + 1) * LANES];
+            let mut sums = [0i32; LANES];
+            if K::ZERO == 0 {
+                sums.copy_from_slice(raw);
+            } else {
+                let comp = &job.compensation[padded..padded + LANES];
+                for l in 0..LANES {
+                    sums[l] = raw[l].wrapping_sub(comp[l]);
+                }
+            }
+            if let Some(ptr) = out.acc {
+                // SAFETY: the accumulator output holds N*OH*OW*cout values (checked by execute).
+                unsafe { store(ptr.0.add(pixel * cout + channel), &sums, lanes) };
+                continue;
+            }
+            let dequant = &job.dequant[padded..padded + LANES];
+            let bias = &job.bias[padded..padded + LANES];
+            let mut y = [0f32; LANES];
+            for l in 0..LANES {
+                y[l] = sums[l] as f32 * dequant[l] + bias[l];
+            }
+            let mut residual = [0f32; LANES];
+            if let Some((ptr, stride)) = out.residual {
+                // SAFETY: the residual view covers every output pixel (checked by execute); when it
+                // is the output itself, this block reads the elements before overwriting them.
+                unsafe { load(ptr.0.add(pixel * stride + channel), &mut residual, lanes) };
+            }
+            if epilogue.residual == ResidualAdd::BeforeActivation {
+                for l in 0..LANES {
+                    y[l] += residual[l];
+                }
+            }
+            activate(epilogue.activation, &mut y);
+            if epilogue.residual == ResidualAdd::AfterActivation {
+                for l in 0..LANES {
+                    y[l] += residual[l];
+                }
+            }
+            if let Some((ptr, stride)) = out.f32 {
+                // SAFETY: the output view covers every output pixel (checked by execute).
+                unsafe { store(ptr.0.add(pixel * stride + channel), &y, lanes) };
+            }
+            if let Some((ptr, stride, inv)) = out.s8 {
+                let mut q = [0i8; LANES];
+                for l in 0..LANES {
+                    q[l] = quantize(y[l], inv);
+                }
+                // SAFETY: as for the f32 output.
+                unsafe { store(ptr.0.add(pixel * stride + channel), &q, lanes) };
+            }
+        }
+    }
+}
+
+/// Writes the first `lanes` values; a full vector is one fixed-size copy the compiler turns into a
+/// vector store.
+#[inline(always)]
+unsafe fn store<T: Copy>(dst: *mut T, values: &[T; LANES], lanes: usize) {
+    // SAFETY: the caller guarantees `lanes` writable elements at `dst`.
+    unsafe {
+        if lanes == LANES {
+            std::ptr::copy_nonoverlapping(values.as_ptr(), dst, LANES);
+        } else {
+            std::ptr::copy_nonoverlapping(values.as_ptr(), dst, lanes);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn load(src: *const f32, values: &mut [f32; LANES], lanes: usize) {
+    // SAFETY: the caller guarantees `lanes` readable elements at `src`.
+    unsafe {
+        if lanes == LANES {
+            std::ptr::copy_nonoverlapping(src, values.as_mut_ptr(), LANES);
+        } else {
+            std::ptr::copy_nonoverlapping(src, values.as_mut_ptr(), lanes);
+        }
+    }
+}
+
+/// The activation, with the same definitions as [`Activation::apply`].
+#[inline(always)]
+fn activate(activation: Activation, y: &mut [f32; LANES]) {
+    match activation {
+        Activation::None => {}
+        Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Relu6 => y.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
+        Activation::Clip { min, max } => y.iter_mut().for_each(|v| *v = v.max(min).min(max)),
+        Activation::LeakyRelu { alpha } => y
+            .iter_mut()
+            .for_each(|v| *v = if *v >= 0.0 { *v } else { alpha * *v }),
+        other => y.iter_mut().for_each(|v| *v = other.apply(*v)),
+    }
+}
+
+/// Fills row `item` (`n * padded_h + y`) of the quantized, padded copy of the input.
+///
+/// # Safety
+/// The source must hold the spec's input for the batch; the padded buffer `batch` images.
+#[inline(always)]
+pub(crate) unsafe fn quantize_row<const ZERO: u8>(job: &QuantJob<'_>, item: usize) {
+    let geo = job.geo;
+    let spec = job.spec;
+    let [ph, pw] = geo.padded;
+    let [h, w] = spec.input_size;
+    let (n, y) = (item / ph, item % ph);
+    let pixel_bytes = geo.pixel_bytes;
+    let row_bytes = pw * pixel_bytes;
+    // SAFETY: row `item` of the padded copy is inside the buffer and written by this item only.
+    let dst =
+        unsafe { std::slice::from_raw_parts_mut(job.padded.0.add(item * row_bytes), row_bytes) };
+    let top = spec.padding.top;
+    if y < top || y >= top + h {
+        dst.fill(ZERO);
+        return;
+    }
+    let iy = y - top;
+    let left = spec.padding.left * pixel_bytes;
+    dst[..left].fill(ZERO);
+    dst[left + w * pixel_bytes..].fill(ZERO);
+    let body = &mut dst[left..left + w * pixel_bytes];
+    let (cin, cin_g, cin_g4) = (spec.in_channels, geo.cin_g, geo.cin_g4);
+    let inv = job.inv_scale;
+    match job.source {
+        Source::F32(ptr, stride) => {
+            // SAFETY: the source view holds N*H*W pixels of `stride` floats (checked by execute).
+            let pixel = |x: usize| unsafe {
+                std::slice::from_raw_parts(ptr.add(((n * h + iy) * w + x) * stride), cin)
+            };
+            if pixel_bytes == cin && stride == cin {
+                // Dense rows without channel padding: one flat loop the compiler vectorises.
+                // SAFETY: as above, `w * cin` consecutive floats.
+                let src =
+                    unsafe { std::slice::from_raw_parts(ptr.add((n * h + iy) * w * cin), w * cin) };
+                for (d, &s) in body.iter_mut().zip(src) {
+                    *d = quantize(s, inv) as u8 ^ ZERO;
+                }
+            } else if geo.groups == 1 && cin == 3 {
+                // Colour images: three values and one padding byte per pixel.
+                for (x, d) in body.chunks_exact_mut(4).enumerate() {
+                    let s = pixel(x);
+                    d[0] = quantize(s[0], inv) as u8 ^ ZERO;
+                    d[1] = quantize(s[1], inv) as u8 ^ ZERO;
+                    d[2] = quantize(s[2], inv) as u8 ^ ZERO;
+                    d[3] = ZERO;
+                }
+            } else {
+                for (x, d) in body.chunks_exact_mut(pixel_bytes).enumerate() {
+                    let s = pixel(x);
+                    for (dg, sg) in d.chunks_exact_mut(cin_g4).zip(s.chunks_exact(cin_g)) {
+                        for (b, &v) in dg.iter_mut().zip(sg) {
+                            *b = quantize(v, inv) as u8 ^ ZERO;
+                        }
+                        dg[cin_g..].fill(ZERO);
+                    }
+                }
+            }
+        }
+        Source::S8(ptr, stride) => {
+            for (x, d) in body.chunks_exact_mut(pixel_bytes).enumerate() {
+                // SAFETY: as for f32 sources.
+                let s = unsafe {
+                    std::slice::from_raw_parts(ptr.add(((n * h + iy) * w + x) * stride), cin)
+                };
+                for (dg, sg) in d.chunks_exact_mut(cin_g4).zip(s.chunks_exact(cin_g)) {
+                    for (b, &v) in dg.iter_mut().zip(sg) {
+                        // The symmetric range: a stray -128 would break the AVX2 sign trick.
+                        *b = v.max(-127) as u8 ^ ZERO;
+                    }
+                    dg[cin_g..].fill(ZERO);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one output row with `isa`.
+///
+/// # Safety
+/// `isa` must be supported by this CPU; the job must satisfy [`conv_row`]'s contract.
+pub(crate) unsafe fn conv_item(isa: Int8Isa, job: &ConvJob<'_>, item: usize) {
+    // SAFETY: forwarded contract; each arm is reachable only with a supported isa.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx512Vnni => vnni::conv_item(job, item),
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx2 => avx2::conv_item(job, item),
+            #[cfg(target_arch = "aarch64")]
+            Int8Isa::NeonDot => neon::conv_item(job, item),
+            _ => conv_row::<scalar::Scalar>(job, item),
+        }
+    }
+}
+
+/// Fills one row of the padded copy with `isa`'s zero byte and vector width.
+///
+/// # Safety
+/// As [`conv_item`], for [`quantize_row`].
+pub(crate) unsafe fn quantize_item(isa: Int8Isa, job: &QuantJob<'_>, item: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx512Vnni => vnni::quantize_item(job, item),
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx2 => avx2::quantize_item(job, item),
+            #[cfg(target_arch = "aarch64")]
+            Int8Isa::NeonDot => neon::quantize_item(job, item),
+            _ => quantize_row::<0>(job, item),
+        }
+    }
+}
