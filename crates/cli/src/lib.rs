@@ -1,16 +1,20 @@
-//! Command-line front ends: `taoctl` (decrypt, encrypt, inspect, export-onnx, engine cache) and
-//! `tao-converter` (NVIDIA's flags). The binaries are thin; the commands live here so they can be
-//! tested as functions.
+//! Command-line front ends: `taoctl` (decrypt, encrypt, inspect, export-onnx, build, run, bench,
+//! calibrate, engine cache) and `tao-converter` (NVIDIA's flags). The binaries are thin; the commands
+//! live here so they can be tested as functions.
 //!
-//! Module dependencies run one way: `key_source`, `output` ← `model` ← `overrides` ← `commands`,
-//! `converter`.
+//! Module dependencies run one way: `key_source`, `output`, `npy`, `preprocess` ← `model` ←
+//! `overrides` ← `engines` ← `commands`, `converter`. Models are read by the engine's one loader
+//! (`tao_engine::model`).
 
 pub mod commands;
 pub mod converter;
+pub mod engines;
 pub mod key_source;
 pub mod model;
+pub mod npy;
 pub mod output;
 pub mod overrides;
+pub mod preprocess;
 
 /// A one-line error for the user: what failed and why.
 pub type CliError = String;

@@ -15,7 +15,14 @@ pub fn write_atomically(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".taoctl-");
+    // tempfile creates private (0600) files; a result file gets the mode any new file gets here
+    // (0666 less the umask: 0644 usually).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder
+        .tempfile_in(dir)
         .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
     {
         let mut writer = std::io::BufWriter::new(tmp.as_file_mut());

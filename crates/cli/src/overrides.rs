@@ -2,6 +2,7 @@
 //! `-i nchw|nhwc|nc` (input order) and `-o out1,out2` (output selection). Errors name the flag and the
 //! value, and what in the model they disagree with.
 
+use tao_engine::model::apply_overrides;
 use tao_graph::ir::{Facts, Graph, GraphError, InputOrder, InputOverride};
 
 use crate::CliResult;
@@ -57,41 +58,59 @@ impl GraphOverrides {
         self.dims.is_none() && self.order.is_none() && self.outputs.is_empty()
     }
 
-    /// Applies the overrides and re-infers shapes, so dims the model cannot take are reported now.
-    /// Returns the inferred facts of the edited graph.
-    pub fn apply(&self, graph: &mut Graph) -> CliResult<Facts> {
-        let order = self.order.unwrap_or(InputOrder::Nchw);
+    /// Applies the overrides through the engine's [`apply_overrides`] and re-infers shapes, so dims
+    /// the model cannot take are reported now. Returns the inferred facts of the edited graph and the
+    /// canonical text of what was applied (what engine plans and cache keys record).
+    pub fn apply(&self, graph: &mut Graph) -> CliResult<Applied> {
         let dims_text = self.dims.as_ref().map(|d| {
             d.iter()
                 .map(|v| v.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
         });
-        if let (Some(dims), Some(text)) = (&self.dims, &dims_text) {
-            let ov = InputOverride {
-                name: None,
-                dims: dims.clone(),
-                order,
+        let canonical =
+            match apply_overrides(graph, self.dims.as_deref(), self.order, &self.outputs) {
+                Ok(text) => text,
+                Err(e) => return Err(self.blame(graph, dims_text.as_deref(), &e)),
             };
-            graph
-                .apply_input_override(&ov)
-                .map_err(|e| format!("-d {text}: {e}"))?;
-        } else if let Some(order) = self.order {
-            // Without dims, -i only records the layout of the inputs of matching rank.
+        if self.dims.is_none()
+            && let Some(order) = self.order
+        {
+            // Without dims, -i only records the layout of the inputs of matching rank (shown by
+            // `inspect`; it changes nothing the engine builds).
             for input in &mut graph.inputs {
                 if input.shape.rank() == order.dims_without_batch() + 1 {
                     input.layout = Some(order);
                 }
             }
         }
-        if !self.outputs.is_empty() {
-            graph
-                .select_outputs(&self.outputs)
-                .map_err(|e| format!("-o {}: {e}", self.outputs.join(",")))?;
-        }
-        graph.infer().map_err(|e| match &dims_text {
+        let facts = graph.infer().map_err(|e| match &dims_text {
             Some(text) => format!("-d {text}: the model cannot take these dims: {e}"),
             None => format!("shape inference failed: {e}"),
-        })
+        })?;
+        Ok(Applied { facts, canonical })
     }
+
+    /// Names the flag an override error comes from: the dims when they fail on their own (tried on
+    /// a copy, only on this error path), else the outputs.
+    fn blame(&self, graph: &Graph, dims_text: Option<&str>, e: &GraphError) -> String {
+        if let (Some(dims), Some(text)) = (&self.dims, dims_text) {
+            let mut copy = graph.clone();
+            if let Err(dims_error) = apply_overrides(&mut copy, Some(dims), self.order, &[]) {
+                return format!("-d {text}: {dims_error}");
+            }
+        }
+        if self.outputs.is_empty() {
+            e.to_string()
+        } else {
+            format!("-o {}: {e}", self.outputs.join(","))
+        }
+    }
+}
+
+/// What [`GraphOverrides::apply`] did.
+pub struct Applied {
+    pub facts: Facts,
+    /// The engine's canonical text of the overrides (empty when there were none).
+    pub canonical: String,
 }

@@ -1,21 +1,28 @@
-//! `taoctl`: the companion tool for TAO models — decrypt, encrypt, inspect, export to ONNX, and the
-//! engine cache.
+//! `taoctl`: the companion tool for TAO models — decrypt, encrypt, inspect, export to ONNX, build,
+//! run and benchmark engines, INT8 calibration, and the engine cache.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use tao_cli::commands::{cache, decrypt, encrypt, export_onnx, inspect};
+use tao_cli::commands::bench::BenchOptions;
+use tao_cli::commands::calibrate::{CalibrateOptions, parse_algorithm};
+use tao_cli::commands::run::RunOptions;
+use tao_cli::commands::{
+    bench, build, cache, calibrate, decrypt, encrypt, export_onnx, inspect, run,
+};
+use tao_cli::engines::{BackendChoice, OpenRequest};
 use tao_cli::key_source::{require_key, resolve_key};
 use tao_cli::overrides::{GraphOverrides, parse_dims, parse_order, parse_outputs};
+use tao_cli::preprocess::{ColorOrder, Normalization, parse_offsets, parse_scale};
 use tao_graph::ir::InputOrder;
 
 #[derive(Parser)]
 #[command(
     name = "taoctl",
     version,
-    about = "Decrypt, encrypt, inspect and export NVIDIA TAO models (.etlt, .onnx, .uff); manage the engine cache"
+    about = "Decrypt, encrypt, inspect and export NVIDIA TAO models (.etlt, .onnx, .uff); build, run, benchmark and calibrate their engines; manage the engine cache"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,6 +64,69 @@ impl OverrideArgs {
             order,
             outputs,
         })
+    }
+}
+
+/// How engines are obtained: the backend, and the cache a model's engine is built into.
+#[derive(Args)]
+struct EngineArgs {
+    /// Backend: auto, cpu or cuda (this build has the CPU backend only; auto uses it).
+    #[arg(long, value_name = "BACKEND", default_value = "auto")]
+    backend: String,
+    /// Engine cache directory for a model's engine (default: $TAO_ENGINE_CACHE, else
+    /// $XDG_CACHE_HOME/tao-infer/engines, else ~/.cache/tao-infer/engines).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// How photos become network inputs (as the element's net-scale-factor, offsets and
+/// model-color-format).
+#[derive(Args)]
+struct PreprocessArgs {
+    /// Multiplies every pixel value after the offset is subtracted (e.g. 0.00392156862745098 = 1/255).
+    #[arg(long, value_name = "FACTOR")]
+    scale: Option<String>,
+    /// Per-channel values subtracted from the pixels (in the model's channel order), e.g. 103.9,116.8,123.7.
+    #[arg(long, value_name = "A,B,C")]
+    offsets: Option<String>,
+    /// Channel order the model expects: rgb, bgr or gray (default: gray for 1 channel, else rgb).
+    #[arg(long, value_name = "ORDER")]
+    color: Option<String>,
+}
+
+impl PreprocessArgs {
+    fn into_normalization(self) -> Result<Normalization, String> {
+        Ok(Normalization {
+            scale: self
+                .scale
+                .as_deref()
+                .map(parse_scale)
+                .transpose()?
+                .unwrap_or(1.0),
+            offsets: self
+                .offsets
+                .as_deref()
+                .map(parse_offsets)
+                .transpose()?
+                .unwrap_or_default(),
+            color: self
+                .color
+                .as_deref()
+                .map(str::parse::<ColorOrder>)
+                .transpose()?,
+        })
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn threads_or_default(threads: Option<usize>) -> Result<usize, String> {
+    match threads {
+        Some(0) => Err("--threads must be at least 1".into()),
+        Some(n) => Ok(n),
+        None => Ok(default_threads()),
     }
 }
 
@@ -116,6 +186,10 @@ enum Command {
         /// Comma-separated output tensor names to keep (the rest of the graph is dropped).
         #[arg(short = 'o', long = "outputs", value_name = "NAMES")]
         outputs: Option<String>,
+        /// Also show the graph after the optimiser (node counts, op histograms, rewrites per pass)
+        /// and the CPU program it lowers to (fused convolutions, reference fallbacks).
+        #[arg(long)]
+        optimized: bool,
     },
     /// Write a model (.etlt, .uff or .onnx) as ONNX.
     ExportOnnx {
@@ -134,6 +208,107 @@ enum Command {
         /// ONNX opset of the written model (13 to 21).
         #[arg(long, default_value_t = 17)]
         opset: i64,
+    },
+    /// Build a model's engine into the engine cache (or find it there) and say which happened.
+    Build {
+        /// The .etlt, .onnx or .uff file.
+        model: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+        /// Comma-separated output tensor names to keep.
+        #[arg(short = 'o', long = "outputs", value_name = "NAMES")]
+        outputs: Option<String>,
+        /// Largest batch the engine takes.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Run photos through an engine plan or a model (built or loaded through the cache) and show
+    /// each output.
+    Run {
+        /// An engine plan (tao-converter -e, or a cached plan) or a model (.etlt, .onnx, .uff).
+        engine_or_model: PathBuf,
+        /// A PNG or JPEG photo; repeat for several (run in batches).
+        #[arg(long = "input", value_name = "IMAGE", required = true)]
+        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+        /// Comma-separated output tensor names to keep (models only).
+        #[arg(short = 'o', long = "outputs", value_name = "NAMES")]
+        outputs: Option<String>,
+        #[command(flatten)]
+        preprocess: PreprocessArgs,
+        /// Write each output as DIR/<output name>.npy (all images, batch first).
+        #[arg(long, value_name = "DIR")]
+        save_npy: Option<PathBuf>,
+        /// How many of the largest values to list per output.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// For a model: largest batch of the engine built (photos run in batches of it).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// CPU threads (default: all).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Time an engine plan or a model's engine: latency percentiles and throughput.
+    Bench {
+        /// An engine plan (tao-converter -e, or a cached plan) or a model (.etlt, .onnx, .uff).
+        engine_or_model: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+        /// Comma-separated output tensor names to keep (models only).
+        #[arg(short = 'o', long = "outputs", value_name = "NAMES")]
+        outputs: Option<String>,
+        /// Images per run.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 100)]
+        iterations: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// CPU threads (default: all).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// INT8 calibration on a folder of photos; writes a TensorRT calibration cache.
+    Calibrate {
+        /// The .etlt, .onnx or .uff file.
+        model: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+        /// Folder of PNG/JPEG photos (used in name order).
+        #[arg(long, value_name = "DIR")]
+        images: PathBuf,
+        /// Use at most this many photos.
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+        /// entropy (TensorRT's EntropyCalibration2), minmax, or percentile[=P] (P in %, default 99.99).
+        #[arg(long, default_value = "entropy")]
+        algorithm: String,
+        #[command(flatten)]
+        preprocess: PreprocessArgs,
+        /// The calibration cache to write (e.g. cal.bin).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// CPU threads (default: all).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// List, show and clean cached engine plans.
     Cache {
@@ -183,10 +358,11 @@ fn run(cli: Cli) -> Result<(), String> {
             key,
             overrides,
             outputs,
+            optimized,
         } => {
             let overrides = overrides.into_overrides(outputs.as_deref())?;
             let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
-            let found = inspect::inspect(&model, key.as_deref(), &overrides)?;
+            let found = inspect::inspect(&model, key.as_deref(), &overrides, optimized)?;
             print!("{}", found.text);
             if let Some(failure) = found.failure {
                 return Err(failure);
@@ -216,6 +392,137 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("nodes:      {}", done.nodes);
             println!("opset:      {}", done.opset);
             println!("size:       {} bytes", done.bytes);
+            println!("written:    {}", done.output.display());
+        }
+        Command::Build {
+            model,
+            key,
+            overrides,
+            outputs,
+            batch,
+            engine,
+        } => {
+            let overrides = overrides.into_overrides(outputs.as_deref())?;
+            let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
+            let request = OpenRequest {
+                path: &model,
+                key: key.as_deref(),
+                overrides: &overrides,
+                max_batch: batch,
+                threads: default_threads(),
+                backend: engine.backend.parse::<BackendChoice>()?,
+                cache_dir: engine.cache_dir.as_deref(),
+            };
+            print!("{}", build::build(&request)?);
+        }
+        Command::Run {
+            engine_or_model,
+            inputs,
+            key,
+            overrides,
+            outputs,
+            preprocess,
+            save_npy,
+            top,
+            batch,
+            threads,
+            engine,
+        } => {
+            let overrides = overrides.into_overrides(outputs.as_deref())?;
+            let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
+            let options = RunOptions {
+                open: OpenRequest {
+                    path: &engine_or_model,
+                    key: key.as_deref(),
+                    overrides: &overrides,
+                    max_batch: batch,
+                    threads: threads_or_default(threads)?,
+                    backend: engine.backend.parse::<BackendChoice>()?,
+                    cache_dir: engine.cache_dir.as_deref(),
+                },
+                images: &inputs,
+                normalization: preprocess.into_normalization()?,
+                save_npy: save_npy.as_deref(),
+                top,
+            };
+            print!("{}", run::run(&options)?.text);
+        }
+        Command::Bench {
+            engine_or_model,
+            key,
+            overrides,
+            outputs,
+            batch,
+            iterations,
+            warmup,
+            threads,
+            engine,
+        } => {
+            let overrides = overrides.into_overrides(outputs.as_deref())?;
+            let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
+            let options = BenchOptions {
+                open: OpenRequest {
+                    path: &engine_or_model,
+                    key: key.as_deref(),
+                    overrides: &overrides,
+                    max_batch: batch,
+                    threads: threads_or_default(threads)?,
+                    backend: engine.backend.parse::<BackendChoice>()?,
+                    cache_dir: engine.cache_dir.as_deref(),
+                },
+                batch,
+                iterations,
+                warmup,
+            };
+            print!("{}", bench::bench(&options)?);
+        }
+        Command::Calibrate {
+            model,
+            key,
+            overrides,
+            images,
+            count,
+            algorithm,
+            preprocess,
+            output,
+            threads,
+        } => {
+            let overrides = overrides.into_overrides(None)?;
+            let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
+            let method = parse_algorithm(&algorithm)?;
+            let options = CalibrateOptions {
+                model: &model,
+                key: key.as_deref(),
+                overrides: &overrides,
+                images: &images,
+                count,
+                method,
+                normalization: preprocess.into_normalization()?,
+                output: &output,
+                threads: threads_or_default(threads)?,
+            };
+            let done = calibrate::calibrate(&options)?;
+            println!("preprocess: {}", done.preprocessing);
+            println!(
+                "images:     {} of the {} in {}",
+                done.images,
+                done.available,
+                images.display()
+            );
+            println!("cache:      {} ({} tensors)", done.header, done.tensors);
+            if done.unmapped.is_empty() {
+                println!(
+                    "mapped:     all {} names are tensors of the model",
+                    done.mapped
+                );
+            } else {
+                println!(
+                    "mapped:     {} of {} names are tensors of the model; not: {}",
+                    done.mapped,
+                    done.tensors,
+                    done.unmapped.join(", ")
+                );
+            }
             println!("written:    {}", done.output.display());
         }
         Command::Cache { cache_dir, command } => {

@@ -4,14 +4,15 @@ use tao_graph::onnx::{ExportOptions, export};
 
 use crate::CliResult;
 use crate::commands::decrypt::default_output;
-use crate::model::{ModelFile, SourceFormat};
+use crate::model::{load, payload_kind, source_name};
 use crate::output::{ensure_distinct, write_atomically};
 use crate::overrides::GraphOverrides;
 
 /// Outcome of an export, for the summary lines.
 #[derive(Debug)]
 pub struct Exported {
-    pub source: SourceFormat,
+    /// ".etlt", "ONNX" or "UFF".
+    pub source: &'static str,
     pub payload_kind: etlt::PayloadKind,
     pub nodes: usize,
     pub opset: i64,
@@ -34,7 +35,7 @@ pub fn export_onnx(
         None => default_output(input, "onnx"),
     };
     ensure_distinct(input, &output)?;
-    let mut model = ModelFile::read(input)?.decrypt(key)?.import()?;
+    let mut model = load(input, key, "--key, --key-file")?;
     overrides
         .apply(&mut model.graph)
         .map_err(|e| format!("{}: {e}", input.display()))?;
@@ -49,8 +50,8 @@ pub fn export_onnx(
             .map_err(|e| format!("cannot write {}: {e}", output.display()))
     })?;
     Ok(Exported {
-        source: model.source.format,
-        payload_kind: model.source.kind,
+        source: source_name(model.format),
+        payload_kind: payload_kind(model.format),
         nodes: model.graph.nodes.len(),
         opset,
         bytes: bytes.len(),

@@ -1,5 +1,9 @@
+pub mod bench;
+pub mod build;
 pub mod cache;
+pub mod calibrate;
 pub mod decrypt;
 pub mod encrypt;
 pub mod export_onnx;
 pub mod inspect;
+pub mod run;

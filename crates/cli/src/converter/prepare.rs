@@ -10,13 +10,14 @@ use tao_engine::aligned::AlignedBytes;
 use tao_engine::backend::{Backend, BuildConfig, Precision as EnginePrecision};
 use tao_engine::cache::sha256_hex;
 use tao_engine::cpu::CpuBackend;
+use tao_engine::model::{LoadedModel, ModelError, apply_overrides, load_model};
 use tao_engine::plan::{Plan, PlanIdentity};
 use tao_graph::ir::{Dim, Graph, Shape};
 
 use super::{ConverterConfig, Precision, Profile, shape_text};
 use crate::CliResult;
-use crate::key_source::{KEY_ENV, resolve_key};
-use crate::model::{LoadedModel, ModelFile};
+use crate::key_source::resolve_key;
+use crate::model::{describe_error, payload_kind, source_name};
 use crate::output::write_atomically;
 
 /// A model read and checked against every flag, ready for the engine builder.
@@ -25,6 +26,9 @@ pub struct Prepared {
     pub model: LoadedModel,
     /// The precision the engine would be built in (fp16 falls back to fp32 on this device).
     pub precision: Precision,
+    /// The canonical text of the graph edits (`-d`/`-o`, profiles that fix dims), as
+    /// [`apply_overrides`] writes it: a plan records it, hashed into its identity.
+    pub options: String,
     /// One line each, for stderr.
     pub warnings: Vec<String>,
 }
@@ -48,22 +52,28 @@ pub fn cpu_has_fast_fp16() -> bool {
 /// Reads and imports the model, applies `-d`/`-i`/`-o`, and checks the remaining flags against the
 /// model and this device. Errors are one line naming the flag and the value.
 pub fn prepare(config: ConverterConfig) -> CliResult<Prepared> {
-    let file = ModelFile::read(&config.input).map_err(|e| format!("input_file: {e}"))?;
     let key = resolve_key(config.key.as_deref(), None)?;
-    if file.needs_key() && key.is_none() {
-        return Err(format!(
-            "-k: {} is an encrypted .etlt model: give its key with -k <key> (or the {KEY_ENV} environment variable)",
-            config.input.display()
-        ));
-    }
-    let mut model = file.decrypt(key.as_deref())?.import()?;
-    config
+    let mut model = load_model(&config.input, key.as_deref()).map_err(|e| {
+        let flag = match &e {
+            ModelError::Read { .. } | ModelError::UnknownFormat { .. } => "input_file",
+            ModelError::KeyNeeded { .. } => "-k",
+            _ => "",
+        };
+        let message = describe_error(&config.input, e, "-k <key>");
+        if flag.is_empty() {
+            message
+        } else {
+            format!("{flag}: {message}")
+        }
+    })?;
+    let mut options = config
         .overrides()
         .apply(&mut model.graph)
-        .map_err(|e| format!("{e} ({})", config.input.display()))?;
+        .map_err(|e| format!("{e} ({})", config.input.display()))?
+        .canonical;
     for profile in &config.profiles {
         check_profile_against_model(profile, &model.graph)?;
-        fix_profile_dims(profile, &mut model.graph)?;
+        fix_profile_dims(profile, &config, &mut model.graph, &mut options)?;
     }
     check_dynamic_inputs(&config, &model.graph)?;
 
@@ -94,6 +104,7 @@ pub fn prepare(config: ConverterConfig) -> CliResult<Prepared> {
         config,
         model,
         precision,
+        options,
         warnings,
     })
 }
@@ -139,10 +150,18 @@ fn check_profile_against_model(profile: &Profile, graph: &Graph) -> CliResult<()
     Ok(())
 }
 
-/// A profile whose dims after the batch are the same in min, opt and max fixes them in the graph,
-/// as `-d` would; shapes are inferred again so a size the model cannot take is reported now.
-fn fix_profile_dims(profile: &Profile, graph: &mut Graph) -> CliResult<()> {
+/// A profile whose dims after the batch are the same in min, opt and max fixes them in the graph.
+/// For a single-input model this goes through the same override as `-d` (dims in the order `-i`
+/// names), so `options` becomes the text `-d` gives: the plan is the same engine however its size
+/// was said. Shapes are inferred again so a size the model cannot take is reported now.
+fn fix_profile_dims(
+    profile: &Profile,
+    config: &ConverterConfig,
+    graph: &mut Graph,
+    options: &mut String,
+) -> CliResult<()> {
     let same = profile.min[1..] == profile.opt[1..] && profile.opt[1..] == profile.max[1..];
+    let single_input = graph.inputs.len() == 1;
     let Some(input) = graph.input_mut(&profile.input) else {
         return Ok(());
     };
@@ -156,16 +175,39 @@ fn fix_profile_dims(profile: &Profile, graph: &mut Graph) -> CliResult<()> {
     {
         return Ok(());
     }
-    for (slot, &size) in input.shape.0.iter_mut().skip(1).zip(&profile.min[1..]) {
-        *slot = Dim::Fixed(size);
-    }
-    graph.infer().map(drop).map_err(|e| {
+    let cannot_take = |e: &dyn std::fmt::Display| {
         format!(
             "-p: the model cannot take input {} at {}: {e}",
             profile.input,
             shape_text(&profile.min)
         )
-    })
+    };
+    if single_input {
+        *options = apply_overrides(
+            graph,
+            Some(&profile.min[1..]),
+            Some(config.input_order),
+            &config.outputs,
+        )
+        .map_err(|e| cannot_take(&e))?;
+    } else {
+        for (slot, &size) in input.shape.0.iter_mut().skip(1).zip(&profile.min[1..]) {
+            *slot = Dim::Fixed(size);
+        }
+        let text = format!(
+            "profile={},{},{},{}",
+            profile.input,
+            shape_text(&profile.min),
+            shape_text(&profile.opt),
+            shape_text(&profile.max)
+        );
+        *options = if options.is_empty() {
+            text
+        } else {
+            format!("{options};{text}")
+        };
+    }
+    graph.infer().map(drop).map_err(|e| cannot_take(&e))
 }
 
 /// Dims other than the batch that are still symbolic need a profile (or -d) saying their range.
@@ -244,14 +286,14 @@ impl Prepared {
     /// What the engine would be built from, for stdout.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        let source = &self.model.source;
+        let model = &self.model;
         let graph = &self.model.graph;
         let _ = writeln!(
             out,
             "model:      {} ({}, {} payload, {} nodes)",
-            source.path.display(),
-            source.format,
-            source.kind,
+            model.path.display(),
+            source_name(model.format),
+            payload_kind(model.format),
             graph.nodes.len()
         );
         let facts = graph.infer().ok();
@@ -353,30 +395,6 @@ impl Prepared {
             .find_map(|i| i.shape.dims().first().and_then(Dim::fixed));
         fixed.unwrap_or(self.config.max_batch)
     }
-
-    /// The `-d`/`-i`/`-o` choices in a stable text form (a plan records it, hashed into its identity).
-    pub fn options_text(&self) -> String {
-        let c = &self.config;
-        let mut parts = Vec::new();
-        if let Some(dims) = &c.input_dims {
-            parts.push(format!("dims={dims:?};order={}", c.input_order));
-        } else if c.input_order_given {
-            parts.push(format!("order={}", c.input_order));
-        }
-        if !c.outputs.is_empty() {
-            parts.push(format!("outputs={}", c.outputs.join(",")));
-        }
-        for p in &c.profiles {
-            parts.push(format!(
-                "profile={},{},{},{}",
-                p.input,
-                shape_text(&p.min),
-                shape_text(&p.opt),
-                shape_text(&p.max)
-            ));
-        }
-        parts.join(";")
-    }
 }
 
 /// Optimises the graph, builds a plan with the CPU backend and writes it to `-e` (atomically; the
@@ -412,7 +430,7 @@ pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
         }
     }
     let started = Instant::now();
-    let source = &prepared.model.source;
+    let source = &prepared.model;
     let mut graph = prepared.model.graph.clone();
     let report = tao_engine::optimize::optimize(&mut graph)
         .map_err(|e| format!("optimising {}: {e}", source.path.display()))?;
@@ -423,11 +441,11 @@ pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
         threads: 1,
     };
     let backend = CpuBackend;
-    let options = prepared.options_text();
+    let options = prepared.options.clone();
     let identity = PlanIdentity {
         backend: backend.name().to_owned(),
         device: backend.device(),
-        model_sha256: source.file_sha256.clone(),
+        model_sha256: source.sha256.clone(),
         options_sha256: sha256_hex(format!("{options};{}", build_config.canonical()).as_bytes()),
     };
     let plan = backend
