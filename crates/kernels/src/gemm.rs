@@ -19,17 +19,27 @@ use crate::threads::{SendPtr, for_each_item};
 use crate::{AlignedVec, Context, KernelError, dispatch};
 
 /// Most rows a micro-tile has on any instruction set.
-pub(crate) const MAX_MR: usize = 8;
+pub(crate) const MAX_MR: usize = 12;
 /// Width of one packed panel.
 pub(crate) const PANEL: usize = 16;
+
+/// A run of the accumulation depth whose A values lie at a common row stride: row `r` reads
+/// `k` floats at `a + r * lda` and multiplies them with packed B rows `b_row..b_row + k`.
+/// A plain GEMM is one segment; an indirect convolution has one per kernel row, reading the
+/// input in place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Segment {
+    pub a: *const f32,
+    pub k: usize,
+    pub b_row: usize,
+}
 
 /// One micro-tile call. Pointers are raw because tiles of one output are written by several
 /// threads; the driver guarantees every pointer is valid for the accessed range.
 pub(crate) struct Tile<'r> {
-    /// Accumulation depth.
-    pub k: usize,
-    /// Row `r` of A starts at `a + r * lda`; `k` floats are read from each row.
-    pub a: *const f32,
+    /// The accumulation, segment by segment; the tile's row `r` is row `row0 + r` of each.
+    pub segments: &'r [Segment],
+    pub row0: usize,
     pub lda: usize,
     /// First packed panel of this tile; panel `p` at `b + p * b_panel_stride`.
     pub b: *const f32,
@@ -56,24 +66,27 @@ pub(crate) unsafe fn tile_kernel<S: Simd, const MR: usize, const NV: usize>(t: &
     // SAFETY: per the function contract.
     unsafe {
         let mut acc = [[S::zero(); NV]; MR];
-        let mut a_rows = [t.a; MR];
-        for (r, row) in a_rows.iter_mut().enumerate() {
-            *row = t.a.add(r * t.lda);
-        }
-        let mut b_vecs = [t.b; NV];
-        for (v, bp) in b_vecs.iter_mut().enumerate() {
-            let col = v * S::LANES;
-            *bp = t.b.add((col / PANEL) * t.b_panel_stride + col % PANEL);
-        }
-        for kk in 0..t.k {
-            let mut b = [S::zero(); NV];
-            for v in 0..NV {
-                b[v] = S::load(b_vecs[v].add(kk * PANEL));
+        for seg in t.segments {
+            let mut a_rows = [seg.a; MR];
+            for (r, row) in a_rows.iter_mut().enumerate() {
+                *row = seg.a.add((t.row0 + r) * t.lda);
             }
-            for r in 0..MR {
-                let a = S::splat(*a_rows[r].add(kk));
+            let mut b_vecs = [t.b; NV];
+            for (v, bp) in b_vecs.iter_mut().enumerate() {
+                let col = v * S::LANES;
+                *bp =
+                    t.b.add((col / PANEL) * t.b_panel_stride + seg.b_row * PANEL + col % PANEL);
+            }
+            for kk in 0..seg.k {
+                let mut b = [S::zero(); NV];
                 for v in 0..NV {
-                    acc[r][v] = S::fmadd(a, b[v], acc[r][v]);
+                    b[v] = S::load(b_vecs[v].add(kk * PANEL));
+                }
+                for r in 0..MR {
+                    let a = S::splat(*a_rows[r].add(kk));
+                    for v in 0..NV {
+                        acc[r][v] = S::fmadd(a, b[v], acc[r][v]);
+                    }
                 }
             }
         }
@@ -123,7 +136,8 @@ pub(crate) unsafe fn gemm_tile_avx512(t: &Tile) {
         tile_match!(Avx512, t, nv;
             (1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4),
             (3, 1), (3, 2), (3, 3), (3, 4), (4, 1), (4, 2), (4, 3), (4, 4),
-            (5, 1), (5, 2), (5, 3), (5, 4), (6, 1), (6, 2), (6, 3), (6, 4))
+            (5, 1), (5, 2), (5, 3), (5, 4), (6, 1), (6, 2), (6, 3), (6, 4),
+            (7, 1), (8, 1), (9, 1), (10, 1), (11, 1), (12, 1))
     }
 }
 
@@ -159,12 +173,14 @@ pub(crate) unsafe fn gemm_tile_scalar(t: &Tile) {
     let mut acc = [[0.0f32; PANEL]; 4];
     // SAFETY: per the tile contract.
     unsafe {
-        for kk in 0..t.k {
-            let b = std::slice::from_raw_parts(t.b.add(kk * PANEL), PANEL);
-            for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
-                let a = *t.a.add(r * t.lda + kk);
-                for (acc, &b) in acc_row.iter_mut().zip(b) {
-                    *acc += a * b;
+        for seg in t.segments {
+            for kk in 0..seg.k {
+                let b = std::slice::from_raw_parts(t.b.add((seg.b_row + kk) * PANEL), PANEL);
+                for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
+                    let a = *seg.a.add((t.row0 + r) * t.lda + kk);
+                    for (acc, &b) in acc_row.iter_mut().zip(b) {
+                        *acc += a * b;
+                    }
                 }
             }
         }
@@ -213,15 +229,14 @@ pub(crate) fn pack_panels(k: usize, n: usize, out: &mut [f32], get: impl Fn(usiz
 /// column tile's packed panels stay in cache while all rows of the block pass.
 ///
 /// # Safety
-/// `a` valid for `rows` rows of `k` floats at stride `lda`; `b` holds the panels of `n`
-/// columns at `b_panel_stride`; `c_row(r)` / `res_row(r)` valid for `n` floats; bias null or
-/// valid for `n` floats; the CPU supports `S`.
+/// Every segment valid for `rows` rows of its `k` floats at stride `lda`; `b` holds the panels
+/// of `n` columns at `b_panel_stride`, covering every segment's B rows; `c_row(r)` / `res_row(r)`
+/// valid for `n` floats; bias null or valid for `n` floats; the CPU supports `S`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn gemm_rows<S: Simd>(
     rows: usize,
-    k: usize,
-    a: *const f32,
+    segments: &[Segment],
     lda: usize,
     b: *const f32,
     b_panel_stride: usize,
@@ -232,7 +247,11 @@ pub(crate) unsafe fn gemm_rows<S: Simd>(
     res_row: Option<&dyn Fn(usize) -> *const f32>,
 ) {
     let nr = PANEL * S::GEMM_PANELS;
-    let mr = S::GEMM_MR;
+    let mr = if n <= PANEL {
+        S::GEMM_MR_NARROW
+    } else {
+        S::GEMM_MR
+    };
     let mut c = [std::ptr::null_mut(); MAX_MR];
     let mut res = [std::ptr::null(); MAX_MR];
     let mut n0 = 0;
@@ -250,8 +269,8 @@ pub(crate) unsafe fn gemm_rows<S: Simd>(
                     }
                 }
                 let tile = Tile {
-                    k,
-                    a: a.add(r0 * lda),
+                    segments,
+                    row0: r0,
                     lda,
                     b: b.add((n0 / PANEL) * b_panel_stride),
                     b_panel_stride,
@@ -565,7 +584,15 @@ pub fn gemm(
         // threads write the same element; every pointer was derived from validated views.
         unsafe { dispatch(isa, block) };
     };
-    for_each_item(ctx.pool(), row_blocks * col_chunks, &mut [], 0, &job);
+    let threads = ctx.threads_for((m * n) as u64 * k as u64);
+    for_each_item(
+        ctx.pool(),
+        threads,
+        row_blocks * col_chunks,
+        &mut [],
+        0,
+        &job,
+    );
     Ok(())
 }
 
@@ -607,8 +634,11 @@ impl crate::SimdKernel for GemmBlock {
             match self.residual {
                 Some((r, ldr)) => gemm_rows::<S>(
                     self.rows,
-                    self.k,
-                    self.a,
+                    &[Segment {
+                        a: self.a,
+                        k: self.k,
+                        b_row: 0,
+                    }],
                     self.lda,
                     self.b,
                     self.b_panel_stride,
@@ -620,8 +650,11 @@ impl crate::SimdKernel for GemmBlock {
                 ),
                 None => gemm_rows::<S>(
                     self.rows,
-                    self.k,
-                    self.a,
+                    &[Segment {
+                        a: self.a,
+                        k: self.k,
+                        b_row: 0,
+                    }],
                     self.lda,
                     self.b,
                     self.b_panel_stride,

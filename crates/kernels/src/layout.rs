@@ -49,7 +49,9 @@ pub fn nchw_to_nhwc(ctx: &Context, src: &[f32], dst: NhwcMut<'_>) -> Result<(), 
             }
         }
     };
-    for_each_item(ctx.pool(), n * blocks, &mut [], 0, &job);
+    // A copy is memory-bound: weigh each element like a few multiply-adds.
+    let threads = ctx.threads_for(8 * (n * hw * c) as u64);
+    for_each_item(ctx.pool(), threads, n * blocks, &mut [], 0, &job);
     Ok(())
 }
 
@@ -98,6 +100,8 @@ pub fn nhwc_to_nchw(ctx: &Context, src: Nhwc<'_>, dst: &mut [f32]) -> Result<(),
             }
         }
     };
-    for_each_item(ctx.pool(), n * blocks, &mut [], 0, &job);
+    // A copy is memory-bound: weigh each element like a few multiply-adds.
+    let threads = ctx.threads_for(8 * (n * hw * c) as u64);
+    for_each_item(ctx.pool(), threads, n * blocks, &mut [], 0, &job);
     Ok(())
 }

@@ -47,11 +47,16 @@ pub use pool::{GlobalPoolKind, Pool2dSpec, PoolKind, global_pool, pool2d};
 pub use tensor::{Nhwc, NhwcMut};
 pub use threads::ThreadPool;
 
+/// Default of [`Context::with_min_work_per_thread`]: below about a million multiply-adds per
+/// thread, handing work to another thread costs more than it saves.
+const DEFAULT_MIN_WORK: u64 = 1 << 20;
+
 /// Threads and instruction set shared by all kernel calls of one engine.
 #[derive(Debug)]
 pub struct Context {
     pool: ThreadPool,
     isa: Isa,
+    min_work_per_thread: u64,
 }
 
 impl Context {
@@ -61,16 +66,25 @@ impl Context {
         Ok(Context {
             pool: ThreadPool::new(threads)?,
             isa: Isa::detect(),
+            min_work_per_thread: DEFAULT_MIN_WORK,
         })
     }
 
     /// The same context forced to `isa` (for tests and comparisons); fails if the CPU lacks it.
     pub fn with_isa(self, isa: Isa) -> Result<Context, KernelError> {
         isa.require_supported()?;
-        Ok(Context {
-            pool: self.pool,
-            isa,
-        })
+        Ok(Context { isa, ..self })
+    }
+
+    /// The same context waking another thread only for every `work` multiply-adds (or
+    /// comparable element operations) of a call; smaller calls run on fewer threads, down to the
+    /// caller alone. Default about a million (a few tens of microseconds of work); 0 always uses
+    /// every thread.
+    pub fn with_min_work_per_thread(self, work: u64) -> Context {
+        Context {
+            min_work_per_thread: work,
+            ..self
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -83,6 +97,11 @@ impl Context {
 
     pub(crate) fn pool(&self) -> &ThreadPool {
         &self.pool
+    }
+
+    /// Threads worth waking for `work` multiply-adds (or comparable element operations).
+    pub(crate) fn threads_for(&self, work: u64) -> usize {
+        (work / self.min_work_per_thread.max(1)).clamp(1, self.threads() as u64) as usize
     }
 }
 

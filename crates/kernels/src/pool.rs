@@ -112,7 +112,8 @@ pub fn pool2d(
         // SAFETY: each item writes one distinct output row; reads stay inside `input`.
         unsafe { dispatch(isa, kernel) };
     };
-    for_each_item(ctx.pool(), n * oh, &mut [], 0, &job);
+    let threads = ctx.threads_for((n * oh * ow * c * spec.kernel[0] * spec.kernel[1]) as u64);
+    for_each_item(ctx.pool(), threads, n * oh, &mut [], 0, &job);
     Ok(())
 }
 
@@ -241,7 +242,8 @@ pub fn global_pool(
         // SAFETY: items write disjoint (image, channel chunk) ranges.
         unsafe { dispatch(isa, kernel) };
     };
-    for_each_item(ctx.pool(), n * chunks, &mut [], 0, &job);
+    let threads = ctx.threads_for((n * h * w * c) as u64);
+    for_each_item(ctx.pool(), threads, n * chunks, &mut [], 0, &job);
     Ok(())
 }
 

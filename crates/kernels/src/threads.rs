@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it sleeps. Kernel calls of one inference follow each
 /// other within microseconds; spinning that long keeps the hand-off cheap.
-const SPIN: Duration = Duration::from_micros(100);
+const SPIN: Duration = Duration::from_micros(50);
 
 type Task = dyn Fn(usize) + Sync;
 
@@ -213,11 +213,13 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// Runs `items` work items on the pool. Each thread gets its own `per_thread` floats of
-/// `scratch` (which must hold `threads * per_thread` floats) and takes items from a shared
-/// counter until none is left.
+/// Runs `items` work items on at most `threads` threads of the pool. Each thread gets its own
+/// `per_thread` floats of `scratch` (which must hold that many floats per thread used) and takes
+/// items from a shared counter until none is left. One thread runs inline without waking the
+/// workers.
 pub(crate) fn for_each_item(
     pool: &ThreadPool,
+    threads: usize,
     items: usize,
     scratch: &mut [f32],
     per_thread: usize,
@@ -226,11 +228,18 @@ pub(crate) fn for_each_item(
     if items == 0 {
         return;
     }
-    let threads = pool.threads().min(items);
+    let threads = threads.clamp(1, pool.threads()).min(items);
     assert!(
         scratch.len() >= threads * per_thread,
         "scratch sized by the caller"
     );
+    if threads == 1 {
+        let own = &mut scratch[..per_thread];
+        for item in 0..items {
+            f(item, own);
+        }
+        return;
+    }
     let next = AtomicUsize::new(0);
     let base = SendPtr(scratch.as_mut_ptr());
     pool.run(&|thread| {

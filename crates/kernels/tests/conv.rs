@@ -178,7 +178,12 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
             let mut scratch = vec![f32::NAN; prepared.scratch_len(ctx.threads())];
             // Pixel padding holds a sentinel that must survive; real channels hold the residual
             // for in-place runs and NaN otherwise (so unwritten outputs fail).
-            let mut out_buf = vec![7.25f32; out_len / s.out_channels * out_stride];
+            // The output sits between guard zones that must keep their sentinel: a write outside
+            // the view shows up here instead of corrupting the heap.
+            const GUARD: usize = 256;
+            let out_view_len = out_len / s.out_channels * out_stride;
+            let mut guarded = vec![7.25f32; GUARD + out_view_len + GUARD];
+            let out_buf = &mut guarded[GUARD..GUARD + out_view_len];
             let in_place = has_residual && case.in_place_residual;
             for p in 0..out_len / s.out_channels {
                 for c in 0..s.out_channels {
@@ -201,13 +206,21 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
             let input_view =
                 Nhwc::with_stride(&input_buf, [n, h, w, s.in_channels], in_stride).map_err(fail)?;
             let output_view =
-                NhwcMut::with_stride(&mut out_buf, [n, oh, ow, s.out_channels], out_stride)
+                NhwcMut::with_stride(out_buf, [n, oh, ow, s.out_channels], out_stride)
                     .map_err(fail)?;
             prepared
                 .execute(ctx, input_view, output_view, residual_arg, &mut scratch)
                 .map_err(|e| TestCaseError::fail(format!("execute {algorithm:?}: {e}")))?;
+            prop_assert!(
+                guarded[..GUARD]
+                    .iter()
+                    .chain(&guarded[GUARD + out_view_len..])
+                    .all(|&v| v == 7.25),
+                "{algorithm:?} wrote outside the output view"
+            );
+            let out_buf = &guarded[GUARD..GUARD + out_view_len];
             let got = dense_from_strided(
-                &out_buf,
+                out_buf,
                 s.out_channels,
                 out_stride,
                 out_len / s.out_channels,

@@ -72,7 +72,15 @@ proptest! {
         prop_assert_eq!(&prepared, &again);
         for ctx in contexts() {
             let in_place = has_residual && in_place;
-            let mut out = if in_place { residual.clone() } else { vec![f32::NAN; out_len] };
+            // Guard zones around the output catch writes outside it.
+            const GUARD: usize = 256;
+            let mut guarded = vec![7.25f32; GUARD + out_len + GUARD];
+            if in_place {
+                guarded[GUARD..GUARD + out_len].copy_from_slice(&residual);
+            } else {
+                guarded[GUARD..GUARD + out_len].fill(f32::NAN);
+            }
+            let out = &mut guarded[GUARD..GUARD + out_len];
             let mut scratch = vec![f32::NAN; prepared.scratch_len(ctx.threads())];
             let res = if !has_residual {
                 Residual::None
@@ -85,12 +93,16 @@ proptest! {
                 .execute(
                     ctx,
                     Nhwc::new(&input, [n, h, w, spec.in_channels]).map_err(|e| TestCaseError::fail(e.to_string()))?,
-                    NhwcMut::new(&mut out, [n, oh, ow, spec.out_channels]).map_err(|e| TestCaseError::fail(e.to_string()))?,
+                    NhwcMut::new(out, [n, oh, ow, spec.out_channels]).map_err(|e| TestCaseError::fail(e.to_string()))?,
                     res,
                     &mut scratch,
                 )
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let err = rel_err_mag(&out, &want, &magnitude);
+            prop_assert!(
+                guarded[..GUARD].iter().chain(&guarded[GUARD + out_len..]).all(|&v| v == 7.25),
+                "wrote outside the output"
+            );
+            let err = rel_err_mag(&guarded[GUARD..GUARD + out_len], &want, &magnitude);
             prop_assert!(err <= 1e-4, "isa {:?} threads {}: relative error {err:e}", ctx.isa(), ctx.threads());
         }
     }

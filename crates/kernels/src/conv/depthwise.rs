@@ -50,7 +50,7 @@ pub(crate) fn execute(
         // SAFETY: each item writes one distinct output row; reads stay in validated views.
         unsafe { dispatch(isa, kernel) };
     };
-    for_each_item(ctx.pool(), rows, &mut [], 0, &job);
+    for_each_item(ctx.pool(), io.threads, rows, &mut [], 0, &job);
 }
 
 struct DepthwiseRow<'s> {

@@ -8,16 +8,26 @@
 //! step = stride, taps = `k * dilation - pad`); a transposed convolution is one grid per output
 //! phase (see `transposed.rs`).
 //!
-//! One work item takes a block of consecutive grid positions, writes their receptive fields as
-//! rows of `K = taps * cin_per_group` floats into the thread's scratch and runs the GEMM
-//! micro-kernel on them against the packed weights, epilogue fused.
+//! One work item takes a block of consecutive grid positions and runs the GEMM micro-kernel on
+//! their receptive fields (`K = taps * cin_per_group` values, ordered kernel row, kernel column,
+//! channel) against the packed weights, epilogue fused. Where a kernel row's taps are one
+//! contiguous run of the input, positions whose taps all lie inside the image read the input in
+//! place, one accumulation segment per kernel row; the others are first gathered ("im2col")
+//! into the thread's scratch.
 
 use super::{Conv2dSpec, ConvIo};
 use crate::epilogue::Epilogue;
-use crate::gemm::{PANEL, gemm_rows, pack_panels, packed_b_len};
+use crate::gemm::{PANEL, Segment, gemm_rows, pack_panels, packed_b_len};
 use crate::simd::{self, Simd};
 use crate::threads::for_each_item;
 use crate::{Context, SimdKernel, dispatch};
+
+/// Runs GEMM rows `start..start + len` of a work item whose A is the given segments at a row
+/// stride: `(start, len, segments, lda)`.
+type RunRows<'a> = dyn Fn(usize, usize, &[Segment], usize) + 'a;
+
+/// Most kernel rows the in-place (indirect) path handles; taller kernels are gathered.
+const MAX_SEGMENTS: usize = 16;
 
 /// Floats of gathered rows a work item aims for (about 192 KiB, well inside L2).
 const GATHER_BLOCK_FLOATS: usize = 48 * 1024;
@@ -140,6 +150,14 @@ impl Gather {
         let isa = ctx.isa();
         let k = self.k();
         let per_thread = self.scratch_per_thread();
+        // Kernel rows can be read in place when one row's x taps are one contiguous run of
+        // the input: adjacent taps over densely stored channels of a single group.
+        let indirect = !self.direct
+            && k > 0
+            && self.groups == 1
+            && input.pixel_stride == self.cin_g
+            && self.taps_y.len() <= MAX_SEGMENTS
+            && self.taps_x.windows(2).all(|w| w[1] == w[0] + 1);
         // Output pixel index of grid position p.
         let out_pixel = move |p: usize| -> usize {
             let qx = p % self.grid[1];
@@ -167,13 +185,13 @@ impl Gather {
                         unsafe { r.get().add(out_pixel(p0 + i) * rps + c_off) as *const f32 }
                     }
                 });
-                let mut segments = |start: usize, len: usize, a: *const f32, lda: usize| {
+                // Runs GEMM rows `start..start + len` of this item whose A is `segs` at `lda`.
+                let run = |start: usize, len: usize, segs: &[Segment], lda: usize| {
                     let shifted_c = |i: usize| c_row(start + i);
                     let shifted_res = res_row.as_ref().map(|f| move |i: usize| f(start + i));
                     let block = GatherGemm {
                         rows: len,
-                        k,
-                        a,
+                        segments: segs,
                         lda,
                         b: b.as_ptr(),
                         b_panel_stride: k * PANEL,
@@ -189,7 +207,19 @@ impl Gather {
                     unsafe { dispatch(isa, block) };
                 };
                 if self.direct {
-                    self.direct_segments(p0, rows, g, input, in_h, in_w, &mut segments);
+                    self.direct_segments(
+                        p0,
+                        rows,
+                        g,
+                        input,
+                        in_h,
+                        in_w,
+                        &mut |start, len, a, lda| {
+                            run(start, len, &[Segment { a, k, b_row: 0 }], lda)
+                        },
+                    );
+                } else if indirect {
+                    self.indirect_runs(isa, p0, rows, input, in_h, in_w, &mut rows_buf[..k], &run);
                 } else {
                     self.gather_rows(
                         isa,
@@ -201,11 +231,20 @@ impl Gather {
                         in_w,
                         &mut rows_buf[..rows * k],
                     );
-                    segments(0, rows, rows_buf.as_ptr(), k);
+                    run(
+                        0,
+                        rows,
+                        &[Segment {
+                            a: rows_buf.as_ptr(),
+                            k,
+                            b_row: 0,
+                        }],
+                        k,
+                    );
                 }
             }
         };
-        for_each_item(ctx.pool(), items, scratch, per_thread, &job);
+        for_each_item(ctx.pool(), io.threads, items, scratch, per_thread, &job);
     }
 
     /// Direct (1×1, unpadded) rows: split the block where the input row stride changes.
@@ -250,6 +289,101 @@ impl Gather {
                 self.in_step[1] * ps,
             );
             start += len;
+        }
+    }
+
+    /// The block `p0..p0 + rows` without gathering: within one grid row, the positions whose x
+    /// taps all fall inside the input read each kernel row straight from the input (one segment
+    /// per kernel row inside the image, rows of the run `in_step_x` pixels apart); positions
+    /// at the left/right border are gathered one at a time into `row_buf`.
+    #[allow(clippy::too_many_arguments)]
+    fn indirect_runs(
+        &self,
+        isa: crate::Isa,
+        p0: usize,
+        rows: usize,
+        input: crate::Nhwc<'_>,
+        in_h: usize,
+        in_w: usize,
+        row_buf: &mut [f32],
+        run: &RunRows,
+    ) {
+        let k = self.k();
+        let [qh, qw] = self.grid;
+        let (sy, sx) = (self.in_step[0] as isize, self.in_step[1] as isize);
+        let (first_x, last_x) = (self.taps_x[0], self.taps_x[self.taps_x.len() - 1]);
+        // Interior grid columns: qx * sx + first_x >= 0 and qx * sx + last_x < in_w.
+        let qx_lo = if first_x >= 0 {
+            0
+        } else {
+            ((-first_x) + sx - 1) / sx
+        } as usize;
+        let qx_hi = if (in_w as isize) <= last_x {
+            0
+        } else {
+            ((in_w as isize - 1 - last_x) / sx + 1) as usize
+        }
+        .min(qw);
+        let row_len = self.taps_x.len() * self.cin_g;
+        let ps = input.pixel_stride;
+        let base = input.data.as_ptr();
+        let mut start = 0;
+        while start < rows {
+            let p = p0 + start;
+            let qx = p % qw;
+            let qy = (p / qw) % qh;
+            let img = p / (qh * qw);
+            let len_row = (qw - qx).min(rows - start);
+            // The run's interior columns lo..hi, clamped into the run qx..qx + len_row.
+            let end = qx + len_row;
+            let lo = qx_lo.clamp(qx, end);
+            let hi = qx_hi.clamp(lo, end);
+            if lo < hi {
+                let mut segs = [Segment {
+                    a: std::ptr::null(),
+                    k: 0,
+                    b_row: 0,
+                }; MAX_SEGMENTS];
+                let mut count = 0;
+                for (ty, &dy) in self.taps_y.iter().enumerate() {
+                    let iy = qy as isize * sy + dy;
+                    if iy < 0 || iy >= in_h as isize {
+                        continue;
+                    }
+                    let ix = lo as isize * sx + first_x;
+                    let px = (img * in_h + iy as usize) * in_w + ix as usize;
+                    // SAFETY: ix >= 0 and every row of the run stays inside the image row
+                    // (interior columns), so all reads are inside the validated input.
+                    segs[count] = Segment {
+                        a: unsafe { base.add(px * ps) },
+                        k: row_len,
+                        b_row: ty * row_len,
+                    };
+                    count += 1;
+                }
+                run(
+                    start + (lo - qx),
+                    hi - lo,
+                    &segs[..count],
+                    self.in_step[1] * ps,
+                );
+            }
+            // Border positions of this grid row, one gathered row each.
+            for q in (qx..lo).chain(hi..end) {
+                let i = start + (q - qx);
+                self.gather_rows(isa, p0 + i, 1, 0, input, in_h, in_w, &mut row_buf[..k]);
+                run(
+                    i,
+                    1,
+                    &[Segment {
+                        a: row_buf.as_ptr(),
+                        k,
+                        b_row: 0,
+                    }],
+                    k,
+                );
+            }
+            start += len_row;
         }
     }
 
@@ -373,8 +507,7 @@ pub(crate) fn row_block_for(k: usize) -> usize {
 /// One GEMM call of a work item with per-row output pointers.
 struct GatherGemm<'f> {
     rows: usize,
-    k: usize,
-    a: *const f32,
+    segments: &'f [Segment],
     lda: usize,
     b: *const f32,
     b_panel_stride: usize,
@@ -393,8 +526,7 @@ impl SimdKernel for GatherGemm<'_> {
         unsafe {
             gemm_rows::<S>(
                 self.rows,
-                self.k,
-                self.a,
+                self.segments,
                 self.lda,
                 self.b,
                 self.b_panel_stride,

@@ -200,8 +200,10 @@ impl Conv2dSpec {
 pub enum ConvAlgorithm {
     /// 1×1 kernel without padding (any stride): GEMM reading the input in place.
     Pointwise,
-    /// Any shape: the receptive fields of a block of output pixels are gathered ("im2col") into
-    /// scratch memory, then multiplied by the packed weights.
+    /// Any shape: GEMM over receptive fields. Where one kernel row's taps are a contiguous run
+    /// of the input (groups 1, dense channels, horizontal dilation 1) interior output pixels
+    /// read it in place, one accumulation segment per kernel row ("indirect" convolution);
+    /// other pixels have their receptive fields gathered ("im2col") into scratch memory first.
     Im2col,
     /// Winograd F(4×4, 3×3): 3×3, stride 1, dilation 1, groups 1. 4x fewer multiplications.
     Winograd4x4,
@@ -459,7 +461,9 @@ impl PreparedConv {
         }
         let weights = self.packed.as_slice();
         let bias = &weights[weights.len() - s.out_channels..];
+        let threads = ctx.threads_for(self.macs_per_image().saturating_mul(n as u64));
         let io = ConvIo {
+            threads,
             input,
             output,
             residual,
@@ -486,6 +490,8 @@ pub(crate) enum ResidualSrc {
 
 /// Validated operands of one execution.
 pub(crate) struct ConvIo<'a> {
+    /// Threads this execution uses (fewer than the context's for small work).
+    pub threads: usize,
     pub input: Nhwc<'a>,
     pub output: NhwcMut<'a>,
     pub residual: ResidualSrc,

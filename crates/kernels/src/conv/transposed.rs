@@ -375,6 +375,7 @@ impl PreparedConvTranspose {
         let out_data = output.data;
         for phase in &self.phases {
             let io = ConvIo {
+                threads: ctx.threads_for(self.macs_per_image().saturating_mul(n as u64)),
                 input,
                 output: NhwcMut {
                     data: &mut *out_data,

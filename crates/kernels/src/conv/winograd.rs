@@ -13,7 +13,7 @@
 
 use super::{Conv2dSpec, ConvIo};
 use crate::epilogue::{Epilogue, finish};
-use crate::gemm::{PANEL, gemm_rows, pack_panels, packed_b_len};
+use crate::gemm::{PANEL, Segment, gemm_rows, pack_panels, packed_b_len};
 use crate::simd::Simd;
 use crate::threads::{SendPtr, for_each_item};
 use crate::{Context, SimdKernel, dispatch};
@@ -199,14 +199,15 @@ impl WinogradPlan {
         };
         let n = io.input.dims[0];
         match self.schedule {
-            Schedule::Fused => self.execute_fused(ctx, n, &io_ptrs, packed, scratch),
-            Schedule::Phased => self.execute_phased(ctx, n, &io_ptrs, packed, scratch),
+            Schedule::Fused => self.execute_fused(ctx, io.threads, n, &io_ptrs, packed, scratch),
+            Schedule::Phased => self.execute_phased(ctx, io.threads, n, &io_ptrs, packed, scratch),
         }
     }
 
     fn execute_fused(
         &self,
         ctx: &Context,
+        threads: usize,
         n: usize,
         io: &IoPtrs,
         packed: &[f32],
@@ -246,12 +247,13 @@ impl WinogradPlan {
             // thread's own scratch; every other pointer comes from a validated view.
             unsafe { dispatch(isa, block) };
         };
-        for_each_item(ctx.pool(), items, scratch, per_thread, &job);
+        for_each_item(ctx.pool(), threads, items, scratch, per_thread, &job);
     }
 
     fn execute_phased(
         &self,
         ctx: &Context,
+        threads: usize,
         n: usize,
         io: &IoPtrs,
         packed: &[f32],
@@ -287,7 +289,7 @@ impl WinogradPlan {
                 }
             };
             // 1. Input transforms; blocks write disjoint tile rows of V.
-            for_each_item(ctx.pool(), blocks, &mut [], 0, &|block, _| {
+            for_each_item(ctx.pool(), threads, blocks, &mut [], 0, &|block, _| {
                 let k = InputStep {
                     tiles: range(block),
                     io,
@@ -297,7 +299,7 @@ impl WinogradPlan {
                 unsafe { dispatch(isa, k) };
             });
             // 2. GEMMs; items write disjoint (ξ, column chunk) blocks of M and only read V.
-            for_each_item(ctx.pool(), a2 * chunks, &mut [], 0, &|item, _| {
+            for_each_item(ctx.pool(), threads, a2 * chunks, &mut [], 0, &|item, _| {
                 let (xi, chunk) = (item / chunks, item % chunks);
                 let col0 = chunk * PHASED_COL_CHUNK;
                 let (v, m) = (v.get(), m.get());
@@ -324,7 +326,7 @@ impl WinogradPlan {
                 unsafe { dispatch(isa, block) };
             });
             // 3. Output transforms; blocks write disjoint output tiles.
-            for_each_item(ctx.pool(), blocks, &mut [], 0, &|block, _| {
+            for_each_item(ctx.pool(), threads, blocks, &mut [], 0, &|block, _| {
                 let k = OutputStep {
                     tiles: range(block),
                     io,
@@ -520,10 +522,14 @@ impl SimdKernel for FusedBlock<'_> {
             for xi in 0..a2 {
                 let m_xi = self.m.base.add(xi * self.m.xi_stride);
                 let ldc = self.m.row_stride;
+                let seg = Segment {
+                    a: self.v.base.add(xi * self.v.xi_stride),
+                    k: p.cin,
+                    b_row: 0,
+                };
                 gemm_rows::<S>(
                     self.tiles.len,
-                    p.cin,
-                    self.v.base.add(xi * self.v.xi_stride),
+                    &[seg],
                     self.v.row_stride,
                     self.packed.add(xi * u_stride),
                     p.cin * PANEL,

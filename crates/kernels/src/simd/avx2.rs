@@ -19,6 +19,7 @@ unsafe fn tail_mask(n: usize) -> __m256i {
 impl Simd for Avx2 {
     const LANES: usize = 8;
     const GEMM_MR: usize = 6;
+    const GEMM_MR_NARROW: usize = 6;
     const GEMM_PANELS: usize = 1;
     type V = __m256;
 

@@ -14,6 +14,7 @@ fn tail_mask(n: usize) -> __mmask16 {
 impl Simd for Avx512 {
     const LANES: usize = 16;
     const GEMM_MR: usize = 6;
+    const GEMM_MR_NARROW: usize = 12;
     const GEMM_PANELS: usize = 4;
     type V = __m512;
 

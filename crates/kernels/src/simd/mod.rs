@@ -24,6 +24,9 @@ pub(crate) trait Simd: Copy {
     const LANES: usize;
     /// Rows of the GEMM micro-tile.
     const GEMM_MR: usize;
+    /// Rows of a micro-tile whose columns fit in one 16-wide panel: taller, so the per-tile
+    /// overhead is spread over more multiply-adds when the output has few channels.
+    const GEMM_MR_NARROW: usize;
     /// 16-column weight panels one GEMM micro-tile covers (tile width `16 * GEMM_PANELS`).
     const GEMM_PANELS: usize;
     type V: Copy;

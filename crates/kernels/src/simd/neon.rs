@@ -10,6 +10,7 @@ pub(crate) struct Neon;
 impl Simd for Neon {
     const LANES: usize = 4;
     const GEMM_MR: usize = 6;
+    const GEMM_MR_NARROW: usize = 6;
     const GEMM_PANELS: usize = 1;
     type V = float32x4_t;
 

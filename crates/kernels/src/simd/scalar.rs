@@ -8,6 +8,7 @@ pub(crate) struct Scalar;
 impl Simd for Scalar {
     const LANES: usize = 1;
     const GEMM_MR: usize = 4;
+    const GEMM_MR_NARROW: usize = 4;
     const GEMM_PANELS: usize = 1;
     type V = f32;
 

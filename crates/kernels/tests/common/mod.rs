@@ -31,7 +31,8 @@ impl Rng {
     }
 }
 
-/// One context per (instruction set, thread count), built once per test binary.
+/// One context per (instruction set, thread count), built once per test binary. The
+/// multi-threaded ones split even tiny calls, so the parallel paths run on the small shapes.
 pub fn contexts() -> &'static [Context] {
     static CONTEXTS: OnceLock<Vec<Context>> = OnceLock::new();
     CONTEXTS.get_or_init(|| {
