@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs: `make demo` (the main job) and `make test` (every test).
 # Both run scripts/setup.sh first, which installs what is missing and nothing else.
-.PHONY: setup demo test lint fuzz bench-decrypt
+.PHONY: setup demo test lint fuzz bench-decrypt bench-cpu
 
 setup:
 	@bash scripts/setup.sh
@@ -24,3 +24,6 @@ fuzz:
 
 bench-decrypt: setup
 	cargo run --release -p etlt --example decrypt_bench
+
+bench-cpu: setup
+	bash scripts/bench_cpu.sh

@@ -6,7 +6,8 @@
 //!
 //! MODEL is `.onnx` or `.etlt` (UFF or ONNX inside). ONNX Runtime runs the model as ONNX: the file
 //! itself, or this project's ONNX export of the imported graph for UFF models. ORT runs through
-//! `models/ort_time.py` with the project's `.venv` (graph optimisation ALL).
+//! `models/ort_time.py` with the project's `.venv` (graph optimisation ALL); tract through
+//! `peers/tract` (its own cargo workspace: `make bench-cpu` builds it), when built.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,9 +73,10 @@ fn main() {
         model.display(),
         threads
     );
+    let tract = root.join("peers/tract/target/release/tract-peer");
     println!(
-        "{:>5} {:>12} {:>12} {:>8} {:>10} {:>10}",
-        "batch", "ours ms", "ORT ms", "ratio", "GFLOP/s", "build ms"
+        "{:>5} {:>10} {:>10} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "batch", "ours ms", "ORT ms", "ours/ORT", "tract ms", "ours/tr", "GFLOP/s", "build ms"
     );
     for &batch in &batches {
         let flops = graph.stats_at_batch(batch).map(|s| s.flops).unwrap_or(0);
@@ -142,11 +144,31 @@ fn main() {
                     .ok()
             })
             .unwrap_or_else(|| panic!("ORT failed: {}", String::from_utf8_lossy(&ort.stderr)));
+        let tract_ms = tract.is_file().then(|| {
+            let out = Command::new(&tract)
+                .arg(&onnx_path)
+                .args([batch.to_string(), runs.to_string(), threads.to_string()])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+                l.strip_prefix("median_ms=")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+        });
+        let (tract_col, tract_ratio) = match tract_ms.flatten() {
+            Some(t) => (format!("{t:.2}"), format!("{:.2}x", ours / t)),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
         let gflops = flops as f64 / (ours * 1e-3) / 1e9;
         println!(
-            "{batch:>5} {ours:>12.2} {ort_ms:>12.2} {:>7.2}x {gflops:>10.1} {build_ms:>10.1}",
+            "{batch:>5} {ours:>10.2} {ort_ms:>10.2} {:>8.2}x {tract_col:>10} {tract_ratio:>9} {gflops:>9.1} {build_ms:>9.1}",
             ours / ort_ms
         );
     }
-    println!("ratio = our latency / ONNX Runtime latency (below 1 is faster)");
+    println!(
+        "ratios = our latency / the peer's (below 1 is faster); '-' = tract not built or failed"
+    );
 }
