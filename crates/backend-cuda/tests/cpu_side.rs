@@ -1,0 +1,347 @@
+//! What the backend does without a GPU: the probe says why there is none, the kernels compile with
+//! NVRTC where NVRTC is installed, every lowering path computes what the reference computes, bad
+//! programs are refused, and ops without a GPU kernel fail the build naming node and op.
+
+mod common;
+
+use tao_backend_cuda::program::DType;
+use tao_backend_cuda::{CudaBackend, codec, emulate, exec, gpu, lower};
+use tao_engine::backend::{BuildConfig, EngineError, Precision};
+use tao_graph::ir::{DType as GDType, Dim, Graph, Node, Op, Shape, Tensor, UnaryOp, ValueInfo};
+use tao_graph::ops::{
+    AutoPad, BinaryOp, Concat, Conv, ConvTranspose, Flatten, Pad, Pool, PoolKind, Reduce,
+    ReduceKind, Softmax, Transpose,
+};
+
+#[test]
+fn probe_without_a_gpu_says_no_gpu() {
+    match CudaBackend::probe() {
+        Ok(backend) => {
+            // On a GPU machine the probe succeeds and fingerprints the device.
+            let f = tao_engine::backend::Backend::device(&backend);
+            println!("GPU present: {f}");
+            assert!(f.contains(" sm_") && f.contains("cudnn"), "{f}");
+        }
+        Err(e) => {
+            let text = e.to_string();
+            println!("{text}");
+            assert!(text.starts_with("no GPU: "), "{text}");
+            assert!(
+                text.len() > "no GPU: ".len() + 10,
+                "the reason is given: {text}"
+            );
+        }
+    }
+    // A device number past the end is refused the same way, never a panic.
+    let err = CudaBackend::probe_device(1_000)
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.starts_with("no GPU: ")));
+}
+
+#[test]
+fn int8_is_refused_with_the_reason() {
+    let err = tao_backend_cuda::dtype_for(Precision::Int8).unwrap_err();
+    assert!(err.to_string().contains("INT8"), "{err}");
+    assert_eq!(BuildConfig::default().precision, Precision::Fp32);
+}
+
+#[test]
+fn kernels_compile_with_nvrtc() {
+    for dtype in [DType::F32, DType::F16] {
+        match gpu::nvrtc_compile(exec::KERNEL_SOURCE, "sm_90", exec::kernel_defines(dtype)) {
+            Ok(cubin) => {
+                assert_eq!(&cubin[..4], b"\x7fELF", "a CUBIN is an ELF image");
+                println!("{}: {} bytes of sm_90 code", dtype.name(), cubin.len());
+            }
+            Err(e) if e.contains("not installed") => {
+                println!("SKIPPED: kernels_compile_with_nvrtc: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn input(name: &str, dims: &[usize]) -> ValueInfo {
+    let mut shape = vec![Dim::sym("N")];
+    shape.extend(dims.iter().map(|&d| Dim::Fixed(d)));
+    ValueInfo::new(name, GDType::F32, Shape::new(shape))
+}
+
+fn constant(g: &mut Graph, name: &str, shape: Vec<usize>, seed: u64) -> String {
+    let n = shape.iter().product();
+    let t = Tensor::from_f32(shape, common::noise(n, seed, -0.5, 0.5)).unwrap();
+    g.constants.insert(name.to_owned(), t);
+    name.to_owned()
+}
+
+fn ints(g: &mut Graph, name: &str, v: Vec<i64>) -> String {
+    g.constants.insert(name.to_owned(), Tensor::vec_i64(v));
+    name.to_owned()
+}
+
+/// One graph through every op family the GPU path lowers, with layouts mixed on purpose.
+fn zoo() -> Graph {
+    let mut g = Graph::new("zoo");
+    g.inputs.push(input("x", &[3, 10, 12]));
+    let w1 = constant(&mut g, "w1", vec![8, 3, 3, 3], 1);
+    let b1 = constant(&mut g, "b1", vec![8], 2);
+    g.nodes.push(Node::new(
+        "conv_same",
+        Op::Conv(Conv {
+            strides: vec![2, 2],
+            auto_pad: AutoPad::SameUpper,
+            group: 1,
+            ..Conv::default()
+        }),
+        ["x", &w1, &b1],
+        ["c1"],
+    ));
+    g.nodes.push(Node::new(
+        "leaky",
+        Op::Unary(UnaryOp::LeakyRelu { alpha: 0.1 }),
+        ["c1"],
+        ["a1"],
+    ));
+    g.nodes.push(Node::new(
+        "avg",
+        Op::Pool(Pool {
+            kind: PoolKind::Average,
+            kernel_shape: vec![3, 3],
+            strides: vec![1, 1],
+            dilations: vec![],
+            pads: vec![1, 1, 1, 1],
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: false,
+            count_include_pad: false,
+        }),
+        ["a1"],
+        ["p1"],
+    ));
+    g.nodes.push(Node::new(
+        "max_ceil",
+        Op::Pool(Pool {
+            kind: PoolKind::Max,
+            kernel_shape: vec![2, 2],
+            strides: vec![2, 2],
+            dilations: vec![],
+            pads: vec![],
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: true,
+            count_include_pad: false,
+        }),
+        ["p1"],
+        ["p2"],
+    ));
+    // Grouped, dilated convolution on the concatenation of two NHWC values.
+    g.nodes.push(Node::new(
+        "cat",
+        Op::Concat(Concat { axis: 1 }),
+        ["a1", "p1"],
+        ["cat"],
+    ));
+    let w2 = constant(&mut g, "w2", vec![8, 8, 3, 3], 3);
+    g.nodes.push(Node::new(
+        "conv_group",
+        Op::Conv(Conv {
+            dilations: vec![2, 2],
+            pads: vec![2, 2, 2, 2],
+            group: 2,
+            ..Conv::default()
+        }),
+        ["cat", &w2],
+        ["c2"],
+    ));
+    let scale = constant(&mut g, "scale", vec![1, 8, 1, 1], 4);
+    g.nodes.push(Node::new(
+        "mul",
+        Op::Binary(BinaryOp::Mul),
+        ["c2", &scale],
+        ["m2"],
+    ));
+    // Transposed convolution with pads and output padding, bias, ReLU.
+    let wt = constant(&mut g, "wt", vec![8, 4, 3, 3], 5);
+    let bt = constant(&mut g, "bt", vec![4], 6);
+    g.nodes.push(Node::new(
+        "deconv",
+        Op::ConvTranspose(ConvTranspose {
+            strides: vec![2, 2],
+            pads: vec![1, 1, 1, 1],
+            output_padding: vec![1, 1],
+            group: 1,
+            ..ConvTranspose::default()
+        }),
+        ["m2", &wt, &bt],
+        ["d1"],
+    ));
+    g.nodes
+        .push(Node::new("relu", Op::Unary(UnaryOp::Relu), ["d1"], ["r1"]));
+    let axes23 = ints(&mut g, "axes23", vec![2, 3]);
+    g.nodes.push(Node::new(
+        "mean",
+        Op::Reduce(Reduce {
+            kind: ReduceKind::Mean,
+            keepdims: false,
+            noop_with_empty_axes: false,
+        }),
+        ["r1", &axes23],
+        ["mean"],
+    ));
+    // Row-major paths: transpose, softmax over the last axis, strided slice, padding.
+    g.nodes.push(Node::new(
+        "nhwc",
+        Op::Transpose(Transpose {
+            perm: vec![0, 2, 3, 1],
+        }),
+        ["p2"],
+        ["t1"],
+    ));
+    g.nodes.push(Node::new(
+        "softmax",
+        Op::Softmax(Softmax {
+            axis: -1,
+            log: false,
+            coerce_to_2d: false,
+        }),
+        ["t1"],
+        ["s1"],
+    ));
+    let starts = ints(&mut g, "starts", vec![0, 1]);
+    let ends = ints(&mut g, "ends", vec![100, 100]);
+    let axes = ints(&mut g, "sl_axes", vec![1, 2]);
+    let steps = ints(&mut g, "sl_steps", vec![2, 1]);
+    g.nodes.push(Node::new(
+        "slice",
+        Op::Slice,
+        ["s1", &starts, &ends, &axes, &steps],
+        ["sl"],
+    ));
+    let pads = ints(&mut g, "pads", vec![0, 1, 0, 2, 0, 0, 1, 0]);
+    g.nodes.push(Node::new(
+        "pad",
+        Op::Pad(Pad::default()),
+        ["sl", &pads],
+        ["pd"],
+    ));
+    g.nodes.push(Node::new(
+        "flatten",
+        Op::Flatten(Flatten { axis: 1 }),
+        ["pd"],
+        ["fl"],
+    ));
+    g.nodes.push(Node::new(
+        "gap",
+        Op::GlobalPool(PoolKind::Average),
+        ["c2"],
+        ["gap"],
+    ));
+    g.nodes.push(Node::new(
+        "sig",
+        Op::Unary(UnaryOp::Sigmoid),
+        ["gap"],
+        ["sg"],
+    ));
+    g.outputs = vec!["mean".into(), "fl".into(), "sg".into(), "r1".into()];
+    g
+}
+
+#[test]
+fn every_lowering_path_matches_the_reference() {
+    let original = zoo();
+    let mut graph = original.clone();
+    tao_engine::optimize::optimize(&mut graph).unwrap();
+    let program = lower::lower(&graph, DType::F32, 3).unwrap();
+    println!("{}", program.listing().join("\n"));
+    assert!(
+        program.listing().iter().any(|s| s.starts_with("pad ")),
+        "SAME_UPPER with stride 2 pads asymmetrically: an explicit pad step"
+    );
+    let x = common::random_input(&[3, 3, 10, 12], 11);
+    let want = tao_graph::reference::run(&original, &[("x", x.clone())]).unwrap();
+    for batch in [3, 2] {
+        let n = 3 * 10 * 12 * batch;
+        let got = emulate::run(&program, batch, &[&x.as_f32().unwrap()[..n]]).unwrap();
+        for ((name, w), g) in want.iter().zip(&got) {
+            let w = w.as_f32().unwrap();
+            let per = w.len() / 3;
+            let err = common::relative_error(g, &w[..per * batch]);
+            println!("batch {batch} {name}: {err:.2e}");
+            assert!(err < 1e-5, "{name} at batch {batch}: {err:e}");
+        }
+    }
+    // FP16 storage stays close.
+    let half = lower::lower(&graph, DType::F16, 3).unwrap();
+    let got = emulate::run(&half, 3, &[x.as_f32().unwrap()]).unwrap();
+    for ((name, w), g) in want.iter().zip(&got) {
+        let err = common::relative_error(g, w.as_f32().unwrap());
+        println!("fp16 {name}: {err:.2e}");
+        assert!(err < 2e-2, "fp16 {name}: {err:e}");
+    }
+}
+
+#[test]
+fn ops_without_a_gpu_kernel_fail_the_build_by_name() {
+    let mut g = Graph::new("matmul");
+    g.inputs.push(input("x", &[4, 5]));
+    let w = constant(&mut g, "w", vec![5, 6], 1);
+    g.nodes
+        .push(Node::new("project", Op::MatMul, ["x", &w], ["y"]));
+    g.outputs = vec!["y".into()];
+    let err = lower::lower(&g, DType::F32, 1).unwrap_err();
+    match &err {
+        EngineError::Node { node, op, detail } => {
+            assert_eq!((node.as_str(), op.as_str()), ("project", "MatMul"));
+            assert!(detail.contains("CUDA backend"), "{detail}");
+        }
+        other => panic!("expected a node error, got {other}"),
+    }
+    println!("{err}");
+
+    // A reshape that folds the batch into another axis cannot run per image.
+    let mut g = Graph::new("batch_mixing");
+    g.inputs.push(input("x", &[2, 3]));
+    let shape = ints(&mut g, "shape", vec![-1]);
+    g.nodes.push(Node::new(
+        "fold",
+        Op::Reshape(Default::default()),
+        ["x", &shape],
+        ["y"],
+    ));
+    g.outputs = vec!["y".into()];
+    let err = lower::lower(&g, DType::F32, 1).unwrap_err().to_string();
+    assert!(err.contains("fold") && err.contains("batch"), "{err}");
+}
+
+#[test]
+fn damaged_programs_are_refused_without_panicking() {
+    let mut graph = zoo();
+    tao_engine::optimize::optimize(&mut graph).unwrap();
+    let program = lower::lower(&graph, DType::F16, 2).unwrap();
+    let bytes = codec::encode(&program);
+    assert_eq!(
+        codec::decode(&bytes, program.weights.clone()).unwrap(),
+        program
+    );
+    for cut in (0..bytes.len()).step_by(7) {
+        assert!(
+            codec::decode(&bytes[..cut], program.weights.clone()).is_err(),
+            "cut {cut}"
+        );
+    }
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for _ in 0..3000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut bad = bytes.clone();
+        let at = (x as usize) % bad.len();
+        bad[at] ^= 1 << ((x >> 32) % 8);
+        // Either refused, or still a program whose every index stays inside its buffers.
+        if let Ok(p) = codec::decode(&bad, program.weights.clone()) {
+            codec::validate(&p).unwrap();
+        }
+    }
+    // A weight section of the wrong size is refused.
+    assert!(codec::decode(&bytes, vec![0; 3]).is_err());
+}
