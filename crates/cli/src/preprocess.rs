@@ -295,25 +295,52 @@ fn taps(src: usize, dst: usize) -> Vec<Tap> {
         .collect()
 }
 
-/// Decodes a PNG or JPEG (format by content) into 8-bit RGB. Errors name the file.
+/// Decodes a PNG or JPEG file (format by content) into 8-bit RGB. Errors name the file.
 pub fn load_image(path: &Path) -> CliResult<RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if reader.format().is_none() {
-        return Err(format!(
-            "{}: not an image this tool reads (PNG or JPEG)",
-            path.display()
-        ));
-    }
-    let image = reader
-        .decode()
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    decode_image(&bytes, path)
+}
+
+/// Decodes PNG or JPEG bytes (format by content) into 8-bit RGB; `path` names them in errors. The
+/// image crate's default limits bound the memory a hostile header can ask for.
+pub fn decode_image(bytes: &[u8], path: &Path) -> CliResult<RgbImage> {
+    let format = photo_format(bytes, path)?;
+    let image = image::load_from_memory_with_format(bytes, format)
         .map_err(|e| format!("{}: cannot decode the image: {e}", path.display()))?;
     if image.width() == 0 || image.height() == 0 {
         return Err(format!("{}: the image is empty", path.display()));
     }
     Ok(image.to_rgb8())
+}
+
+/// Width and height from a photo file's header, without decoding its pixels: checks a list of
+/// photos cheaply before any work starts.
+pub fn image_size(path: &Path) -> CliResult<(u32, u32)> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let format = photo_format(&bytes, path)?;
+    let (width, height) = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format)
+        .into_dimensions()
+        .map_err(|e| format!("{}: cannot decode the image: {e}", path.display()))?;
+    if width == 0 || height == 0 {
+        return Err(format!("{}: the image is empty", path.display()));
+    }
+    Ok((width, height))
+}
+
+fn photo_format(bytes: &[u8], path: &Path) -> CliResult<image::ImageFormat> {
+    let format = image::guess_format(bytes).map_err(|_| {
+        format!(
+            "{}: cannot decode the image: not a PNG or JPEG file",
+            path.display()
+        )
+    })?;
+    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
+        return Err(format!(
+            "{}: cannot decode the image: {format:?} is not supported (PNG or JPEG)",
+            path.display()
+        ));
+    }
+    Ok(format)
 }
 
 /// The photos of a folder (`.jpg`, `.jpeg`, `.png`, any case), sorted by name.
@@ -435,6 +462,35 @@ mod tests {
         let mut out = Vec::new();
         p.push(&img, &mut out);
         assert_eq!(&out[..4], [0.0, 25.0, 75.0, 100.0]);
+    }
+
+    #[test]
+    fn photos_by_content() {
+        let mut png = Vec::new();
+        RgbImage::from_raw(3, 2, vec![9; 18])
+            .unwrap()
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let name = Path::new("a.jpg");
+        let img = decode_image(&png, name).unwrap();
+        assert_eq!((img.width(), img.height()), (3, 2));
+        let err = decode_image(b"hello", name).unwrap_err();
+        assert_eq!(
+            err,
+            "a.jpg: cannot decode the image: not a PNG or JPEG file"
+        );
+        let err = decode_image(&png[..png.len() - 20], name).unwrap_err();
+        assert!(err.starts_with("a.jpg: cannot decode the image: "), "{err}");
+        let err = decode_image(b"GIF89a\x01\x00\x01\x00", name).unwrap_err();
+        assert!(err.starts_with("a.jpg: cannot decode the image: "), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.png");
+        std::fs::write(&file, &png).unwrap();
+        assert_eq!(image_size(&file).unwrap(), (3, 2));
+        assert_eq!(load_image(&file).unwrap(), img);
+        let err = image_size(&dir.path().join("none.png")).unwrap_err();
+        assert!(err.starts_with("cannot read "), "{err}");
     }
 
     #[test]

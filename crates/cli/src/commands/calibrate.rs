@@ -77,6 +77,17 @@ pub fn calibrate(options: &CalibrateOptions<'_>) -> CliResult<Calibrated> {
         return Err("--count must be at least 1".into());
     }
     ensure_distinct(options.model, options.output)?;
+    // Said before the calibration runs, not after.
+    let out_dir = match options.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !out_dir.is_dir() {
+        return Err(format!(
+            "cannot write into {}: no such directory",
+            out_dir.display()
+        ));
+    }
     let mut photos = images_in(options.images)?;
     let available = photos.len();
     if photos.is_empty() {

@@ -225,8 +225,9 @@ fn program_listing(optimised: &Graph) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "cpu program:   {} steps; {convs} convolutions ({}), {with_activation} with a fused activation, {with_residual} with a fused residual add; {} of activations per image",
+        "cpu program:   {} steps; {convs} convolution{} ({}), {with_activation} with a fused activation, {with_residual} with a fused residual add; {} of activations per image",
         program.steps.len(),
+        if convs == 1 { "" } else { "s" },
         if algorithms.is_empty() {
             "none".to_owned()
         } else {

@@ -11,7 +11,7 @@ use crate::CliResult;
 use crate::engines::{OpenRequest, open, seconds};
 use crate::npy::{file_names_for, npy_bytes};
 use crate::output::write_atomically;
-use crate::preprocess::{InputGeometry, Normalization, Preprocessor, load_image};
+use crate::preprocess::{InputGeometry, Normalization, Preprocessor, image_size, load_image};
 
 pub struct RunOptions<'a> {
     pub open: OpenRequest<'a>,
@@ -52,11 +52,12 @@ pub fn run(options: &RunOptions<'_>) -> CliResult<RunReport> {
     if options.images.is_empty() {
         return Err("give at least one --input image".into());
     }
-    // Every photo is decoded before any engine is built, so a bad one costs nothing.
-    let photos = options
+    // Every photo's header is read before any engine is built, so a file that is no photo costs
+    // nothing; the pixels are decoded one batch at a time, so many photos need little memory.
+    let sizes = options
         .images
         .iter()
-        .map(|p| load_image(p))
+        .map(|p| image_size(p))
         .collect::<CliResult<Vec<_>>>()?;
     let path = options.open.path;
     let mut opened = open(&options.open)?;
@@ -73,15 +74,15 @@ pub fn run(options: &RunOptions<'_>) -> CliResult<RunReport> {
     let per_image: Vec<usize> = outputs.iter().map(|(_, s)| s.iter().product()).collect();
     let mut results: Vec<Vec<f32>> = per_image
         .iter()
-        .map(|n| Vec::with_capacity(n * photos.len()))
+        .map(|n| Vec::with_capacity(n * sizes.len()))
         .collect();
     let max_batch = engine.max_batch().max(1);
     let mut inference = Duration::ZERO;
     let mut input = Vec::with_capacity(preprocessor.geometry.elements() * max_batch);
-    for chunk in photos.chunks(max_batch) {
+    for chunk in options.images.chunks(max_batch) {
         input.clear();
         for photo in chunk {
-            preprocessor.push(photo, &mut input);
+            preprocessor.push(&load_image(photo)?, &mut input);
         }
         let batch = chunk.len();
         let mut buffers: Vec<Vec<f32>> = per_image.iter().map(|n| vec![0.0; n * batch]).collect();
@@ -96,14 +97,12 @@ pub fn run(options: &RunOptions<'_>) -> CliResult<RunReport> {
         }
     }
 
-    for (i, (image_path, photo)) in options.images.iter().zip(&photos).enumerate() {
+    for (i, (image_path, (width, height))) in options.images.iter().zip(&sizes).enumerate() {
         let _ = writeln!(
             text,
-            "image {}:    {} ({}x{})",
+            "image {}:    {} ({width}x{height})",
             i + 1,
             image_path.display(),
-            photo.width(),
-            photo.height()
         );
         for (((name, shape), n), all) in outputs.iter().zip(&per_image).zip(&results) {
             let values = &all[i * n..(i + 1) * n];
@@ -114,8 +113,8 @@ pub fn run(options: &RunOptions<'_>) -> CliResult<RunReport> {
         text,
         "inference:  {} for {} image{} in batches of up to {max_batch}",
         seconds(inference),
-        photos.len(),
-        if photos.len() == 1 { "" } else { "s" }
+        sizes.len(),
+        if sizes.len() == 1 { "" } else { "s" }
     );
 
     let mut saved = Vec::new();
@@ -124,7 +123,7 @@ pub fn run(options: &RunOptions<'_>) -> CliResult<RunReport> {
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let names = file_names_for(outputs.iter().map(|(n, _)| n.as_str()));
         for (((name, shape), file), all) in outputs.iter().zip(names).zip(&results) {
-            let mut full = vec![photos.len()];
+            let mut full = vec![sizes.len()];
             full.extend_from_slice(shape);
             let bytes = npy_bytes(&full, all);
             let target = dir.join(file);

@@ -141,3 +141,72 @@ pub fn write_small_models(dir: &Path, key: &str) {
     std::fs::write(dir.join("small.etlt"), etlt).expect("write small.etlt");
     std::fs::write(dir.join("dynamic.onnx"), small_onnx(None, None)).expect("write dynamic.onnx");
 }
+
+pub const CARS: &str = "fixtures/media/images/cars";
+pub const FACES: &str = "fixtures/media/images/faces";
+
+/// Writes an RGB PNG of `width`×`height` whose pixel (x, y) is `pixel(x, y)`.
+pub fn write_png(path: &Path, width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(pixel(x, y)));
+    img.save(path)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// `x [N,4]` → Relu → `y`: a model whose input is not an image.
+pub fn vector_onnx() -> Vec<u8> {
+    let mut g = Graph::new("vector");
+    g.inputs.push(ValueInfo::new(
+        "x",
+        DType::F32,
+        Shape::new(vec![Dim::sym("N"), Dim::Fixed(4)]),
+    ));
+    g.nodes
+        .push(Node::new("relu", Op::Unary(UnaryOp::Relu), ["x"], ["y"]));
+    g.outputs = vec!["y".into()];
+    tao_graph::onnx::export(&g, &tao_graph::onnx::ExportOptions::default()).expect("export")
+}
+
+/// The only file in `dir` with extension `ext`.
+pub fn only_file(dir: &Path, ext: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    assert_eq!(found.len(), 1, "one .{ext} in {}: {found:?}", dir.display());
+    found.into_iter().next().expect("one file")
+}
+
+/// The value after `label` on its line of a command's output.
+pub fn field<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"))
+        .trim()
+}
+
+/// Reads a float32 `.npy` as written by `taoctl run --save-npy`: (shape, values).
+pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).expect("ASCII header");
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let shape_text = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("shape");
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("dim"))
+        .collect();
+    let values: Vec<f32> = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(values.len(), shape.iter().product::<usize>());
+    (shape, values)
+}
