@@ -196,9 +196,11 @@ impl CpuEngine {
     ) -> EngineResult<()> {
         self.run(batch, inputs, outputs)?;
         let values = &self.program.values;
-        // The inputs as given: their arena blocks may already hold later values.
-        for ((desc, _), data) in self.program.inputs.iter().zip(inputs) {
+        // The inputs as given: their arena blocks may already hold later values, so they are
+        // also copied back for the step-by-step re-run below.
+        for ((desc, v), data) in self.program.inputs.iter().zip(inputs) {
             observe(&desc.name, data);
+            self.arena[region(values, self.max_batch, *v, batch)].copy_from_slice(data);
         }
         // Re-run step by step: cheaper to write than hooks in the hot loop, and calibration is offline.
         for step in &self.program.steps {
