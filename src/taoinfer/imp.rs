@@ -15,8 +15,8 @@ use gst_video::prelude::*;
 use super::runner::{FrameResult, PreparedEngine, Runner, VideoFormat, prepare_engine};
 use super::settings::{self, Failure, FailureKind, Resolved, Settings};
 use super::{
-    Backend, BuildPolicy, CalibrationAlgorithm, ClusterMode, ColorFormat, InputOrder, MESSAGE_NAME,
-    NetworkType, Precision, ScalingFilter,
+    Backend, BuildPolicy, CalibrationAlgorithm, ClusterMode, ColorFormat, ENGINE_IN_USE_MESSAGE,
+    InputOrder, MESSAGE_NAME, NetworkType, Precision, ScalingFilter,
 };
 use crate::meta;
 use crate::preprocess::{FrameView, SourceFormat, YuvMatrix};
@@ -128,12 +128,16 @@ impl TaoInfer {
         let _ = obj.post_message(progress(&obj, gst::ProgressType::Error, &f.message));
     }
 
-    fn engine_ready(&self, summary: &str, plan: Option<String>) {
+    /// Logs and announces a prepared engine (the end of the progress that start() began).
+    fn announce_ready(&self, summary: &str) {
         let obj = self.obj();
         gst::info!(CAT, imp = self, "{summary}");
-        *lock(&self.engine_path) = plan;
-        obj.notify("engine-path");
         let _ = obj.post_message(progress(&obj, gst::ProgressType::Complete, summary));
+    }
+
+    fn set_engine_path(&self, plan: Option<String>) {
+        *lock(&self.engine_path) = plan;
+        self.obj().notify("engine-path");
     }
 
     /// Swaps in a background-built engine once the worker is done.
@@ -148,7 +152,7 @@ impl TaoInfer {
         };
         match result.try_recv() {
             Err(mpsc::TryRecvError::Empty) => Ok(()),
-            Ok(Ok((mut runner, summary, plan))) => {
+            Ok(Ok((mut runner, _summary, plan))) => {
                 let passed_through = *passed_through;
                 if let Some(handle) = worker.take() {
                     let _ = handle.join();
@@ -167,9 +171,16 @@ impl TaoInfer {
                     return Err(gst::FlowError::Error);
                 }
                 state.slot = EngineSlot::Ready(runner);
-                self.engine_ready(
-                    &format!("{summary}; {passed_through} buffer(s) passed through meanwhile"),
-                    plan,
+                self.set_engine_path(plan);
+                let obj = self.obj();
+                let _ = obj.post_message(
+                    gst::message::Element::builder(
+                        gst::Structure::builder(ENGINE_IN_USE_MESSAGE)
+                            .field("passed-through", passed_through)
+                            .build(),
+                    )
+                    .src(&*obj)
+                    .build(),
                 );
                 Ok(())
             }
@@ -557,7 +568,8 @@ impl BaseTransformImpl for TaoInfer {
                     self.post_failure(&f);
                     error_message(&f)
                 })?;
-                self.engine_ready(&summary, plan);
+                self.announce_ready(&summary);
+                self.set_engine_path(plan);
                 EngineSlot::Ready(runner)
             }
             BuildPolicy::Background => {
@@ -571,9 +583,14 @@ impl BaseTransformImpl for TaoInfer {
                             return;
                         };
                         let result = prepare(&element, &for_worker);
-                        if let Err(f) = &result {
-                            element.imp().post_failure(f);
-                            element.imp().post_error_message(error_message(f));
+                        // Progress ends here (gst-launch waits for it before PLAYING); the
+                        // streaming thread swaps the engine in at the next buffer.
+                        match &result {
+                            Ok((_, summary, _)) => element.imp().announce_ready(summary),
+                            Err(f) => {
+                                element.imp().post_failure(f);
+                                element.imp().post_error_message(error_message(f));
+                            }
                         }
                         let _ = tx.send(result);
                     })
@@ -643,6 +660,9 @@ impl BaseTransformImpl for TaoInfer {
             let mut guard = lock(&self.state);
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             self.poll_worker(state)?;
+            // Frames are numbered from start, passed-through ones included.
+            let index = state.frames_seen;
+            state.frames_seen += 1;
             let runner = match &mut state.slot {
                 EngineSlot::Ready(r) => r,
                 EngineSlot::Building { passed_through, .. } => {
@@ -651,8 +671,6 @@ impl BaseTransformImpl for TaoInfer {
                 }
                 EngineSlot::Failed => return Err(gst::FlowError::Error),
             };
-            let index = state.frames_seen;
-            state.frames_seen += 1;
             let interval = u64::from(state.resolved.interval);
             if interval > 0 && index % (interval + 1) != 0 {
                 return Ok(gst::FlowSuccess::Ok);

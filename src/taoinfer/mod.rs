@@ -12,8 +12,11 @@ glib::wrapper! {
     pub struct TaoInfer(ObjectSubclass<imp::TaoInfer>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
-/// Name of the progress messages' `code` and of element messages' structure.
+/// Name of the per-frame element messages' structure (`post-messages=true`).
 pub const MESSAGE_NAME: &str = "taoinfer";
+/// Element message posted (build-policy=background) when the streaming thread starts using the
+/// engine: `taoinfer-engine-in-use, passed-through=(guint64)N`.
+pub const ENGINE_IN_USE_MESSAGE: &str = "taoinfer-engine-in-use";
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
 #[repr(u32)]
