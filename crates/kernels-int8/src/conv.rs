@@ -6,7 +6,7 @@ use tao_kernels::{Conv2dSpec, KernelError, Nhwc, NhwcMut, Residual, ResidualAdd}
 use crate::OP;
 use crate::QContext;
 use crate::aligned::AlignedBytes;
-use crate::geometry::Geometry;
+use crate::geometry::{Geometry, VECTOR_BYTES};
 use crate::kernel::{self, ConvJob, Outputs, QuantJob, Source};
 use crate::pool::{SendPtr, for_each};
 use crate::quant::{quantize_weights, weight_scales};
@@ -190,7 +190,8 @@ impl PreparedQConv {
     ) -> Result<PreparedQConv, KernelError> {
         let geometry = Geometry::new(spec)?;
         check_scale("input scale", input_scale)?;
-        let per_channel = geometry.cin_g * geometry.taps;
+        let [kh, kw] = spec.kernel;
+        let per_channel = geometry.cin_g * kh * kw;
         let expect = spec.out_channels * per_channel;
         if weights.len() != expect {
             return Err(bad_operand(
@@ -230,9 +231,11 @@ impl PreparedQConv {
         for (o, channel) in quantized.chunks(per_channel.max(1)).enumerate() {
             let (g, co) = (o / geometry.cout_g, o % geometry.cout_g);
             for ci in 0..geometry.cin_g {
-                for tap in 0..geometry.taps {
-                    bytes[geometry.weight_offset(g, co, ci, tap)] =
-                        channel[ci * geometry.taps + tap] as u8;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        bytes[geometry.weight_offset(g, co, ci, ky, kx)] =
+                            channel[(ci * kh + ky) * kw + kx] as u8;
+                    }
                 }
             }
         }
@@ -258,33 +261,37 @@ impl PreparedQConv {
         let mut compensation = vec![0i32; padded_channels];
         let mut dequant = vec![0f32; padded_channels];
         let mut bias_padded = vec![0f32; padded_channels];
-        let bytes = weights.as_slice();
-        for g in 0..geometry.groups {
-            for co in 0..geometry.cout_g {
-                let mut sum = 0i32;
-                for ci in 0..geometry.cin_g4 {
-                    for tap in 0..geometry.taps {
-                        sum += bytes[geometry.weight_offset(g, co, ci, tap)] as i8 as i32;
+        // Σ w per channel over every packed byte (padding bytes included: whatever activation
+        // byte meets them, the compensation must see the same weights as the accumulators).
+        let mut sums = vec![0i32; padded_channels];
+        for (g, group) in weights
+            .as_slice()
+            .chunks(geometry.group_weight_bytes.max(1))
+            .take(geometry.groups)
+            .enumerate()
+        {
+            for panel in &geometry.panels {
+                let width = panel.vectors * VECTOR_BYTES;
+                let end = panel.offset + geometry.taps * geometry.k4() * width;
+                for step in group[panel.offset..end].chunks(width) {
+                    for (i, &b) in step.iter().enumerate() {
+                        sums[g * geometry.cout_pad + panel.first + i / 4] += b as i8 as i32;
                     }
                 }
+            }
+        }
+        for g in 0..geometry.groups {
+            for co in 0..geometry.cout_g {
                 let padded = g * geometry.cout_pad + co;
                 let channel = g * geometry.cout_g + co;
                 // Wraps for the largest reductions; the accumulators wrap the same way, so the
                 // difference is exact.
-                compensation[padded] = sum.wrapping_mul(128);
+                compensation[padded] = sums[padded].wrapping_mul(128);
                 dequant[padded] = input_scale * weight_scales[channel];
                 bias_padded[padded] = bias[channel];
             }
         }
-        let [_, pw] = geometry.padded;
-        let mut taps = Vec::with_capacity(geometry.taps);
-        for ky in 0..spec.kernel[0] {
-            for kx in 0..spec.kernel[1] {
-                taps.push(
-                    (ky * spec.dilation[0] * pw + kx * spec.dilation[1]) * geometry.pixel_bytes,
-                );
-            }
-        }
+        let taps = geometry.tap_offsets(&spec);
         PreparedQConv {
             spec,
             input_scale,
@@ -397,11 +404,16 @@ impl PreparedQConv {
     pub fn quantized_weights(&self) -> Vec<i8> {
         let g = &self.geometry;
         let bytes = self.weights.as_slice();
-        let mut out = Vec::with_capacity(self.spec.out_channels * g.cin_g * g.taps);
+        let [kh, kw] = self.spec.kernel;
+        let mut out = Vec::with_capacity(self.spec.out_channels * g.cin_g * kh * kw);
         for o in 0..self.spec.out_channels {
             for ci in 0..g.cin_g {
-                for tap in 0..g.taps {
-                    out.push(bytes[g.weight_offset(o / g.cout_g, o % g.cout_g, ci, tap)] as i8);
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        out.push(
+                            bytes[g.weight_offset(o / g.cout_g, o % g.cout_g, ci, ky, kx)] as i8,
+                        );
+                    }
                 }
             }
         }
@@ -418,13 +430,16 @@ impl PreparedQConv {
         let g = &self.geometry;
         (g.output[0] * g.output[1]) as u64
             * self.spec.out_channels as u64
-            * (g.cin_g * g.taps) as u64
+            * (g.cin_g * self.spec.kernel[0] * self.spec.kernel[1]) as u64
     }
 
     /// Bytes of scratch memory [`Self::execute`] needs for `batch` images (the quantized, padded
     /// copy of the input); `None` if that size overflows.
     pub fn scratch_len(&self, batch: usize) -> Option<usize> {
-        self.geometry.image_bytes.checked_mul(batch)
+        self.geometry
+            .image_bytes
+            .checked_mul(batch)?
+            .checked_add(self.geometry.slack)
     }
 
     /// Runs the convolution on `input` (`[N, H, W, in_channels]`) into `output`
@@ -561,7 +576,7 @@ impl PreparedQConv {
         // SAFETY: the context's isa is supported (checked when it was made); the views were
         // checked above to hold N images of the spec's sizes and the scratch N padded images;
         // every row item writes its own row.
-        for_each(ctx.pool(), n * g.padded[0], &|item| unsafe {
+        for_each(ctx.pool(), n * g.copy[0], &|item| unsafe {
             kernel::quantize_item(isa, &quant, item)
         });
         let job = ConvJob {

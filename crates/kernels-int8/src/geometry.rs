@@ -1,5 +1,20 @@
-//! Sizes derived from a convolution spec: the padded quantized input, the channel padding and the
-//! weight panels. Everything here is recomputed from the spec, never stored.
+//! Sizes derived from a convolution spec: the quantized copy of the input, how its bytes meet the
+//! packed weights, and the weight panels. Everything here is recomputed from the spec, never
+//! stored.
+//!
+//! The quantized copy holds, per image, `copy[0] × copy[1]` pixels of `pixel_bytes` bytes. Copy
+//! pixel `(y, x)` is input pixel `(y · sample[0] − pad[0], x · sample[1] − pad[1])`, or zero outside
+//! the input. The micro-kernels read a *dot-product tap* as `tap_bytes` consecutive bytes (a
+//! multiple of 4) and walk the copy with `conv_stride`:
+//!
+//! * **Channels** packing: one tap per kernel position; its bytes are the pixel's channels,
+//!   padded to a multiple of 4 per group.
+//! * **Rows** packing (dense convolutions with few input channels, e.g. an RGB first layer): one
+//!   tap per kernel row; its bytes are the `kw` neighbouring pixels' channels, which lie next to
+//!   each other in an unpadded copy. Up to 3 bytes past a row's window are read and meet zero
+//!   weights.
+//! * A 1×1 convolution with stride and no padding copies only the pixels it reads (`sample` =
+//!   stride) and runs with stride 1 over that smaller copy.
 
 use tao_kernels::{Conv2dSpec, KernelError};
 
@@ -9,7 +24,7 @@ use crate::OP;
 pub(crate) const LANES: usize = 16;
 /// Vectors per weight panel: a panel covers up to 64 output channels of one group.
 pub(crate) const MAX_PANEL_VECTORS: usize = 4;
-/// Bytes of one vector block of weights for one group of 4 input channels (16 channels × 4).
+/// Bytes of one vector block of weights for one group of 4 input bytes (16 channels × 4).
 pub(crate) const VECTOR_BYTES: usize = LANES * 4;
 /// Largest `in_channels / groups * kh * kw` whose i32 accumulation cannot overflow
 /// (`127 * 127 * K < 2^31`).
@@ -24,25 +39,39 @@ pub(crate) struct Panel {
     pub offset: usize,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Packing {
+    Channels,
+    Rows,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Geometry {
     pub groups: usize,
     pub cin_g: usize,
-    /// `cin_g` rounded up to a multiple of 4 (one dot-product group).
-    pub cin_g4: usize,
     pub cout_g: usize,
     /// `cout_g` rounded up to whole vectors; per-channel arrays use this stride per group.
     pub cout_pad: usize,
+    pub kernel: [usize; 2],
+    pub packing: Packing,
+    /// Dot-product taps per output (kernel positions, or kernel rows).
     pub taps: usize,
-    pub output: [usize; 2],
-    /// `[H + top + bottom, W + left + right]` of the quantized copy of the input.
-    pub padded: [usize; 2],
-    /// Bytes per pixel of the quantized copy: every group's channels padded to a multiple of 4.
+    /// Bytes per tap, a multiple of 4.
+    pub tap_bytes: usize,
+    /// Bytes of one group's channels in a copy pixel.
+    pub group_bytes: usize,
     pub pixel_bytes: usize,
+    pub output: [usize; 2],
+    pub copy: [usize; 2],
+    pub sample: [usize; 2],
+    pub pad: [usize; 2],
+    pub conv_stride: [usize; 2],
     pub panels: Vec<Panel>,
     pub group_weight_bytes: usize,
-    /// Bytes of the quantized copy of one image.
+    /// Bytes of the copy of one image.
     pub image_bytes: usize,
+    /// Bytes the kernels may read past the last image's copy (rows packing).
+    pub slack: usize,
 }
 
 fn invalid(param: &'static str, reason: impl Into<String>) -> KernelError {
@@ -99,21 +128,58 @@ impl Geometry {
         let groups = spec.groups;
         let cin_g = spec.in_channels / groups;
         let cout_g = spec.out_channels / groups;
-        let taps = product("kernel taps", &[spec.kernel[0], spec.kernel[1]])?;
-        let reduction = product("reduction", &[cin_g, taps])?;
+        let [kh, kw] = spec.kernel;
+        let kernel_taps = product("kernel taps", &[kh, kw])?;
+        let reduction = product("reduction", &[cin_g, kernel_taps])?;
         if reduction > MAX_REDUCTION {
             return Err(invalid(
                 "in_channels",
                 format!(
-                    "{cin_g} channels × {taps} taps = {reduction} products per output exceed \
+                    "{cin_g} channels × {kernel_taps} taps = {reduction} products per output exceed \
                      {MAX_REDUCTION}, the most an i32 accumulator holds"
                 ),
             ));
         }
-        let cin_g4 = cin_g.next_multiple_of(4);
+        let packing = if groups == 1 && spec.dilation[1] == 1 && kw > 1 && !cin_g.is_multiple_of(4)
+        {
+            Packing::Rows
+        } else {
+            Packing::Channels
+        };
+        let (taps, tap_bytes, group_bytes) = match packing {
+            Packing::Channels => (
+                kernel_taps,
+                cin_g.next_multiple_of(4),
+                cin_g.next_multiple_of(4),
+            ),
+            Packing::Rows => (kh, (kw * cin_g).next_multiple_of(4), cin_g),
+        };
+        let pixel_bytes = product("input pixel", &[groups, group_bytes])?;
+        let p = spec.padding;
+        let subsample = spec.kernel == [1, 1]
+            && p == tao_kernels::Padding2d::default()
+            && spec.stride != [1, 1];
+        let (copy, sample, pad, conv_stride) = if subsample {
+            (output, spec.stride, [0, 0], [1, 1])
+        } else {
+            let padded = |size: usize, a: usize, b: usize| {
+                size.checked_add(a)
+                    .and_then(|v| v.checked_add(b))
+                    .ok_or(overflow("padded input"))
+            };
+            (
+                [
+                    padded(spec.input_size[0], p.top, p.bottom)?,
+                    padded(spec.input_size[1], p.left, p.right)?,
+                ],
+                [1, 1],
+                [p.top, p.left],
+                spec.stride,
+            )
+        };
         let vectors = cout_g.div_ceil(LANES);
         let cout_pad = vectors * LANES;
-        let k4 = cin_g4 / 4;
+        let k4 = tap_bytes / 4;
         let mut panels = Vec::with_capacity(vectors.div_ceil(MAX_PANEL_VECTORS));
         let mut offset = 0usize;
         let mut first_vector = 0;
@@ -128,80 +194,99 @@ impl Geometry {
             offset = offset.checked_add(bytes).ok_or(overflow("weights"))?;
             first_vector += n;
         }
-        let p = spec.padding;
-        let padded = [
-            spec.input_size[0]
-                .checked_add(p.top)
-                .and_then(|v| v.checked_add(p.bottom))
-                .ok_or(overflow("padded input"))?,
-            spec.input_size[1]
-                .checked_add(p.left)
-                .and_then(|v| v.checked_add(p.right))
-                .ok_or(overflow("padded input"))?,
-        ];
-        let pixel_bytes = product("input pixel", &[groups, cin_g4])?;
-        let image_bytes = product("padded input", &[padded[0], padded[1], pixel_bytes])?;
+        let image_bytes = product("input copy", &[copy[0], copy[1], pixel_bytes])?;
         product("weights", &[offset, groups])?;
-        spec.epilogue_is_valid()?;
+        check_epilogue(spec)?;
         Ok(Geometry {
             groups,
             cin_g,
-            cin_g4,
             cout_g,
             cout_pad,
+            kernel: spec.kernel,
+            packing,
             taps,
-            output,
-            padded,
+            tap_bytes,
+            group_bytes,
             pixel_bytes,
+            output,
+            copy,
+            sample,
+            pad,
+            conv_stride,
             panels,
             group_weight_bytes: offset,
             image_bytes,
+            slack: match packing {
+                Packing::Rows => tap_bytes - kw * cin_g,
+                Packing::Channels => 0,
+            },
         })
     }
 
     pub fn k4(&self) -> usize {
-        self.cin_g4 / 4
+        self.tap_bytes / 4
     }
 
     pub fn weight_bytes(&self) -> usize {
         self.group_weight_bytes * self.groups
     }
 
-    /// Byte offset in the packed weights of weight `(co, ci, ky, kx)` (ONNX order indices, `co`
-    /// and `ci` within group `g`).
-    pub fn weight_offset(&self, g: usize, co: usize, ci: usize, tap: usize) -> usize {
+    /// Byte offset in the packed weights of weight `[co][ci][ky][kx]` (`co` and `ci` within group
+    /// `g`).
+    pub fn weight_offset(&self, g: usize, co: usize, ci: usize, ky: usize, kx: usize) -> usize {
+        let (tap, k) = match self.packing {
+            Packing::Channels => (ky * self.kernel[1] + kx, ci),
+            Packing::Rows => (ky, kx * self.cin_g + ci),
+        };
         let panel = &self.panels[co / (LANES * MAX_PANEL_VECTORS)];
         let v = (co - panel.first) / LANES;
         let lane = co % LANES;
         g * self.group_weight_bytes
             + panel.offset
-            + ((tap * self.k4() + ci / 4) * panel.vectors + v) * VECTOR_BYTES
+            + ((tap * self.k4() + k / 4) * panel.vectors + v) * VECTOR_BYTES
             + lane * 4
-            + ci % 4
+            + k % 4
+    }
+
+    /// Byte offset of each dot-product tap in the copy, relative to the window's first pixel.
+    pub fn tap_offsets(&self, spec: &Conv2dSpec) -> Vec<usize> {
+        let row = self.copy[1] * self.pixel_bytes;
+        match self.packing {
+            Packing::Channels => (0..self.kernel[0])
+                .flat_map(|ky| {
+                    (0..self.kernel[1]).map(move |kx| {
+                        ky * spec.dilation[0] * row + kx * spec.dilation[1] * self.pixel_bytes
+                    })
+                })
+                .collect(),
+            Packing::Rows => (0..self.kernel[0])
+                .map(|ky| ky * spec.dilation[0] * row)
+                .collect(),
+        }
+    }
+
+    /// Copy columns `[first, end)` that hold input pixels (the rest is padding).
+    pub fn valid_columns(&self, input_w: usize) -> (usize, usize) {
+        let (s, pad) = (self.sample[1], self.pad[1]);
+        let first = pad.div_ceil(s).min(self.copy[1]);
+        let end = ((input_w + pad).div_ceil(s)).min(self.copy[1]).max(first);
+        (first, end)
     }
 }
 
-/// Validation of the spec's epilogue that `tao-kernels` keeps private.
-pub(crate) trait EpilogueCheck {
-    fn epilogue_is_valid(&self) -> Result<(), KernelError>;
-}
-
-impl EpilogueCheck for Conv2dSpec {
-    fn epilogue_is_valid(&self) -> Result<(), KernelError> {
-        match self.epilogue.activation {
-            tao_kernels::Activation::Clip { min, max }
-                if min.is_nan() || max.is_nan() || min > max =>
-            {
-                Err(invalid(
-                    "activation",
-                    format!("clip bounds [{min}, {max}] are not ordered"),
-                ))
-            }
-            tao_kernels::Activation::LeakyRelu { alpha } if !alpha.is_finite() => Err(invalid(
+/// Validation of the spec's epilogue (the FP32 crate keeps its own private).
+pub(crate) fn check_epilogue(spec: &Conv2dSpec) -> Result<(), KernelError> {
+    match spec.epilogue.activation {
+        tao_kernels::Activation::Clip { min, max } if min.is_nan() || max.is_nan() || min > max => {
+            Err(invalid(
                 "activation",
-                format!("leaky relu alpha {alpha} is not finite"),
-            )),
-            _ => Ok(()),
+                format!("clip bounds [{min}, {max}] are not ordered"),
+            ))
         }
+        tao_kernels::Activation::LeakyRelu { alpha } if !alpha.is_finite() => Err(invalid(
+            "activation",
+            format!("leaky relu alpha {alpha} is not finite"),
+        )),
+        _ => Ok(()),
     }
 }

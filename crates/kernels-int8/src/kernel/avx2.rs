@@ -92,5 +92,5 @@ pub(crate) unsafe fn conv_item(job: &ConvJob<'_>, item: usize) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn quantize_item(job: &QuantJob<'_>, item: usize) {
     // SAFETY: forwarded contract.
-    unsafe { quantize_row::<0>(job, item) }
+    unsafe { quantize_row::<Avx2>(job, item) }
 }

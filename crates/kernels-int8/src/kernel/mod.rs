@@ -49,6 +49,37 @@ pub(crate) trait Ukernel {
         w: *const i8,
         acc: &mut Acc,
     );
+
+    /// `dst[i] = q(src[i]) as u8 ^ ZERO` for `i < n`.
+    ///
+    /// # Safety
+    /// `n` readable floats at `src`, `n` writable bytes at `dst`; the CPU supports the ISA.
+    #[inline(always)]
+    unsafe fn quantize_run(src: *const f32, dst: *mut u8, n: usize, inv_scale: f32) {
+        // SAFETY: the caller's contract.
+        let (src, dst) = unsafe {
+            (
+                std::slice::from_raw_parts(src, n),
+                std::slice::from_raw_parts_mut(dst, n),
+            )
+        };
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = quantize(x, inv_scale) as u8 ^ Self::ZERO;
+        }
+    }
+
+    /// The epilogue of one block (see [`finish`]).
+    ///
+    /// # Safety
+    /// As [`finish`]; the CPU supports the ISA.
+    #[inline(always)]
+    unsafe fn finish(job: &ConvJob<'_>, acc: &Acc, pixel0: usize, m: usize, g: usize, panel: &Panel)
+    where
+        Self: Sized,
+    {
+        // SAFETY: forwarded contract.
+        unsafe { finish::<Self>(job, acc, pixel0, m, g, panel) }
+    }
 }
 
 /// Where the epilogue writes.
@@ -108,21 +139,20 @@ unsafe impl Sync for QuantJob<'_> {}
 /// Computes every output pixel of output row `item` (`n * OH + oy`).
 ///
 /// # Safety
-/// The job's pointers must cover the sizes its geometry implies; the padded copy must be filled.
+/// The job's pointers must cover the sizes its geometry implies; the copy must be filled.
 #[inline(always)]
 pub(crate) unsafe fn conv_row<K: Ukernel>(job: &ConvJob<'_>, item: usize) {
     let geo = job.geo;
     let [oh, ow] = geo.output;
     let (n, oy) = (item / oh, item % oh);
-    let pixel_bytes = geo.pixel_bytes;
-    let step_x = job.spec.stride[1] * pixel_bytes;
-    // SAFETY (all pointer arithmetic below): the padded copy holds `batch` images of
-    // `geo.image_bytes`; rows `oy * stride_h + ky * dilation_h` and columns up to
-    // `(OW - 1) * stride_w + (kw - 1) * dilation_w` lie inside the padded extent by the output
-    // size formula, and offsets of pixels past the row's end are clamped to the last pixel.
+    let step_x = geo.conv_stride[1] * geo.pixel_bytes;
+    // SAFETY (all pointer arithmetic below): the copy holds `batch` images of `geo.image_bytes`
+    // plus `geo.slack`; the windows of every output pixel lie inside their image's copy by the
+    // output size formula (plus at most `slack` bytes for rows packing), and offsets of pixels past
+    // the row's end are clamped to the last pixel.
     let row = unsafe {
         job.padded
-            .add(n * geo.image_bytes + oy * job.spec.stride[0] * geo.padded[1] * pixel_bytes)
+            .add(n * geo.image_bytes + oy * geo.conv_stride[0] * geo.copy[1] * geo.pixel_bytes)
     };
     let mut acc: Acc = [[0; LANES * MAX_PANEL_VECTORS]; MAX_MR];
     for g in 0..geo.groups {
@@ -139,7 +169,7 @@ pub(crate) unsafe fn conv_row<K: Ukernel>(job: &ConvJob<'_>, item: usize) {
                 }
                 // SAFETY: see above; the weights of `panel` start at `panel.offset`.
                 unsafe {
-                    let a = row.add(ox0 * step_x + g * geo.cin_g4);
+                    let a = row.add(ox0 * step_x + g * geo.group_bytes);
                     K::block(
                         panel.vectors,
                         a,
@@ -149,7 +179,7 @@ pub(crate) unsafe fn conv_row<K: Ukernel>(job: &ConvJob<'_>, item: usize) {
                         weights.add(panel.offset),
                         &mut acc,
                     );
-                    finish::<K>(job, &acc, (n * oh + oy) * ow + ox0, m, g, panel);
+                    K::finish(job, &acc, (n * oh + oy) * ow + ox0, m, g, panel);
                 }
                 ox0 += m;
             }
@@ -160,7 +190,7 @@ pub(crate) unsafe fn conv_row<K: Ukernel>(job: &ConvJob<'_>, item: usize) {
 /// Applies the epilogue to `m` pixels of a block starting at flat output pixel `pixel0` and writes
 /// them. Items own whole output rows, so the pixels written here belong to this call alone.
 #[inline(always)]
-unsafe fn finish<K: Ukernel>(
+pub(crate) unsafe fn finish<K: Ukernel>(
     job: &ConvJob<'_>,
     acc: &Acc,
     pixel0: usize,
@@ -277,81 +307,81 @@ fn activate(activation: Activation, y: &mut [f32; LANES]) {
     }
 }
 
-/// Fills row `item` (`n * padded_h + y`) of the quantized, padded copy of the input.
+/// Fills row `item` (`n * copy_h + y`) of the quantized copy of the input.
 ///
 /// # Safety
-/// The source must hold the spec's input for the batch; the padded buffer `batch` images.
+/// The source must hold the spec's input for the batch; the copy buffer `batch` images.
 #[inline(always)]
-pub(crate) unsafe fn quantize_row<const ZERO: u8>(job: &QuantJob<'_>, item: usize) {
+pub(crate) unsafe fn quantize_row<K: Ukernel>(job: &QuantJob<'_>, item: usize) {
     let geo = job.geo;
     let spec = job.spec;
-    let [ph, pw] = geo.padded;
+    let [copy_h, copy_w] = geo.copy;
     let [h, w] = spec.input_size;
-    let (n, y) = (item / ph, item % ph);
+    let (n, y) = (item / copy_h, item % copy_h);
     let pixel_bytes = geo.pixel_bytes;
-    let row_bytes = pw * pixel_bytes;
-    // SAFETY: row `item` of the padded copy is inside the buffer and written by this item only.
+    let row_bytes = copy_w * pixel_bytes;
+    // SAFETY: row `item` of the copy is inside the buffer and written by this item only.
     let dst =
         unsafe { std::slice::from_raw_parts_mut(job.padded.0.add(item * row_bytes), row_bytes) };
-    let top = spec.padding.top;
-    if y < top || y >= top + h {
-        dst.fill(ZERO);
+    let source_y = (y * geo.sample[0])
+        .checked_sub(geo.pad[0])
+        .filter(|&v| v < h);
+    let Some(iy) = source_y else {
+        dst.fill(K::ZERO);
         return;
-    }
-    let iy = y - top;
-    let left = spec.padding.left * pixel_bytes;
-    dst[..left].fill(ZERO);
-    dst[left + w * pixel_bytes..].fill(ZERO);
-    let body = &mut dst[left..left + w * pixel_bytes];
-    let (cin, cin_g, cin_g4) = (spec.in_channels, geo.cin_g, geo.cin_g4);
-    let inv = job.inv_scale;
+    };
+    let (first, end) = geo.valid_columns(w);
+    dst[..first * pixel_bytes].fill(K::ZERO);
+    dst[end * pixel_bytes..].fill(K::ZERO);
+    let cin = spec.in_channels;
+    let (cin_g, group_bytes) = (geo.cin_g, geo.group_bytes);
+    let source_x = |x: usize| x * geo.sample[1] - geo.pad[1];
     match job.source {
         Source::F32(ptr, stride) => {
-            // SAFETY: the source view holds N*H*W pixels of `stride` floats (checked by execute).
-            let pixel = |x: usize| unsafe {
-                std::slice::from_raw_parts(ptr.add(((n * h + iy) * w + x) * stride), cin)
-            };
-            if pixel_bytes == cin && stride == cin {
-                // Dense rows without channel padding: one flat loop the compiler vectorises.
-                // SAFETY: as above, `w * cin` consecutive floats.
-                let src =
-                    unsafe { std::slice::from_raw_parts(ptr.add((n * h + iy) * w * cin), w * cin) };
-                for (d, &s) in body.iter_mut().zip(src) {
-                    *d = quantize(s, inv) as u8 ^ ZERO;
-                }
-            } else if geo.groups == 1 && cin == 3 {
-                // Colour images: three values and one padding byte per pixel.
-                for (x, d) in body.chunks_exact_mut(4).enumerate() {
-                    let s = pixel(x);
-                    d[0] = quantize(s[0], inv) as u8 ^ ZERO;
-                    d[1] = quantize(s[1], inv) as u8 ^ ZERO;
-                    d[2] = quantize(s[2], inv) as u8 ^ ZERO;
-                    d[3] = ZERO;
-                }
-            } else {
-                for (x, d) in body.chunks_exact_mut(pixel_bytes).enumerate() {
-                    let s = pixel(x);
-                    for (dg, sg) in d.chunks_exact_mut(cin_g4).zip(s.chunks_exact(cin_g)) {
-                        for (b, &v) in dg.iter_mut().zip(sg) {
-                            *b = quantize(v, inv) as u8 ^ ZERO;
-                        }
-                        dg[cin_g..].fill(ZERO);
-                    }
+            // SAFETY: the source view holds N*H*W pixels of `stride` floats (checked by execute),
+            // and columns in [first, end) map inside the row.
+            let pixel = |x: usize| unsafe { ptr.add(((n * h + iy) * w + source_x(x)) * stride) };
+            if geo.sample[1] == 1 && pixel_bytes == cin && stride == cin {
+                // Consecutive pixels without channel padding: one run for the whole row.
+                // SAFETY: `(end - first) * cin` consecutive floats and bytes.
+                unsafe {
+                    K::quantize_run(
+                        pixel(first),
+                        dst.as_mut_ptr().add(first * pixel_bytes),
+                        (end - first) * cin,
+                        job.inv_scale,
+                    )
+                };
+                return;
+            }
+            for x in first..end {
+                let src = pixel(x);
+                let d = &mut dst[x * pixel_bytes..(x + 1) * pixel_bytes];
+                for (g, dg) in d.chunks_exact_mut(group_bytes).enumerate() {
+                    // SAFETY: `cin_g` floats of group g of this pixel, `cin_g <= group_bytes`.
+                    unsafe {
+                        K::quantize_run(src.add(g * cin_g), dg.as_mut_ptr(), cin_g, job.inv_scale)
+                    };
+                    dg[cin_g..].fill(K::ZERO);
                 }
             }
         }
         Source::S8(ptr, stride) => {
-            for (x, d) in body.chunks_exact_mut(pixel_bytes).enumerate() {
+            for x in first..end {
                 // SAFETY: as for f32 sources.
                 let s = unsafe {
-                    std::slice::from_raw_parts(ptr.add(((n * h + iy) * w + x) * stride), cin)
+                    std::slice::from_raw_parts(
+                        ptr.add(((n * h + iy) * w + source_x(x)) * stride),
+                        cin,
+                    )
                 };
-                for (dg, sg) in d.chunks_exact_mut(cin_g4).zip(s.chunks_exact(cin_g)) {
+                let d = &mut dst[x * pixel_bytes..(x + 1) * pixel_bytes];
+                for (dg, sg) in d.chunks_exact_mut(group_bytes).zip(s.chunks_exact(cin_g)) {
                     for (b, &v) in dg.iter_mut().zip(sg) {
                         // The symmetric range: a stray -128 would break the AVX2 sign trick.
-                        *b = v.max(-127) as u8 ^ ZERO;
+                        *b = v.max(-127) as u8 ^ K::ZERO;
                     }
-                    dg[cin_g..].fill(ZERO);
+                    dg[cin_g..].fill(K::ZERO);
                 }
             }
         }
@@ -391,7 +421,7 @@ pub(crate) unsafe fn quantize_item(isa: Int8Isa, job: &QuantJob<'_>, item: usize
             Int8Isa::Avx2 => avx2::quantize_item(job, item),
             #[cfg(target_arch = "aarch64")]
             Int8Isa::NeonDot => neon::quantize_item(job, item),
-            _ => quantize_row::<0>(job, item),
+            _ => quantize_row::<scalar::Scalar>(job, item),
         }
     }
 }

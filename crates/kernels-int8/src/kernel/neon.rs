@@ -110,5 +110,5 @@ pub(crate) unsafe fn conv_item(job: &ConvJob<'_>, item: usize) {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn quantize_item(job: &QuantJob<'_>, item: usize) {
     // SAFETY: forwarded contract.
-    unsafe { quantize_row::<0>(job, item) }
+    unsafe { quantize_row::<NeonDot>(job, item) }
 }
