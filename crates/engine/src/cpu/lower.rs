@@ -12,6 +12,7 @@ use tao_kernels::{
     Padding2d, Pool2dSpec, PoolKind, PrepareOptions, PreparedConv, PreparedConvTranspose,
     ResidualAdd,
 };
+use tao_kernels_int8::PreparedQConv;
 
 use super::generic::{
     BroadcastShape, Operand, binary_fn, broadcast_strides, reduce_supported, unary_fn,
@@ -75,6 +76,14 @@ pub enum Step {
         conv: Box<PreparedConvTranspose>,
         input: usize,
         output: usize,
+    },
+    /// A convolution in INT8 (see `cpu::int8`): f32 in, f32 out, same fusions as `Conv`.
+    ConvInt8 {
+        node: String,
+        conv: Box<PreparedQConv>,
+        input: usize,
+        output: usize,
+        residual: Option<usize>,
     },
     Pool {
         spec: Pool2dSpec,
@@ -151,7 +160,28 @@ impl Step {
                 ..
             } => {
                 let e = conv.spec().epilogue;
-                let mut s = format!("conv[{}] {node} -> {}", conv.algorithm().name(), v(output));
+                let mut s = format!(
+                    "conv[fp32 {}] {node} -> {}",
+                    conv.algorithm().name(),
+                    v(output)
+                );
+                if e.activation != Activation::None {
+                    s += &format!(" +{:?}", e.activation);
+                }
+                if let Some(r) = residual {
+                    s += &format!(" +residual({})", v(r));
+                }
+                s
+            }
+            Step::ConvInt8 {
+                node,
+                conv,
+                output,
+                residual,
+                ..
+            } => {
+                let e = conv.spec().epilogue;
+                let mut s = format!("conv[int8 direct] {node} -> {}", v(output));
                 if e.activation != Activation::None {
                     s += &format!(" +{:?}", e.activation);
                 }
@@ -192,6 +222,17 @@ pub trait Prepared {
         weights: &[f32],
         bias: Option<&[f32]>,
     ) -> EngineResult<PreparedConvTranspose>;
+    /// An INT8 kernel for the convolution reading tensor `input`, or `None` to keep FP32.
+    fn conv_int8(
+        &mut self,
+        _node: &str,
+        _spec: &Conv2dSpec,
+        _weights: &[f32],
+        _bias: Option<&[f32]>,
+        _input: &str,
+    ) -> EngineResult<Option<PreparedQConv>> {
+        Ok(None)
+    }
 }
 
 /// Builds kernels from the weights (the build step).
@@ -792,6 +833,23 @@ impl Lowering<'_> {
             ));
         }
         let weights = w.as_f32().unwrap_or_default();
+        if let Some(q) = prepared.conv_int8(&node.name, &spec, weights, bias.as_deref(), &x)? {
+            let input = self.value_in(&x, Layout::Nhwc)?;
+            let residual = match residual {
+                Some(r) => Some(self.value_in(&r, Layout::Nhwc)?),
+                None => None,
+            };
+            let [oh, ow] = q.output_size();
+            let output = self.new_value(&out, vec![1, m, oh, ow], Layout::Nhwc);
+            self.steps.push(Step::ConvInt8 {
+                node: node.name.clone(),
+                conv: Box::new(q),
+                input,
+                output,
+                residual,
+            });
+            return Ok(());
+        }
         let prepared_conv = prepared.conv(&node.name, &spec, weights, bias.as_deref())?;
         let input = self.value_in(&x, Layout::Nhwc)?;
         let residual = match residual {
@@ -1009,6 +1067,12 @@ pub fn step_values(step: &Step) -> Vec<(usize, bool)> {
     match step {
         Step::ToNhwc { src, dst } | Step::ToNchw { src, dst } => vec![(*src, false), (*dst, true)],
         Step::Conv {
+            input,
+            output,
+            residual,
+            ..
+        }
+        | Step::ConvInt8 {
             input,
             output,
             residual,

@@ -6,6 +6,7 @@
 //! as they are, so no weight is transformed twice.
 
 mod generic;
+pub mod int8;
 mod lower;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ pub use lower::PrepareFresh;
 use lower::{Elementwise, Prepared, RefInput, algorithm_from_name, kernel_error};
 pub use lower::{Layout, Program, Step, Value, lower, step_values};
 
-use crate::backend::{Backend, BuildConfig, Engine, EngineError, EngineResult, IoDesc};
+use crate::backend::{Backend, BuildConfig, Engine, EngineError, EngineResult, IoDesc, Precision};
 use crate::device::cpu_fingerprint;
 use crate::plan::{Plan, PlanBuilder};
 
@@ -41,12 +42,39 @@ impl Backend for CpuBackend {
     }
 
     fn build(&self, graph: &Graph, config: &BuildConfig) -> EngineResult<PlanBuilder> {
-        let program = lower(graph, &mut PrepareFresh)?;
+        if config.precision == Precision::Int8 {
+            // Never a silent FP32 engine for an INT8 request.
+            return Err(EngineError::Invalid(
+                "INT8 engines need a calibration table: build them with cpu::int8::CpuInt8Backend"
+                    .into(),
+            ));
+        }
+        build_plan(graph, config, &mut PrepareFresh)
+    }
+
+    fn load(&self, plan: &Plan, threads: usize) -> EngineResult<Box<dyn Engine>> {
+        load_plan(plan, threads)
+    }
+}
+
+/// Lowers `graph` with the kernels `prepared` makes and writes the plan.
+fn build_plan(
+    graph: &Graph,
+    config: &BuildConfig,
+    prepared: &mut dyn lower::Prepared,
+) -> EngineResult<PlanBuilder> {
+    {
+        let program = lower(graph, prepared)?;
         let onnx = export(graph, &ExportOptions::default())?;
         let mut choices = format!("max-batch {}\n", config.max_batch);
         let mut builder = PlanBuilder::new();
         for step in &program.steps {
             let (node, kind, algorithm, packed) = match step {
+                Step::ConvInt8 { node, conv, .. } => {
+                    choices += &format!("conv-int8\tdirect\t{node}\n");
+                    builder = builder.section(&int8::section_name(node), conv.to_bytes());
+                    continue;
+                }
                 Step::Conv { node, conv, .. } => {
                     (node, "conv", conv.algorithm().name(), conv.packed())
                 }
@@ -62,8 +90,10 @@ impl Backend for CpuBackend {
             .section(GRAPH_SECTION, onnx)
             .section(CHOICES_SECTION, choices.into_bytes()))
     }
+}
 
-    fn load(&self, plan: &Plan, threads: usize) -> EngineResult<Box<dyn Engine>> {
+fn load_plan(plan: &Plan, threads: usize) -> EngineResult<Box<dyn Engine>> {
+    {
         let graph = tao_graph::onnx::import(plan.section(GRAPH_SECTION)?)?;
         let choices = std::str::from_utf8(plan.section(CHOICES_SECTION)?)
             .map_err(|_| EngineError::Invalid("plan choices are not UTF-8".into()))?;
@@ -133,6 +163,22 @@ impl Prepared for FromPlan<'_> {
         PreparedConvTranspose::from_parts(*spec, &self.packed(node)?)
             .map_err(|e| kernel_error(node, "ConvTranspose", e))
     }
+
+    fn conv_int8(
+        &mut self,
+        node: &str,
+        spec: &Conv2dSpec,
+        _: &[f32],
+        _: Option<&[f32]>,
+        _: &str,
+    ) -> EngineResult<Option<tao_kernels_int8::PreparedQConv>> {
+        match self.algorithms.get(node) {
+            Some((kind, _)) if kind == "conv-int8" => {
+                int8::load_conv(self.plan, node, spec).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -146,6 +192,7 @@ pub struct CpuEngine {
     arena: Vec<f32>,
     scratch: Vec<f32>,
     ctx: Context,
+    int8: int8::Int8Runtime,
     inputs: Vec<IoDesc>,
     outputs: Vec<IoDesc>,
 }
@@ -169,6 +216,7 @@ impl CpuEngine {
             .checked_mul(max_batch)
             .ok_or_else(|| EngineError::Invalid("engine memory size overflows".into()))?;
         Ok(CpuEngine {
+            int8: int8::Int8Runtime::new(&program, max_batch, threads)?,
             inputs: program.inputs.iter().map(|(d, _)| d.clone()).collect(),
             outputs: program.outputs.iter().map(|(d, _)| d.clone()).collect(),
             arena: vec![0.0; arena_len],
@@ -212,6 +260,7 @@ impl CpuEngine {
                 &mut self.arena,
                 &mut self.scratch,
                 &self.ctx,
+                &mut self.int8,
             )?;
             for (v, writes) in lower::step_values(step) {
                 // Layout conversions repeat a tensor already seen.
@@ -247,6 +296,7 @@ impl CpuEngine {
                 &mut self.arena,
                 &mut self.scratch,
                 &self.ctx,
+                &mut self.int8,
             )?;
             times.push((step.describe(values), t.elapsed()));
         }
@@ -333,6 +383,7 @@ impl Engine for CpuEngine {
                 &mut self.arena,
                 &mut self.scratch,
                 &self.ctx,
+                &mut self.int8,
             )?;
         }
         for ((_, v), out) in self.program.outputs.iter().zip(outputs.iter_mut()) {
@@ -375,6 +426,8 @@ fn nhwc_dims(v: &Value, batch: usize) -> [usize; 4] {
     [batch, h, w, c]
 }
 
+// The FP32 and the INT8 kernels each bring their context; the rest is the step's memory.
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     step: &Step,
     values: &[Value],
@@ -383,6 +436,7 @@ fn run_step(
     arena: &mut [f32],
     scratch: &mut [f32],
     ctx: &Context,
+    int8: &mut int8::Int8Runtime,
 ) -> EngineResult<()> {
     let at = |v: usize| region(values, max_batch, v, batch);
     let kernel = |e: tao_kernels::KernelError| EngineError::Invalid(e.to_string());
@@ -425,6 +479,24 @@ fn run_step(
             };
             conv.execute(ctx, x, y, res, scratch)
                 .map_err(|e| kernel_error(node, "Conv", e))
+        }
+        Step::ConvInt8 {
+            node,
+            conv,
+            input,
+            output,
+            residual,
+        } => {
+            let mut reads = vec![at(*input)];
+            reads.extend(residual.map(at));
+            let (r, w) = views(arena, &reads, at(*output));
+            let x = Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?;
+            let y = NhwcMut::new(w, nhwc_dims(&values[*output], batch)).map_err(kernel)?;
+            let res = match residual {
+                Some(rv) => Some(Nhwc::new(r[1], nhwc_dims(&values[*rv], batch)).map_err(kernel)?),
+                None => None,
+            };
+            int8.run(node, conv, x, y, res)
         }
         Step::ConvTranspose {
             node,
