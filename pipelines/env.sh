@@ -16,9 +16,12 @@ shared=${TAO_SHARED_DIR:-$root/../shared}
 demo_config=$root/samples/ball_detector_config.txt
 lpd_config=$shared/fixtures/real-etlt/lpdnet_usa_pruned_v1.0/lpd_us_config.txt
 
-# Turns `gst-launch-1.0 -m` output into one line per inferred frame, from taoinfer's element
-# messages (post-messages=true): "frame N: label confidence at x,y wxh; ...".
+# Turns `gst-launch-1.0 -m` output into readable lines: taoinfer's engine progress ("engine: ...")
+# and one line per inferred frame from its element messages (post-messages=true):
+# "frame N: label confidence at x,y wxh; ...".
 detections() {
-  sed -n 's/.*(element): taoinfer, frame=(guint64)\([0-9]*\),.* summary=(string)\(.*\), tensors=.*/frame \1: \2/p' |
-    sed -e 's/\\//g' -e 's/: "\(.*\)"$/: \1/' -e 's/: $/: (nothing)/'
+  sed -n \
+    -e 's/^Progress: (engine) \(.*\)/engine: \1/p' \
+    -e 's/.*(element): taoinfer, frame=(guint64)\([0-9]*\),.* summary=(string)\(.*\), tensors=.*/frame \1: \2/p' |
+    sed -e 's/\\//g' -e 's/: "\(.*\)"$/: \1/' -e 's/^\(frame [0-9]*\): $/\1: (nothing)/'
 }
