@@ -200,8 +200,8 @@ impl DetectNetLayout {
             };
             let cov = &coverage[class * cells..(class + 1) * cells];
             for (cell, &confidence) in cov.iter().enumerate() {
-                // `!(a > b)` also skips NaN.
-                if !(confidence > p.pre_cluster_threshold) {
+                // NaN coverage is no detection either.
+                if confidence.is_nan() || confidence <= p.pre_cluster_threshold {
                     continue;
                 }
                 let (i, j) = (cell / self.grid_width, cell % self.grid_width);
@@ -371,7 +371,7 @@ pub fn classify(scores: &[f32], threshold: f32) -> Option<(u32, f32)> {
 pub const NO_CLASS: u8 = 255;
 
 pub fn segment(scores: &[f32], classes: usize, threshold: f32) -> Vec<u8> {
-    if classes == 0 || scores.len() % classes != 0 {
+    if classes == 0 || !scores.len().is_multiple_of(classes) {
         return Vec::new();
     }
     let pixels = scores.len() / classes;
