@@ -1,12 +1,9 @@
-//! Any bytes as a tao-converter command line (NUL-separated arguments) and as the start of a model
-//! file: parsed into a configuration or rejected with a one-line error, never a panic.
+//! Any bytes as a tao-converter command line (NUL-separated arguments): parsed into a configuration
+//! or rejected with a one-line error, never a panic.
 #![no_main]
-
-use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use tao_cli::converter::{Invocation, parse_args, parse_profile, parse_workspace};
-use tao_cli::model::detect_format;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -27,5 +24,4 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_profile(&text);
     let _ = parse_workspace(&text);
-    let _ = detect_format(Path::new("model.bin"), data);
 });

@@ -305,8 +305,8 @@ pub fn load_image(path: &Path) -> CliResult<RgbImage> {
 /// image crate's default limits bound the memory a hostile header can ask for.
 pub fn decode_image(bytes: &[u8], path: &Path) -> CliResult<RgbImage> {
     let format = photo_format(bytes, path)?;
-    let image = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| format!("{}: cannot decode the image: {e}", path.display()))?;
+    let image =
+        image::load_from_memory_with_format(bytes, format).map_err(|e| decode_error(path, &e))?;
     if image.width() == 0 || image.height() == 0 {
         return Err(format!("{}: the image is empty", path.display()));
     }
@@ -320,11 +320,25 @@ pub fn image_size(path: &Path) -> CliResult<(u32, u32)> {
     let format = photo_format(&bytes, path)?;
     let (width, height) = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format)
         .into_dimensions()
-        .map_err(|e| format!("{}: cannot decode the image: {e}", path.display()))?;
+        .map_err(|e| decode_error(path, &e))?;
     if width == 0 || height == 0 {
         return Err(format!("{}: the image is empty", path.display()));
     }
     Ok((width, height))
+}
+
+/// The decoder's message on one line (some end in or contain line breaks).
+fn decode_error(path: &Path, e: &image::ImageError) -> String {
+    let detail: Vec<String> = e
+        .to_string()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    format!(
+        "{}: cannot decode the image: {}",
+        path.display(),
+        detail.join(" ")
+    )
 }
 
 fn photo_format(bytes: &[u8], path: &Path) -> CliResult<image::ImageFormat> {
@@ -481,6 +495,21 @@ mod tests {
         );
         let err = decode_image(&png[..png.len() - 20], name).unwrap_err();
         assert!(err.starts_with("a.jpg: cannot decode the image: "), "{err}");
+        // Whatever the decoders say, the error stays on one line.
+        let mut jpeg = Vec::new();
+        RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 7, 3]))
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        for data in [&jpeg, &png] {
+            for cut in 3..data.len() {
+                if let Err(e) = decode_image(&data[..cut], name) {
+                    assert!(!e.contains('\n') && e.starts_with("a.jpg: "), "{e:?}");
+                }
+            }
+        }
         let err = decode_image(b"GIF89a\x01\x00\x01\x00", name).unwrap_err();
         assert!(err.starts_with("a.jpg: cannot decode the image: "), "{err}");
 

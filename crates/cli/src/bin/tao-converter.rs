@@ -43,6 +43,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
+            // One line whatever a library put in the message.
+            let message = message.trim_end().replace('\n', "; ");
             eprintln!("tao-converter: error: {message}");
             ExitCode::FAILURE
         }

@@ -553,6 +553,8 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
+            // One line whatever a library put in the message.
+            let message = message.trim_end().replace('\n', "; ");
             eprintln!("taoctl: error: {message}");
             ExitCode::FAILURE
         }
