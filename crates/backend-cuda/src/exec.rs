@@ -864,10 +864,12 @@ struct ConvIo {
     bias: Option<u64>,
 }
 
+/// `relu` picks the fused call's activation (ReLU, else identity).
 fn conv_static(
     dtype: DType,
     g: &ConvGeom,
     bias: Option<(DType, usize)>,
+    relu: bool,
 ) -> Result<ConvStatic, String> {
     let filter = FilterDesc::krsc(
         dtype,
@@ -877,7 +879,7 @@ fn conv_static(
         g.kernel[1],
     )?;
     let conv = ConvDesc::new(g.pad, g.stride, g.dilation, g.groups)?;
-    let relu = Some(ActDesc::new(true)?);
+    let relu = Some(ActDesc::new(relu)?);
     let bias = match bias {
         Some((d, k)) => Some(TensorDesc::bias(d, k)?),
         None => None,
@@ -977,17 +979,17 @@ impl Resident {
                     bias,
                     bias_half,
                     choice,
+                    activation,
                     ..
                 } => {
                     let half = choice.is_some_and(|c| c.bias_half);
                     let b = if half { *bias_half } else { *bias };
-                    convs.insert(
-                        i,
-                        conv_static(program.dtype, geom, b.map(|b| (b.dtype, geom.out_channels)))?,
-                    );
+                    let bias = b.map(|b| (b.dtype, geom.out_channels));
+                    let relu = activation.code == unary::RELU;
+                    convs.insert(i, conv_static(program.dtype, geom, bias, relu)?);
                 }
                 Step::ConvTranspose { geom, .. } => {
-                    convs.insert(i, conv_static(program.dtype, geom, None)?);
+                    convs.insert(i, conv_static(program.dtype, geom, None, false)?);
                 }
                 _ => {}
             }
@@ -1041,7 +1043,7 @@ fn tune_conv(
     let mut candidates: Vec<(u32, u32, usize, f32)> = Vec::new();
     let mut last_error = String::from("cuDNN returned no algorithm");
     for math in math_candidates(dtype) {
-        let s = conv_static(dtype, &geom, None)?;
+        let s = conv_static(dtype, &geom, None, false)?;
         s.conv.set_math(math)?;
         let mut perf: [std::mem::MaybeUninit<dnn::cudnnConvolutionFwdAlgoPerf_t>; 8] =
             [std::mem::MaybeUninit::uninit(); 8];
@@ -1092,7 +1094,7 @@ fn tune_conv(
     }
     candidates.sort_by(|a, b| a.3.total_cmp(&b.3));
     let needs_epilogue = bias.is_some() || residual.is_some() || activation.code != unary::IDENTITY;
-    let s_plain = conv_static(dtype, &geom, None)?;
+    let s_plain = conv_static(dtype, &geom, None, false)?;
     let epilogue_us = if needs_epilogue {
         res.time_us(5, 3, || {
             res.epilogue(
@@ -1156,17 +1158,10 @@ fn tune_conv(
                 continue;
             }
             for &(half, b) in &bias_options {
-                let s = match conv_static(dtype, &geom, Some((b.dtype, geom.out_channels))) {
+                let relu = activation.code == unary::RELU;
+                let s = match conv_static(dtype, &geom, Some((b.dtype, geom.out_channels)), relu) {
                     Ok(s) => s,
                     Err(_) => continue,
-                };
-                let s = if activation.code == unary::IDENTITY {
-                    ConvStatic {
-                        relu: Some(ActDesc::new(false)?),
-                        ..s
-                    }
-                } else {
-                    s
                 };
                 let c = ConvChoice {
                     algo,
@@ -1225,7 +1220,7 @@ fn tune_conv_transpose(
     );
     let mut last_error = String::from("cuDNN returned no algorithm");
     for math in math_candidates(dtype) {
-        let s = conv_static(dtype, &geom, None)?;
+        let s = conv_static(dtype, &geom, None, false)?;
         s.conv.set_math(math)?;
         let mut perf: [std::mem::MaybeUninit<dnn::cudnnConvolutionBwdDataAlgoPerf_t>; 6] =
             [std::mem::MaybeUninit::uninit(); 6];

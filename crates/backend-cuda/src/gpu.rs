@@ -55,10 +55,11 @@ impl DeviceInfo {
 }
 
 /// An opened device: context, the one stream, the cuDNN handle on that stream.
+/// Fields drop in order: the cuDNN handle before the stream, the stream before the context.
 pub struct Gpu {
-    pub ctx: Arc<CudaContext>,
-    pub stream: Arc<CudaStream>,
     pub cudnn: cudnn::Handle,
+    pub stream: Arc<CudaStream>,
+    pub ctx: Arc<CudaContext>,
     pub info: DeviceInfo,
 }
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The CUDA backend's proof on the GPU machine, in one run:
+#   - outputs of real LPDNet and FPENet and generated DetectNet_v2-ResNet18/34 (3x544x960) from our
+#     CUDA engines (FP32 and FP16) against the CPU backend on this machine's CPU;
+#   - build time (tactic search included) and cached plan load time;
+#   - FP16 throughput at batch 1, 8, 64 against PyTorch (same graph and weights) with ratios.
+#
+# Expects (made on the development machine, see gpu/README.md):
+#   .device/gpu_check        release build of crates/backend-cuda/examples/gpu_check.rs
+#   .device/models/*.etlt    the real LPDNet and FPENet models
+# DetectNet_v2 models are generated here by models/gen_detectnet_v2.py.
+# Everything goes to $OUT (run_all.log, summary.txt).
+set -u -o pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/out}
+mkdir -p "$OUT"
+LOG=$OUT/run_all.log
+exec > >(tee -a "$LOG") 2>&1
+BIN=$ROOT/.device/gpu_check
+MODELS=$ROOT/.device/models
+GEN=/tmp/tao-models
+mkdir -p "$GEN"
+export PYTHONUNBUFFERED=1
+START=$(date +%s)
+phase() { echo; echo "== $* (t=$(( $(date +%s) - START ))s)"; }
+
+phase machine
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
+nproc
+
+# CUDA libraries: the toolkit's and the ones PyTorch's wheels bring (cuDNN lives there).
+LIBS=$(python3 - <<'EOF'
+import glob, os
+want = ["libcudnn.so.9", "libnvrtc.so.13", "libnvrtc-builtins.so.13.0", "libcublas.so.13", "libcudart.so.13"]
+roots = glob.glob("/usr/local/cuda*/lib64") + glob.glob("/usr/local/cuda*/targets/x86_64-linux/lib")
+try:
+    import nvidia
+    roots += list(nvidia.__path__)
+except Exception:
+    pass
+found = {}
+for root in roots:
+    for dirpath, _, files in os.walk(root):
+        for w in want:
+            if w in files and w not in found:
+                found[w] = dirpath
+dirs = []
+for w in want:
+    if w in found and found[w] not in dirs:
+        dirs.append(found[w])
+print(":".join(dirs))
+EOF
+)
+echo "library dirs: $LIBS"
+export LD_LIBRARY_PATH="$LIBS:${LD_LIBRARY_PATH:-}"
+ls "$BIN" "$MODELS" || exit 1
+
+phase generate DetectNet_v2 models
+for arch in resnet18 resnet34; do
+  [ -f "$GEN/detectnet_v2_$arch.onnx" ] || timeout 120 python3 "$ROOT/models/gen_detectnet_v2.py" \
+      "$GEN/detectnet_v2_$arch.onnx" --arch "$arch" --no-verify | tail -1
+done
+
+check() {  # seconds, name, then gpu_check arguments
+  local limit=$1 name=$2; shift 2
+  phase "$name"
+  timeout "$limit" "$BIN" "$@" --name "$name" || echo "RESULT $name exit=$?"
+}
+
+check 60 lpdnet "$MODELS/usa_pruned.etlt" --key nvidia_tlt --precisions fp32,fp16 --verify-batch 2
+check 45 fpenet "$MODELS/faciallandmarks.etlt" --key nvidia_tlt --precisions fp32,fp16 --verify-batch 3
+check 140 detectnet_v2_resnet18 "$GEN/detectnet_v2_resnet18.onnx" --precisions fp32,fp16 \
+    --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile
+check 140 detectnet_v2_resnet34 "$GEN/detectnet_v2_resnet34.onnx" --precisions fp32,fp16 \
+    --verify-batch 2 --bench 1,8,64 --bench-precision fp16
+
+phase pytorch
+timeout 20 python3 "$ROOT/gpu/torch_bench.py" --peak || echo "RESULT peak exit=$?"
+for arch in resnet18 resnet34; do
+  timeout 70 python3 "$ROOT/gpu/torch_bench.py" "$GEN/detectnet_v2_$arch.onnx" \
+      --name "detectnet_v2_$arch" --batches 1,8,64 || echo "RESULT torch detectnet_v2_$arch exit=$?"
+done
+
+phase summary
+python3 "$ROOT/gpu/summary.py" "$LOG" | tee "$OUT/summary.txt"

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Tables from the `RESULT` lines of gpu/run_all.sh's log: correctness and build/load times of our
+engines, and throughput against PyTorch with ratios and TFLOP/s.
+
+Usage: summary.py LOG
+"""
+
+import re
+import shlex
+import sys
+
+
+def fields(line):
+    out = {}
+    for tok in shlex.split(line):
+        if "=" in tok:
+            k, v = tok.split("=", 1)
+            out[k] = v
+    return out
+
+
+def main():
+    lines = [l.strip() for l in open(sys.argv[1], errors="replace") if l.startswith("RESULT ")]
+    ours, bench, torch, peak = [], {}, {}, None
+    for l in lines:
+        parts = l.split()
+        f = fields(l)
+        if parts[1] == "peak":
+            peak = float(f["fp16_matmul_tflops"])
+        elif parts[1] == "torch":
+            name = parts[2]
+            if "batch" in f:
+                torch[(name, int(f["batch"]))] = f
+            else:
+                torch[(name, "check")] = f
+        elif len(parts) > 3 and parts[3] == "bench":
+            bench[(parts[1], parts[2], int(f["batch"]))] = f
+        else:
+            ours.append((parts[1], parts[2] if len(parts) > 2 else "", f))
+
+    print("correctness and times (our CUDA engine vs the CPU backend)")
+    print(f"{'model':22} {'prec':5} {'max rel err':>11} {'build s':>8} {'cached load ms':>14} {'first run ms':>12}  graphs")
+    for name, prec, f in ours:
+        if "max_rel_err" in f:
+            print(f"{name:22} {prec:5} {f['max_rel_err']:>11} {f['build_s']:>8} {f['cached_load_ms']:>14} "
+                  f"{f['first_run_ms']:>12}  {f['graphs']}")
+        else:
+            print(f"{name:22} {prec:5} " + " ".join(f"{k}={v}" for k, v in f.items()))
+    for (name, kind), f in torch.items():
+        if kind == "check":
+            print(f"torch module {name}: FP32 vs ONNX Runtime rel err {f['fp32_vs_onnxruntime_rel_err']}")
+
+    print()
+    print("throughput, FP16 (ours: CUDA-graph replay, input on the GPU; e2e: host f32 in/out)")
+    print(f"{'model':22} {'batch':>5} {'ours img/s':>10} {'ours ms':>9} {'torch img/s':>11} {'torch ms':>9} "
+          f"{'ratio':>6} {'e2e img/s':>9} {'TFLOP/s':>8} {'% peak':>6}")
+    for (name, prec, b), f in sorted(bench.items()):
+        t = torch.get((name, b))
+        ours_ips = float(f["img_s"])
+        tips = float(t["img_s"]) if t else None
+        ratio = f"{ours_ips / tips:.2f}" if tips else "-"
+        tf = float(f["tflops"])
+        pk = f"{100 * tf / peak:.0f}" if peak else "-"
+        print(f"{name:22} {b:>5} {ours_ips:>10.1f} {float(f['device_ms']):>9.3f} "
+              f"{(f'{tips:.1f}' if tips else '-'):>11} {(t['best_ms'] if t else '-'):>9} {ratio:>6} "
+              f"{float(f['e2e_img_s']):>9.1f} {tf:>8.1f} {pk:>6}")
+    if peak:
+        print(f"dense FP16 matmul (torch, 8192^3): {peak:.1f} TFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
