@@ -136,6 +136,9 @@ pub enum QInput<'a> {
     /// Values already quantized with the convolution's input scale (e.g. by the `S8` output of
     /// the previous layer).
     S8(NhwcI8<'a>),
+    /// f32 values in NCHW order (`dims` = `[N, C, H, W]`, dense), e.g. a network input: the
+    /// quantizing copy also does the layout change.
+    F32Nchw { data: &'a [f32], dims: [usize; 4] },
 }
 
 /// Where an execution writes.
@@ -467,6 +470,27 @@ impl PreparedQConv {
                 let want = [n, s.input_size[0], s.input_size[1], s.in_channels];
                 check_view("input", x.data.len(), x.dims, x.pixel_stride, want)?;
                 (n, Source::S8(x.data.as_ptr(), x.pixel_stride))
+            }
+            QInput::F32Nchw { data, dims } => {
+                let n = dims[0];
+                let want = [n, s.in_channels, s.input_size[0], s.input_size[1]];
+                if dims != want {
+                    return Err(bad_operand(
+                        "input",
+                        format!("has NCHW dims {dims:?}, expected {want:?}"),
+                    ));
+                }
+                let need = dims
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| bad_operand("input", "size overflows"))?;
+                if data.len() < need {
+                    return Err(bad_operand(
+                        "input",
+                        format!("holds {} floats, NCHW {dims:?} needs {need}", data.len()),
+                    ));
+                }
+                (n, Source::F32Planar(data.as_ptr()))
             }
         };
         let want_out = [n, g.output[0], g.output[1], s.out_channels];

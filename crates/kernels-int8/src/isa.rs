@@ -6,7 +6,7 @@ use tao_kernels::KernelError;
 /// The instruction set an INT8 kernel call runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Int8Isa {
-    /// x86-64 AVX-512 VNNI: `vpdpbusd`, 64 u8×s8 products per instruction. Activations are fed as
+    /// x86-64 AVX-512 (F, BW, VL) with VNNI: `vpdpbusd`, 64 u8×s8 products per instruction. Activations are fed as
     /// u8 (shifted by +128) and a per-output-channel compensation removes the shift.
     Avx512Vnni,
     /// x86-64 AVX2: `vpmaddubsw` + `vpmaddwd`. The sign of each activation is moved onto the
@@ -35,6 +35,7 @@ impl Int8Isa {
             Int8Isa::Avx512Vnni => {
                 std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(target_arch = "x86_64")]

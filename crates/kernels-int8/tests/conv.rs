@@ -108,6 +108,28 @@ fn check_accumulators(case: &Case) -> Result<(), TestCaseError> {
             ctx.threads()
         );
 
+        // The same from NCHW f32 (the layout change happens in the quantizing copy).
+        let cin = s.in_channels;
+        let mut planar = vec![0f32; input.len()];
+        for (i, &v) in input.iter().enumerate() {
+            let (pixel, c) = (i / cin, i % cin);
+            let (n, p) = (pixel / (h * w), pixel % (h * w));
+            planar[(n * cin + c) * h * w + p] = v;
+        }
+        let mut acc = vec![0i32; want.len()];
+        conv.execute(
+            ctx,
+            QInput::F32Nchw {
+                data: &planar,
+                dims: [case.batch, cin, h, w],
+            },
+            QOutput::Accumulators(&mut acc),
+            Residual::None,
+            &mut scratch,
+        )
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&acc, &want, "NCHW input, {}", ctx.isa().name());
+
         // The same from an s8 input, with f32 and requantized outputs.
         let mut y = vec![f32::NAN; want.len()];
         let mut y8 = vec![0i8; want.len()];

@@ -390,7 +390,7 @@ impl Int8Runtime {
         &mut self,
         node: &str,
         conv: &PreparedQConv,
-        input: Nhwc<'_>,
+        input: QInput<'_>,
         output: NhwcMut<'_>,
         residual: Option<Nhwc<'_>>,
     ) -> EngineResult<()> {
@@ -400,7 +400,7 @@ impl Int8Runtime {
         let residual = residual.map_or(Residual::None, Residual::Tensor);
         conv.execute(
             ctx,
-            QInput::F32(input),
+            input,
             QOutput::F32(output),
             residual,
             &mut self.scratch,

@@ -77,11 +77,13 @@ pub enum Step {
         input: usize,
         output: usize,
     },
-    /// A convolution in INT8 (see `cpu::int8`): f32 in, f32 out, same fusions as `Conv`.
+    /// A convolution in INT8 (see `cpu::int8`): f32 in, f32 out, same fusions as `Conv`. The
+    /// input may be NCHW (`input_nchw`): its quantizing copy changes the layout on the way.
     ConvInt8 {
         node: String,
         conv: Box<PreparedQConv>,
         input: usize,
+        input_nchw: bool,
         output: usize,
         residual: Option<usize>,
     },
@@ -834,7 +836,14 @@ impl Lowering<'_> {
         }
         let weights = w.as_f32().unwrap_or_default();
         if let Some(q) = prepared.conv_int8(&node.name, &spec, weights, bias.as_deref(), &x)? {
-            let input = self.value_in(&x, Layout::Nhwc)?;
+            // A value only held in NCHW (a network input) is read as it is.
+            let (input, input_nchw) = match (
+                self.by_name.get(&(x.clone(), Layout::Nhwc)),
+                self.by_name.get(&(x.clone(), Layout::Nchw)),
+            ) {
+                (None, Some(&id)) if self.values[id].shape.len() == 4 => (id, true),
+                _ => (self.value_in(&x, Layout::Nhwc)?, false),
+            };
             let residual = match residual {
                 Some(r) => Some(self.value_in(&r, Layout::Nhwc)?),
                 None => None,
@@ -845,6 +854,7 @@ impl Lowering<'_> {
                 node: node.name.clone(),
                 conv: Box::new(q),
                 input,
+                input_nchw,
                 output,
                 residual,
             });

@@ -484,13 +484,24 @@ fn run_step(
             node,
             conv,
             input,
+            input_nchw,
             output,
             residual,
         } => {
             let mut reads = vec![at(*input)];
             reads.extend(residual.map(at));
             let (r, w) = views(arena, &reads, at(*output));
-            let x = Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?;
+            let x = if *input_nchw {
+                let [h, wd, c] = values[*input].hwc();
+                tao_kernels_int8::QInput::F32Nchw {
+                    data: r[0],
+                    dims: [batch, c, h, wd],
+                }
+            } else {
+                tao_kernels_int8::QInput::F32(
+                    Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?,
+                )
+            };
             let y = NhwcMut::new(w, nhwc_dims(&values[*output], batch)).map_err(kernel)?;
             let res = match residual {
                 Some(rv) => Some(Nhwc::new(r[1], nhwc_dims(&values[*rv], batch)).map_err(kernel)?),

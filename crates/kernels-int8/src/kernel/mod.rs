@@ -123,6 +123,8 @@ pub(crate) enum Source {
     F32(*const f32, usize),
     /// Already quantized s8 NHWC: pointer and pixel stride.
     S8(*const i8, usize),
+    /// f32 NCHW, dense.
+    F32Planar(*const f32),
 }
 
 pub(crate) struct QuantJob<'a> {
@@ -363,6 +365,45 @@ pub(crate) unsafe fn quantize_row<K: Ukernel>(job: &QuantJob<'_>, item: usize) {
                         K::quantize_run(src.add(g * cin_g), dg.as_mut_ptr(), cin_g, job.inv_scale)
                     };
                     dg[cin_g..].fill(K::ZERO);
+                }
+            }
+        }
+        Source::F32Planar(ptr) => {
+            if geo.group_bytes != cin_g {
+                dst[first * pixel_bytes..end * pixel_bytes].fill(K::ZERO);
+            }
+            // Quantize a run of each channel's row, then spread its bytes over the pixels.
+            const RUN: usize = 256;
+            let mut bytes = [0u8; RUN];
+            for c in 0..cin {
+                let offset = (c / cin_g) * group_bytes + c % cin_g;
+                // SAFETY: row `iy` of channel `c` of image `n` holds `w` floats (checked by
+                // execute); columns in [first, end) map inside it.
+                let row = unsafe { ptr.add(((n * cin + c) * h + iy) * w) };
+                let mut x0 = first;
+                while x0 < end {
+                    let len = (end - x0).min(RUN);
+                    if geo.sample[1] == 1 {
+                        // SAFETY: `len` consecutive floats of the row, `len <= RUN` bytes.
+                        unsafe {
+                            K::quantize_run(
+                                row.add(source_x(x0)),
+                                bytes.as_mut_ptr(),
+                                len,
+                                job.inv_scale,
+                            )
+                        };
+                    } else {
+                        for (i, b) in bytes[..len].iter_mut().enumerate() {
+                            // SAFETY: a column of the row, as above.
+                            let v = unsafe { *row.add(source_x(x0 + i)) };
+                            *b = quantize(v, job.inv_scale) as u8 ^ K::ZERO;
+                        }
+                    }
+                    for (i, &b) in bytes[..len].iter().enumerate() {
+                        dst[(x0 + i) * pixel_bytes + offset] = b;
+                    }
+                    x0 += len;
                 }
             }
         }

@@ -223,7 +223,7 @@ unsafe fn block<const MR: usize, const NV: usize>(
 
 /// # Safety
 /// The CPU supports AVX-512 F/BW/VNNI; the job satisfies `conv_row`'s contract.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 pub(crate) unsafe fn conv_item(job: &ConvJob<'_>, item: usize) {
     // SAFETY: forwarded contract.
     unsafe { conv_row::<Vnni>(job, item) }
@@ -231,7 +231,7 @@ pub(crate) unsafe fn conv_item(job: &ConvJob<'_>, item: usize) {
 
 /// # Safety
 /// As `conv_item`, for `quantize_row`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 pub(crate) unsafe fn quantize_item(job: &QuantJob<'_>, item: usize) {
     // SAFETY: forwarded contract.
     unsafe { quantize_row::<Vnni>(job, item) }
