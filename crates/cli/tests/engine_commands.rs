@@ -563,6 +563,50 @@ fn bench_reports_latency_percentiles_and_throughput() {
         "{throughput} not in {low}..{high}: {text}"
     );
 
+    // Per-step times of the model's program: every step once, the slowest first.
+    let text = succeeded(&taoctl(
+        d,
+        &[
+            "bench",
+            "small.onnx",
+            "--iterations",
+            "3",
+            "--profile",
+            "--cache-dir",
+            "cache",
+        ],
+    ));
+    let mut graph = small_graph(Some(8), Some(8));
+    tao_engine::optimize::optimize(&mut graph).unwrap();
+    let program = lower(&graph, &mut PrepareFresh).unwrap();
+    assert!(
+        field(&text, "profile:").starts_with(&format!("{} steps, ", program.steps.len())),
+        "{text}"
+    );
+    let listed: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("profile:"))
+        .skip(1)
+        .collect();
+    assert_eq!(listed.len(), program.steps.len(), "{text}");
+    let times: Vec<f64> = listed
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "slowest first: {text}"
+    );
+    for step in &program.steps {
+        let describe = step.describe(&program.values);
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.ends_with(&format!(" %  {describe}"))),
+            "{describe} in {text}"
+        );
+    }
+
     // A plan built for at most 2 images.
     assert!(
         converter(d, &["-m", "2", "-e", "s.engine", "small.onnx"])
@@ -574,6 +618,10 @@ fn bench_reports_latency_percentiles_and_throughput() {
     fails_with(
         &taoctl(d, &["bench", "s.engine", "--batch", "4"]),
         "--batch 4: s.engine takes at most 2 images per run",
+    );
+    fails_with(
+        &taoctl(d, &["bench", "s.engine", "--profile"]),
+        "--profile: s.engine is a plan file; per-step times need the model",
     );
     fails_with(
         &taoctl(d, &["bench", "s.engine", "--iterations", "0"]),

@@ -278,6 +278,10 @@ enum Command {
         /// Untimed runs first.
         #[arg(long, default_value_t = 5)]
         warmup: usize,
+        /// Also time each step of the CPU program (fused convolutions, pooling, …) and list the
+        /// slowest (models only).
+        #[arg(long)]
+        profile: bool,
         /// CPU threads (default: all).
         #[arg(long)]
         threads: Option<usize>,
@@ -455,6 +459,7 @@ fn run(cli: Cli) -> Result<(), String> {
             batch,
             iterations,
             warmup,
+            profile,
             threads,
             engine,
         } => {
@@ -473,6 +478,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 batch,
                 iterations,
                 warmup,
+                profile,
             };
             print!("{}", bench::bench(&options)?);
         }

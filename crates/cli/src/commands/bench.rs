@@ -4,8 +4,13 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use tao_engine::backend::Engine as _;
+use tao_engine::cpu::{CpuEngine, PrepareFresh, lower};
+use tao_engine::optimize::optimize;
+
 use crate::CliResult;
 use crate::engines::{OpenRequest, open};
+use crate::model::{is_plan_file, load};
 
 pub struct BenchOptions<'a> {
     pub open: OpenRequest<'a>,
@@ -13,6 +18,8 @@ pub struct BenchOptions<'a> {
     pub batch: usize,
     pub iterations: usize,
     pub warmup: usize,
+    /// Also time each step of the CPU program (models only) and list the slowest.
+    pub profile: bool,
 }
 
 /// Latencies of the timed runs and what they make.
@@ -95,6 +102,12 @@ pub fn bench(options: &BenchOptions<'_>) -> CliResult<String> {
         return Err("--iterations must be at least 1".into());
     }
     let path = options.open.path;
+    if options.profile && is_plan_file(path)? {
+        return Err(format!(
+            "--profile: {} is a plan file; per-step times need the model (give the .etlt, .onnx or .uff)",
+            path.display()
+        ));
+    }
     let mut opened = open(&options.open)?;
     let engine = opened.engine.as_mut();
     if options.batch > engine.max_batch() {
@@ -165,8 +178,89 @@ pub fn bench(options: &BenchOptions<'_>) -> CliResult<String> {
         options.iterations as f64 / seconds,
         seconds
     );
+    if options.profile {
+        text.push_str(&profile_steps(options, &input_refs)?);
+    }
     Ok(text)
 }
+
+/// Per-step times of the model's CPU program (the median over the timed runs), slowest first.
+fn profile_steps(options: &BenchOptions<'_>, inputs: &[&[f32]]) -> CliResult<String> {
+    let request = &options.open;
+    let path = request.path;
+    let mut model = load(path, request.key, "--key, --key-file")?;
+    request
+        .overrides
+        .apply(&mut model.graph)
+        .map_err(|e| format!("{e} ({})", path.display()))?;
+    optimize(&mut model.graph).map_err(|e| format!("{}: {e}", path.display()))?;
+    let program =
+        lower(&model.graph, &mut PrepareFresh).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut engine = CpuEngine::new(program, options.batch, request.threads)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut outputs: Vec<Vec<f32>> = engine
+        .outputs()
+        .iter()
+        .map(|d| vec![0.0; d.elements_per_image() * options.batch])
+        .collect();
+    let mut per_step: Vec<(String, Vec<Duration>)> = Vec::new();
+    for _ in 0..options.iterations {
+        let mut views: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        let times = engine
+            .profile(options.batch, inputs, &mut views)
+            .map_err(|e| format!("{}: inference failed: {e}", path.display()))?;
+        if per_step.is_empty() {
+            per_step = times.iter().map(|(s, _)| (s.clone(), Vec::new())).collect();
+        }
+        for ((_, all), (_, t)) in per_step.iter_mut().zip(times) {
+            all.push(t);
+        }
+    }
+    let mut medians: Vec<(usize, &str, Duration)> = per_step
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (step, times))| {
+            Latencies::new(times.clone()).map(|l| (i + 1, step.as_str(), l.median()))
+        })
+        .collect();
+    let total: Duration = medians.iter().map(|(_, _, t)| *t).sum();
+    medians.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "profile:    {} steps, {} in total (medians of {} runs), slowest first:",
+        medians.len(),
+        ms(total),
+        options.iterations
+    );
+    let width = medians.len().to_string().len();
+    for (step, describe, time) in medians.iter().take(PROFILE_LINES) {
+        let share = if total.is_zero() {
+            0.0
+        } else {
+            time.as_secs_f64() / total.as_secs_f64() * 100.0
+        };
+        let _ = writeln!(
+            out,
+            "  {step:>width$}  {:>10}  {share:5.1} %  {describe}",
+            ms(*time)
+        );
+    }
+    if medians.len() > PROFILE_LINES {
+        let rest: Duration = medians[PROFILE_LINES..].iter().map(|(_, _, t)| *t).sum();
+        let _ = writeln!(
+            out,
+            "  {:>width$}  {:>10}  ({} more steps)",
+            "",
+            ms(rest),
+            medians.len() - PROFILE_LINES
+        );
+    }
+    Ok(out)
+}
+
+/// Steps listed by `--profile`.
+const PROFILE_LINES: usize = 15;
 
 #[cfg(test)]
 mod tests {
