@@ -12,11 +12,14 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use super::runner::{FrameResult, PreparedEngine, Runner, VideoFormat, prepare_engine};
+use super::runner::{
+    CalibrationInput, CalibrationReport, FrameResult, PendingCalibration, PreparedEngine, Runner,
+    VideoFormat, calibrate, prepare_engine,
+};
 use super::settings::{self, Failure, FailureKind, Resolved, Settings};
 use super::{
-    Backend, BuildPolicy, CalibrationAlgorithm, ClusterMode, ColorFormat, ENGINE_IN_USE_MESSAGE,
-    InputOrder, MESSAGE_NAME, NetworkType, Precision, ScalingFilter,
+    Backend, BuildPolicy, CALIBRATION_MESSAGE, CalibrationAlgorithm, ClusterMode, ColorFormat,
+    ENGINE_IN_USE_MESSAGE, InputOrder, MESSAGE_NAME, NetworkType, Precision, ScalingFilter,
 };
 use crate::meta;
 use crate::preprocess::{FrameView, SourceFormat, YuvMatrix};
@@ -32,7 +35,39 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// `code` of the progress messages about the engine.
 const PROGRESS_CODE: &str = "engine";
 
-type BuildResult = Result<(Box<Runner>, String, Option<String>), Failure>;
+/// An engine ready to use: the runner, the one-line summary, the plan file, and the live INT8
+/// calibration still to do.
+struct Prepared {
+    runner: Box<Runner>,
+    summary: String,
+    plan: Option<String>,
+    calibration: Option<PendingCalibration>,
+}
+
+type BuildResult = Result<Prepared, Failure>;
+
+type CalibrationResult = Result<Option<(Box<Runner>, CalibrationReport)>, Failure>;
+
+/// Live INT8 calibration in progress: frames go to a worker through a short queue (a full queue
+/// skips the frame rather than stalling the stream); its result is swapped in at a buffer.
+struct LiveCalibration {
+    /// Dropped once every frame it needs was sent (or to cancel).
+    frames: Option<mpsc::SyncSender<CalibrationInput>>,
+    result: mpsc::Receiver<CalibrationResult>,
+    worker: Option<JoinHandle<()>>,
+    samples_needed: usize,
+    held_back_needed: usize,
+    samples_sent: usize,
+    held_back_sent: usize,
+    /// Frames offered while the worker was busy (not used, not delayed).
+    skipped: u64,
+}
+
+impl LiveCalibration {
+    fn collecting(&self) -> bool {
+        self.frames.is_some()
+    }
+}
 
 enum EngineSlot {
     Ready(Box<Runner>),
@@ -48,6 +83,7 @@ enum EngineSlot {
 struct State {
     resolved: Resolved,
     slot: EngineSlot,
+    calibration: Option<LiveCalibration>,
     info: Option<gst_video::VideoInfo>,
     video: Option<VideoFormat>,
     frames_seen: u64,
@@ -99,6 +135,7 @@ fn prepare(element: &super::TaoInfer, resolved: &Resolved) -> BuildResult {
         plan_path,
         build_time,
         load_time,
+        calibration,
         ..
     } = prepare_engine(resolved, &mut step)?;
     let runner = Runner::new(engine, resolved)?;
@@ -114,11 +151,16 @@ fn prepare(element: &super::TaoInfer, resolved: &Resolved) -> BuildResult {
         load_time,
         started.elapsed()
     );
-    Ok((
-        Box::new(runner),
+    Ok(Prepared {
+        runner: Box::new(runner),
         summary,
-        plan_path.map(|p| p.display().to_string()),
-    ))
+        plan: plan_path.map(|p| p.display().to_string()),
+        calibration,
+    })
+}
+
+fn calibration_message(stage: &str) -> gst::structure::Builder {
+    gst::Structure::builder(CALIBRATION_MESSAGE).field("stage", stage)
 }
 
 impl TaoInfer {
@@ -140,6 +182,189 @@ impl TaoInfer {
         self.obj().notify("engine-path");
     }
 
+    fn post_element_message(&self, s: gst::Structure) {
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+
+    /// Starts the live INT8 calibration worker for `job` (FP32 runs meanwhile).
+    fn start_calibration(
+        &self,
+        job: PendingCalibration,
+        resolved: &Resolved,
+    ) -> Option<LiveCalibration> {
+        // Two frames in flight at most: calibration never holds much memory or the stream.
+        let (frames_tx, frames_rx) = mpsc::sync_channel(2);
+        let (result_tx, result_rx) = mpsc::channel();
+        let (samples_needed, held_back_needed) = (job.frames, job.held_back);
+        let table = job
+            .table_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let for_worker = resolved.clone();
+        let worker = std::thread::Builder::new()
+            .name("taoinfer-calibrate".into())
+            .spawn(move || {
+                let _ = result_tx.send(calibrate(job, frames_rx, &for_worker));
+            });
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::CoreError::Thread,
+                    ("cannot start INT8 calibration: {e}; staying in FP32")
+                );
+                return None;
+            }
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "INT8 calibration: collecting {samples_needed} frames (+{held_back_needed} held back), table {table}"
+        );
+        self.post_element_message(
+            calibration_message("collecting")
+                .field("frames", samples_needed as u32)
+                .field("held-back", held_back_needed as u32)
+                .field("table", table)
+                .build(),
+        );
+        Some(LiveCalibration {
+            frames: Some(frames_tx),
+            result: result_rx,
+            worker: Some(worker),
+            samples_needed,
+            held_back_needed,
+            samples_sent: 0,
+            held_back_sent: 0,
+            skipped: 0,
+        })
+    }
+
+    /// Hands the frame just inferred to the calibration worker when it has room: one in eleven is
+    /// held back (with its FP32 outputs) for the agreement measurement.
+    fn offer_to_calibration(&self, cal: &mut LiveCalibration, runner: &Runner, index: u64) {
+        let Some(tx) = &cal.frames else {
+            return;
+        };
+        let want_held = cal.held_back_sent < cal.held_back_needed
+            && (cal.samples_sent >= cal.samples_needed
+                || (cal.samples_sent + cal.held_back_sent) % 11 == 10);
+        let input = if want_held {
+            CalibrationInput::HeldBack((runner.input().to_vec(), runner.outputs().to_vec()))
+        } else if cal.samples_sent < cal.samples_needed {
+            CalibrationInput::Sample(runner.input().to_vec())
+        } else {
+            return;
+        };
+        match tx.try_send(input) {
+            Ok(()) if want_held => cal.held_back_sent += 1,
+            Ok(()) => cal.samples_sent += 1,
+            Err(mpsc::TrySendError::Full(_)) => cal.skipped += 1,
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                // The worker ended early (an error): its result says why.
+                cal.frames = None;
+                return;
+            }
+        }
+        if cal.samples_sent >= cal.samples_needed && cal.held_back_sent >= cal.held_back_needed {
+            cal.frames = None;
+            gst::info!(
+                CAT,
+                imp = self,
+                "INT8 calibration: all frames collected at frame {index}"
+            );
+            self.post_element_message(
+                calibration_message("calibrating")
+                    .field("frame", index)
+                    .field("skipped", cal.skipped)
+                    .build(),
+            );
+        }
+    }
+
+    /// Swaps in the INT8 engine once the calibration worker is done (the FP32 engine keeps
+    /// running until then; on failure it simply stays).
+    fn poll_calibration(&self, state: &mut State, index: u64) {
+        let Some(cal) = &mut state.calibration else {
+            return;
+        };
+        let outcome = match cal.result.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => return,
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Disconnected) => Err(Failure::new(
+                FailureKind::Engine,
+                "the calibration worker stopped unexpectedly",
+            )),
+        };
+        if let Some(handle) = cal.worker.take() {
+            let _ = handle.join();
+        }
+        state.calibration = None;
+        match outcome {
+            Ok(Some((mut runner, report))) => {
+                if let Some(video) = state.video
+                    && let Err(f) = runner.set_video(video)
+                {
+                    self.calibration_failed(&f);
+                    return;
+                }
+                state.slot = EngineSlot::Ready(runner);
+                let plan = report.plan_path.as_ref().map(|p| p.display().to_string());
+                self.set_engine_path(plan.clone());
+                let summary = format!(
+                    "INT8 engine in use from frame {index}: {}; calibrated on {} frames, agreement with FP32 on {} held-back frames {:.3} ({} of {} objects, {} extra), largest output difference {:.4}",
+                    report.engine,
+                    report.frames,
+                    report.held_back,
+                    report.agreement(),
+                    report.matched,
+                    report.fp32_objects,
+                    report.int8_extra,
+                    report.max_relative_error
+                );
+                gst::info!(CAT, imp = self, "{summary}");
+                self.post_element_message(
+                    calibration_message("ready")
+                        .field("frame", index)
+                        .field("frames", report.frames as u32)
+                        .field("held-back", report.held_back as u32)
+                        .field(
+                            "table",
+                            report
+                                .table
+                                .as_ref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default(),
+                        )
+                        .field("engine", plan.unwrap_or_default())
+                        .field("agreement", report.agreement())
+                        .field("fp32-objects", report.fp32_objects as u32)
+                        .field("matched", report.matched as u32)
+                        .field("int8-extra", report.int8_extra as u32)
+                        .field("max-relative-error", report.max_relative_error)
+                        .field("summary", summary)
+                        .build(),
+                );
+            }
+            Ok(None) => {}
+            Err(f) => self.calibration_failed(&f),
+        }
+    }
+
+    fn calibration_failed(&self, f: &Failure) {
+        let text = format!("INT8 calibration failed, staying in FP32: {}", f.message);
+        gst::warning!(CAT, imp = self, "{text}");
+        gst::element_imp_warning!(self, gst::LibraryError::Failed, ("{}", text));
+        self.post_element_message(
+            calibration_message("failed")
+                .field("error", f.message.as_str())
+                .build(),
+        );
+    }
+
     /// Swaps in a background-built engine once the worker is done.
     fn poll_worker(&self, state: &mut State) -> Result<(), gst::FlowError> {
         let EngineSlot::Building {
@@ -152,7 +377,7 @@ impl TaoInfer {
         };
         match result.try_recv() {
             Err(mpsc::TryRecvError::Empty) => Ok(()),
-            Ok(Ok((mut runner, _summary, plan))) => {
+            Ok(Ok(mut prepared)) => {
                 let passed_through = *passed_through;
                 if let Some(handle) = worker.take() {
                     let _ = handle.join();
@@ -163,25 +388,23 @@ impl TaoInfer {
                     "engine ready after {passed_through} buffer(s) passed through"
                 );
                 if let Some(video) = state.video
-                    && let Err(f) = runner.set_video(video)
+                    && let Err(f) = prepared.runner.set_video(video)
                 {
                     state.slot = EngineSlot::Failed;
                     self.post_failure(&f);
                     self.post_error_message(error_message(&f));
                     return Err(gst::FlowError::Error);
                 }
-                state.slot = EngineSlot::Ready(runner);
-                self.set_engine_path(plan);
-                let obj = self.obj();
-                let _ = obj.post_message(
-                    gst::message::Element::builder(
-                        gst::Structure::builder(ENGINE_IN_USE_MESSAGE)
-                            .field("passed-through", passed_through)
-                            .build(),
-                    )
-                    .src(&*obj)
-                    .build(),
+                state.slot = EngineSlot::Ready(prepared.runner);
+                self.set_engine_path(prepared.plan);
+                self.post_element_message(
+                    gst::Structure::builder(ENGINE_IN_USE_MESSAGE)
+                        .field("passed-through", passed_through)
+                        .build(),
                 );
+                if let Some(job) = prepared.calibration {
+                    state.calibration = self.start_calibration(job, &state.resolved);
+                }
                 Ok(())
             }
             // The worker posted the error already.
@@ -562,15 +785,19 @@ impl BaseTransformImpl for TaoInfer {
             gst::ProgressType::Start,
             &format!("preparing the engine for {}", resolved.model.display()),
         ));
+        let mut calibration = None;
         let slot = match resolved.build_policy {
             BuildPolicy::Block => {
-                let (runner, summary, plan) = prepare(&obj, &resolved).map_err(|f| {
+                let prepared = prepare(&obj, &resolved).map_err(|f| {
                     self.post_failure(&f);
                     error_message(&f)
                 })?;
-                self.announce_ready(&summary);
-                self.set_engine_path(plan);
-                EngineSlot::Ready(runner)
+                self.announce_ready(&prepared.summary);
+                self.set_engine_path(prepared.plan);
+                calibration = prepared
+                    .calibration
+                    .and_then(|job| self.start_calibration(job, &resolved));
+                EngineSlot::Ready(prepared.runner)
             }
             BuildPolicy::Background => {
                 let (tx, rx) = mpsc::channel();
@@ -586,7 +813,7 @@ impl BaseTransformImpl for TaoInfer {
                         // Progress ends here (gst-launch waits for it before PLAYING); the
                         // streaming thread swaps the engine in at the next buffer.
                         match &result {
-                            Ok((_, summary, _)) => element.imp().announce_ready(summary),
+                            Ok(prepared) => element.imp().announce_ready(&prepared.summary),
                             Err(f) => {
                                 element.imp().post_failure(f);
                                 element.imp().post_error_message(error_message(f));
@@ -610,6 +837,7 @@ impl BaseTransformImpl for TaoInfer {
         *lock(&self.state) = Some(State {
             resolved,
             slot,
+            calibration,
             info: None,
             video: None,
             frames_seen: 0,
@@ -619,12 +847,21 @@ impl BaseTransformImpl for TaoInfer {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let state = lock(&self.state).take();
-        if let Some(State {
-            slot: EngineSlot::Building { worker, .. },
+        let Some(state) = lock(&self.state).take() else {
+            return Ok(());
+        };
+        if let Some(mut cal) = state.calibration {
+            // Dropping the frame queue tells the worker to give up; a build under way finishes.
+            cal.frames = None;
+            if let Some(handle) = cal.worker.take() {
+                gst::debug!(CAT, imp = self, "waiting for the calibration thread");
+                let _ = handle.join();
+            }
+        }
+        if let EngineSlot::Building {
+            worker: Some(handle),
             ..
-        }) = state
-            && let Some(handle) = worker
+        } = state.slot
         {
             // The build cannot be interrupted; waiting keeps threads from piling up.
             gst::debug!(CAT, imp = self, "waiting for the engine build thread");
@@ -663,6 +900,7 @@ impl BaseTransformImpl for TaoInfer {
             // Frames are numbered from start, passed-through ones included.
             let index = state.frames_seen;
             state.frames_seen += 1;
+            self.poll_calibration(state, index);
             let runner = match &mut state.slot {
                 EngineSlot::Ready(r) => r,
                 EngineSlot::Building { passed_through, .. } => {
@@ -695,6 +933,11 @@ impl BaseTransformImpl for TaoInfer {
                     .map_err(|f| self.fail_flow(&f))?;
             }
             runner.execute().map_err(|f| self.fail_flow(&f))?;
+            if let Some(cal) = &mut state.calibration
+                && cal.collecting()
+            {
+                self.offer_to_calibration(cal, runner, index);
+            }
             let result = runner.results();
             attach(buf, &result);
             if state.resolved.output_tensor_meta || runner.always_tensors() {

@@ -17,6 +17,9 @@ pub const MESSAGE_NAME: &str = "taoinfer";
 /// Element message posted (build-policy=background) when the streaming thread starts using the
 /// engine: `taoinfer-engine-in-use, passed-through=(guint64)N`.
 pub const ENGINE_IN_USE_MESSAGE: &str = "taoinfer-engine-in-use";
+/// Element messages about live INT8 calibration: `taoinfer-calibration, stage=(string)collecting |
+/// calibrating | ready | failed, …` (see the element documentation for the fields).
+pub const CALIBRATION_MESSAGE: &str = "taoinfer-calibration";
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
 #[repr(u32)]
@@ -27,7 +30,10 @@ pub enum Precision {
     Fp32,
     #[enum_value(name = "FP16 (the CPU backend computes in FP32)", nick = "fp16")]
     Fp16,
-    #[enum_value(name = "INT8 (needs a calibration cache)", nick = "int8")]
+    #[enum_value(
+        name = "INT8 (calibration-cache, or calibrated live on the first frames)",
+        nick = "int8"
+    )]
     Int8,
 }
 

@@ -5,15 +5,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tao_engine::backend::{BuildConfig, Engine, IoDesc};
+use tao_engine::backend::{Backend, BuildConfig, Engine, IoDesc, Precision};
 use tao_engine::build::build_or_load;
-use tao_engine::cache::{EngineCache, Outcome};
-use tao_engine::cpu::CpuBackend;
+use tao_engine::cache::{EngineCache, Outcome, sha256_hex};
+use tao_engine::calibration::{CalibrationCache, Calibrator, Method};
+use tao_engine::cpu::int8::CpuInt8Backend;
+use tao_engine::cpu::{CpuBackend, CpuEngine, PrepareFresh, lower};
 use tao_engine::model::{ModelError, apply_overrides, load_model};
-use tao_graph::ir::InputOrder as GraphOrder;
+use tao_engine::optimize::optimize;
+use tao_graph::ir::{Graph, InputOrder as GraphOrder};
 
 use super::NetworkType;
-use super::settings::{Failure, FailureKind, Resolved};
+use super::settings::{Failure, FailureKind, Int8Table, Resolved};
 use crate::meta::{FrameObject, TensorView};
 use crate::postprocess::{self, ClassParams, DetectNetLayout};
 use crate::preprocess::{
@@ -29,6 +32,67 @@ pub struct PreparedEngine {
     pub load_time: Duration,
     /// The outcome in one line, for logs and progress messages.
     pub description: String,
+    /// Live INT8 calibration still to do (the engine above is the FP32 one meanwhile).
+    pub calibration: Option<PendingCalibration>,
+}
+
+/// What an INT8 build after live calibration needs.
+pub struct PendingCalibration {
+    graph: Graph,
+    model_sha256: String,
+    options: String,
+    config: BuildConfig,
+    cache: EngineCache,
+    /// Where the table is written (none: no cache directory and no calibration-cache).
+    pub table_path: Option<PathBuf>,
+    pub method: Method,
+    pub frames: usize,
+    pub held_back: usize,
+}
+
+/// Default place of a live-calibrated table: the engine cache, named after everything that
+/// changes the activations (model, overrides, preprocessing) and the algorithm.
+fn default_table_path(
+    cache: &EngineCache,
+    r: &Resolved,
+    sha: &str,
+    options: &str,
+    method: Method,
+) -> Option<PathBuf> {
+    let material = format!(
+        "{sha};{options};scale={};offsets={:?};std={:?};color={:?};aspect={};{};method={method:?}",
+        r.net_scale_factor, r.offsets, r.std, r.color, r.maintain_aspect_ratio, r.symmetric_padding,
+    );
+    cache.dir().map(|d| {
+        d.join("calibration")
+            .join(format!("{}.cache", &sha256_hex(material.as_bytes())[..32]))
+    })
+}
+
+fn read_table(path: &std::path::Path) -> Result<CalibrationCache, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            if e.kind() == std::io::ErrorKind::NotFound {
+                FailureKind::NotFound
+            } else {
+                FailureKind::Read
+            },
+            format!("calibration table {}: {e}", path.display()),
+        )
+    })?;
+    CalibrationCache::parse(&text).map_err(|e| {
+        Failure::new(
+            FailureKind::Format,
+            format!("calibration table {}: {e}", path.display()),
+        )
+    })
+}
+
+fn engine_failure(r: &Resolved, e: impl std::fmt::Display) -> Failure {
+    Failure::new(
+        FailureKind::Engine,
+        format!("engine for {}: {e}", r.model.display()),
+    )
 }
 
 fn model_failure(e: ModelError) -> Failure {
@@ -80,11 +144,55 @@ pub fn prepare_engine(
         Some(dir) => EngineCache::new(Some(dir.clone())),
         None => EngineCache::at_default(),
     };
-    let config = BuildConfig {
+    let mut config = BuildConfig {
         max_batch: r.batch_size.max(1),
         precision: r.precision,
         threads: r.threads.max(1),
     };
+    // INT8: from a table when there is one (given, or written by an earlier live calibration),
+    // else FP32 now and INT8 once calibrated on the first frames.
+    let mut int8_backend = None;
+    let mut calibration = None;
+    let mut precision_note = r.precision.name().to_owned();
+    if let Some(plan) = &r.int8 {
+        let table_path = match &plan.table {
+            Int8Table::File(p) => Some(p.clone()),
+            Int8Table::Live { write_to } => write_to
+                .clone()
+                .or_else(|| default_table_path(&cache, r, &model.sha256, &options, plan.method)),
+        };
+        match table_path.filter(|p| p.is_file()) {
+            Some(path) => {
+                progress(&format!("reading calibration table {}", path.display()));
+                int8_backend = Some(CpuInt8Backend::new(read_table(&path)?));
+                precision_note = format!("int8, calibration table {}", path.display());
+            }
+            None => {
+                config.precision = Precision::Fp32;
+                precision_note = format!(
+                    "fp32 until INT8 calibration on the first {} frames",
+                    plan.frames
+                );
+                calibration = Some(PendingCalibration {
+                    graph: model.graph.clone(),
+                    model_sha256: model.sha256.clone(),
+                    options: options.clone(),
+                    config: BuildConfig {
+                        precision: Precision::Int8,
+                        ..config.clone()
+                    },
+                    cache: cache.clone(),
+                    table_path: match &plan.table {
+                        Int8Table::Live { write_to: Some(p) } => Some(p.clone()),
+                        _ => default_table_path(&cache, r, &model.sha256, &options, plan.method),
+                    },
+                    method: plan.method,
+                    frames: plan.frames,
+                    held_back: plan.held_back,
+                });
+            }
+        }
+    }
     progress(&format!(
         "looking up the engine cache{} ({})",
         cache
@@ -93,20 +201,19 @@ pub fn prepare_engine(
             .unwrap_or_default(),
         config.canonical()
     ));
+    let backend: &dyn Backend = match &int8_backend {
+        Some(b) => b,
+        None => &CpuBackend,
+    };
     let ready = build_or_load(
         &model.graph,
         &model.sha256,
         &options,
         &config,
-        &CpuBackend,
+        backend,
         &cache,
     )
-    .map_err(|e| {
-        Failure::new(
-            FailureKind::Engine,
-            format!("engine for {}: {e}", r.model.display()),
-        )
-    })?;
+    .map_err(|e| engine_failure(r, e))?;
     if let (Some(dir), Outcome::BuiltUncached { reason }) = (&r.engine_cache_dir, &ready.outcome) {
         return Err(Failure::new(
             FailureKind::CacheWrite,
@@ -116,7 +223,10 @@ pub fn prepare_engine(
             ),
         ));
     }
-    let description = ready.outcome.describe(ready.plan_path.as_deref());
+    let description = format!(
+        "{}; precision {precision_note}",
+        ready.outcome.describe(ready.plan_path.as_deref())
+    );
     Ok(PreparedEngine {
         engine: ready.engine,
         description,
@@ -124,7 +234,157 @@ pub fn prepare_engine(
         plan_path: ready.plan_path,
         build_time: ready.build_time,
         load_time: ready.load_time,
+        calibration,
     })
+}
+
+/// One held-back frame: its input tensor and the FP32 engine's outputs for it.
+pub type HeldBack = (Vec<f32>, Vec<Vec<f32>>);
+
+/// What live calibration produced, for the completion message.
+#[derive(Debug, Clone)]
+pub struct CalibrationReport {
+    pub table: Option<PathBuf>,
+    pub frames: usize,
+    pub held_back: usize,
+    pub engine: String,
+    pub plan_path: Option<PathBuf>,
+    /// Detectors: FP32 objects on the held-back frames, and how many INT8 found too (same class,
+    /// IoU ≥ 0.5); INT8 objects without an FP32 match.
+    pub fp32_objects: usize,
+    pub matched: usize,
+    pub int8_extra: usize,
+    /// Largest relative L2 difference of any output tensor between FP32 and INT8.
+    pub max_relative_error: f64,
+}
+
+impl CalibrationReport {
+    /// Matched share of the FP32 objects (1 when there were none and INT8 found none either).
+    pub fn agreement(&self) -> f64 {
+        if self.fp32_objects == 0 {
+            if self.int8_extra == 0 { 1.0 } else { 0.0 }
+        } else {
+            self.matched as f64 / self.fp32_objects as f64
+        }
+    }
+}
+
+fn write_table(path: &std::path::Path, table: &CalibrationCache) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".calibrating-")
+        .tempfile_in(dir)?;
+    tmp.write_all(table.to_string().as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A frame handed to the calibration worker.
+pub enum CalibrationInput {
+    /// An input tensor for the calibrator.
+    Sample(Vec<f32>),
+    /// An input tensor kept apart, with the FP32 outputs for it.
+    HeldBack(HeldBack),
+}
+
+/// Feeds the frames arriving on `inputs` to the calibrator (through an FP32 engine of its own, with
+/// the activation observer), then writes the table atomically, builds (or loads) the INT8 engine
+/// and measures it against FP32 on the held-back frames. Runs off the streaming thread. `Ok(None)`
+/// when the sender went away first (the element stopped).
+pub fn calibrate(
+    job: PendingCalibration,
+    inputs: std::sync::mpsc::Receiver<CalibrationInput>,
+    r: &Resolved,
+) -> Result<Option<(Box<Runner>, CalibrationReport)>, Failure> {
+    let mut optimised = job.graph.clone();
+    optimize(&mut optimised).map_err(|e| engine_failure(r, e))?;
+    let program = lower(&optimised, &mut PrepareFresh).map_err(|e| engine_failure(r, e))?;
+    let mut fp32 =
+        CpuEngine::new(program, 1, r.threads.max(1)).map_err(|e| engine_failure(r, e))?;
+    let mut calibrator = Calibrator::new();
+    let mut held_back = Vec::new();
+    let mut fed = 0;
+    while fed < job.frames || held_back.len() < job.held_back {
+        match inputs.recv() {
+            Ok(CalibrationInput::Sample(sample)) => {
+                calibrator
+                    .feed(&mut fp32, 1, &[&sample])
+                    .map_err(|e| engine_failure(r, format!("calibration run failed: {e}")))?;
+                fed += 1;
+            }
+            Ok(CalibrationInput::HeldBack(h)) => held_back.push(h),
+            Err(_) => return Ok(None),
+        }
+    }
+    drop(fp32);
+    let table = calibrator.finish(job.method);
+    if let Some(path) = &job.table_path {
+        write_table(path, &table).map_err(|e| {
+            Failure::new(
+                FailureKind::CacheWrite,
+                format!("calibration table {}: cannot write it: {e}", path.display()),
+            )
+        })?;
+    }
+    let ready = build_or_load(
+        &job.graph,
+        &job.model_sha256,
+        &job.options,
+        &job.config,
+        &CpuInt8Backend::new(table),
+        &job.cache,
+    )
+    .map_err(|e| engine_failure(r, e))?;
+    let engine = ready.outcome.describe(ready.plan_path.as_deref());
+    let mut runner = Runner::new(ready.engine, r)?;
+    let mut report = CalibrationReport {
+        table: job.table_path.clone(),
+        frames: fed,
+        held_back: held_back.len(),
+        engine,
+        plan_path: ready.plan_path,
+        fp32_objects: 0,
+        matched: 0,
+        int8_extra: 0,
+        max_relative_error: 0.0,
+    };
+    for (input, fp32_outputs) in &held_back {
+        runner.load_input(input)?;
+        runner.execute()?;
+        for (a, b) in fp32_outputs.iter().zip(&runner.outputs) {
+            let diff: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(x - y).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            let relative = if norm > 0.0 { diff / norm } else { diff };
+            report.max_relative_error = report.max_relative_error.max(relative);
+        }
+        let reference = runner.network_detections(fp32_outputs);
+        let got = runner.network_detections(&runner.outputs);
+        let mut used = vec![false; got.len()];
+        for d in &reference {
+            let hit = got
+                .iter()
+                .enumerate()
+                .position(|(i, g)| !used[i] && g.class_id == d.class_id && g.iou(d) >= 0.5);
+            if let Some(i) = hit {
+                used[i] = true;
+                report.matched += 1;
+            }
+        }
+        report.fp32_objects += reference.len();
+        report.int8_extra += used.iter().filter(|u| !**u).count();
+    }
+    Ok(Some((Box::new(runner), report)))
 }
 
 /// How the outputs are read.
@@ -294,6 +554,52 @@ impl Runner {
 
     pub fn input_spec(&self) -> &InputSpec {
         &self.spec
+    }
+
+    /// The input tensor of the last preprocessed frame.
+    pub fn input(&self) -> &[f32] {
+        &self.input
+    }
+
+    /// The outputs of the last run.
+    pub fn outputs(&self) -> &[Vec<f32>] {
+        &self.outputs
+    }
+
+    /// Replaces the input tensor (a frame preprocessed earlier).
+    pub fn load_input(&mut self, input: &[f32]) -> Result<(), Failure> {
+        if input.len() != self.input.len() {
+            return Err(Failure::new(
+                FailureKind::Engine,
+                format!(
+                    "input of {} values where the engine takes {}",
+                    input.len(),
+                    self.input.len()
+                ),
+            ));
+        }
+        self.input.copy_from_slice(input);
+        Ok(())
+    }
+
+    /// Detector results in network-input pixels for a set of outputs (empty for other networks).
+    pub fn network_detections(&self, outputs: &[Vec<f32>]) -> Vec<postprocess::Detection> {
+        let Interpretation::Detector { layout, params } = &self.interpretation else {
+            return Vec::new();
+        };
+        let (Some(cov), Some(boxes)) = (outputs.get(layout.coverage), outputs.get(layout.boxes))
+        else {
+            return Vec::new();
+        };
+        let candidates = layout.decode(
+            cov,
+            boxes,
+            params,
+            self.box_norm,
+            self.spec.width,
+            self.spec.height,
+        );
+        postprocess::cluster(candidates, self.cluster_mode, params)
     }
 
     /// Prepares scaling tables for a video format (cheap when it did not change).

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use tao_engine::backend::Precision as EnginePrecision;
+use tao_engine::calibration::Method;
 use tao_graph::ir::{InputOrder as GraphOrder, InputOverride};
 
 use super::{
@@ -146,7 +147,7 @@ pub enum FailureKind {
     CacheWrite,
     /// The engine could not be built or loaded.
     Engine,
-    /// Asked for something this build does not have (CUDA, INT8).
+    /// Asked for something this build does not have (CUDA).
     Unavailable,
 }
 
@@ -201,6 +202,8 @@ pub struct Resolved {
     pub input_order: Option<GraphOrder>,
     pub output_blobs: Vec<String>,
     pub precision: EnginePrecision,
+    /// With precision int8: where the calibration table comes from.
+    pub int8: Option<Int8Plan>,
     pub batch_size: usize,
     pub threads: usize,
     /// `Some` when the user named a cache directory (then failing to write it is an error).
@@ -228,6 +231,26 @@ pub struct Resolved {
     pub notes: Vec<String>,
     /// Lines worth a GStreamer warning message.
     pub warnings: Vec<String>,
+}
+
+/// Where an INT8 engine's calibration table comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Int8Table {
+    /// A TensorRT-format table that exists (calibration-cache or int8-calib-file).
+    File(PathBuf),
+    /// Calibrate live on the first frames, then write the table here (or, when `None`, into the
+    /// engine cache under a name derived from the model and its preprocessing).
+    Live { write_to: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int8Plan {
+    pub table: Int8Table,
+    /// Live calibration: frames fed to the calibrator.
+    pub frames: usize,
+    /// Live calibration: further frames held back to compare FP32 and INT8.
+    pub held_back: usize,
+    pub method: Method,
 }
 
 /// Parses a `;`- or `,`-separated list of numbers (`offsets`, `std`).
@@ -428,24 +451,13 @@ impl Settings {
         }
         let precision = if explicit("precision") {
             match self.precision {
-                Precision::Int8 => {
-                    return Err(Failure::new(
-                        FailureKind::Unavailable,
-                        "precision=int8: INT8 engines are not available yet in this build; use fp32 or fp16",
-                    ));
-                }
+                Precision::Int8 => EnginePrecision::Int8,
                 Precision::Fp16 => EnginePrecision::Fp16,
                 Precision::Fp32 => EnginePrecision::Fp32,
             }
         } else {
             match cfg.network_mode {
-                Some(1) => {
-                    warnings.push(format!(
-                        "{}: network-mode=1 (INT8) is not available yet in this build; running FP32",
-                        cfg.path.display()
-                    ));
-                    EnginePrecision::Fp32
-                }
+                Some(1) => EnginePrecision::Int8,
                 Some(2) => EnginePrecision::Fp16,
                 _ => EnginePrecision::Fp32,
             }
@@ -453,9 +465,33 @@ impl Settings {
         if precision == EnginePrecision::Fp16 {
             notes.push("precision fp16: the CPU backend computes in FP32".into());
         }
-        if explicit("calibration-cache") && self.precision != Precision::Int8 {
-            notes.push("calibration-cache is only used with precision=int8".into());
-        }
+        let int8 = if precision == EnginePrecision::Int8 {
+            let table = if explicit("calibration-cache") || self.calibration_cache.is_some() {
+                self.calibration_cache.as_ref().map(PathBuf::from)
+            } else {
+                config_path("int8-calib-file", &cfg.int8_calib_file, &mut notes)
+            };
+            let frames = self.calibration_frames.max(1) as usize;
+            Some(Int8Plan {
+                table: match table {
+                    Some(p) if p.is_file() => Int8Table::File(p),
+                    write_to => Int8Table::Live { write_to },
+                },
+                frames,
+                // A tenth as many again (at least 2) to measure FP32-vs-INT8 agreement.
+                held_back: (frames / 10).max(2),
+                method: match self.calibration_algorithm {
+                    CalibrationAlgorithm::Entropy => Method::Entropy,
+                    CalibrationAlgorithm::MinMax => Method::MinMax,
+                    CalibrationAlgorithm::Percentile => Method::Percentile(0.9999),
+                },
+            })
+        } else {
+            if explicit("calibration-cache") {
+                notes.push("calibration-cache is only used with precision=int8".into());
+            }
+            None
+        };
 
         let batch_size = if from_config("batch-size", cfg.batch_size.is_some()) {
             cfg.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)
@@ -644,6 +680,7 @@ impl Settings {
             input_order,
             output_blobs,
             precision,
+            int8,
             batch_size,
             threads,
             engine_cache_dir,
@@ -782,8 +819,12 @@ mod tests {
         assert_eq!(r.key.as_deref(), Some("abc"));
         assert_eq!(r.input_dims, Some(vec![3, 544, 960]));
         assert_eq!(r.input_order, Some(GraphOrder::Nchw));
-        assert_eq!(r.precision, EnginePrecision::Fp32);
-        assert!(r.warnings.iter().any(|w| w.contains("INT8")));
+        // network-mode=1 without a table present: calibrate live.
+        assert_eq!(r.precision, EnginePrecision::Int8);
+        assert_eq!(
+            r.int8.as_ref().map(|p| &p.table),
+            Some(&Int8Table::Live { write_to: None })
+        );
         assert_eq!(r.net_scale_factor, 0.5);
         assert_eq!(r.offsets, [1.0, 2.0, 3.0]);
         assert_eq!(r.color, preprocess::ColorOrder::Bgr);
@@ -851,12 +892,6 @@ mod tests {
         assert!(e.message.contains("CUDA"), "{e}");
 
         s.backend = Backend::Cpu;
-        s.precision = Precision::Int8;
-        s.explicit.insert("precision");
-        let e = s.resolve().unwrap_err();
-        assert!(e.message.contains("INT8"), "{e}");
-
-        s.precision = Precision::Fp32;
         s.key_file = Some("/no/such/key/file".into());
         let e = s.resolve().unwrap_err();
         assert_eq!(e.kind, FailureKind::NotFound);
@@ -869,6 +904,42 @@ mod tests {
         let e = s.resolve().unwrap_err();
         assert_eq!(e.kind, FailureKind::NotFound);
         assert!(e.message.contains("/no/such/config.txt"), "{e}");
+    }
+
+    #[test]
+    fn int8_tables_from_property_or_config() {
+        let (dir, mut s) = with_config(CONFIG);
+        std::fs::write(dir.path().join("model.etlt"), b"m").unwrap();
+        let table = dir.path().join("cal.bin");
+        std::fs::write(&table, "TRT-8601-EntropyCalibration2\n").unwrap();
+        // The config's int8-calib-file, found beside the config.
+        let with_table = CONFIG.replace(
+            "network-mode=1\n",
+            "network-mode=1\nint8-calib-file=../models/cal.bin\n",
+        );
+        std::fs::write(dir.path().join("config.txt"), with_table).unwrap();
+        let r = s.resolve().unwrap();
+        assert_eq!(r.int8.unwrap().table, Int8Table::File(table.clone()));
+        // An explicit calibration-cache that does not exist yet: calibrate live, write it there.
+        let fresh = dir.path().join("fresh.cache");
+        s.calibration_cache = Some(fresh.to_string_lossy().into_owned());
+        s.calibration_frames = 50;
+        s.calibration_algorithm = CalibrationAlgorithm::MinMax;
+        s.explicit
+            .extend(["calibration-cache", "calibration-frames"]);
+        let plan = s.resolve().unwrap().int8.unwrap();
+        assert_eq!(
+            plan.table,
+            Int8Table::Live {
+                write_to: Some(fresh)
+            }
+        );
+        assert_eq!((plan.frames, plan.held_back), (50, 5));
+        assert_eq!(plan.method, Method::MinMax);
+        // Explicit fp32 wins over the config's network-mode.
+        s.precision = Precision::Fp32;
+        s.explicit.insert("precision");
+        assert!(s.resolve().unwrap().int8.is_none());
     }
 
     #[test]
