@@ -73,7 +73,7 @@ check 45 fpenet "$MODELS/faciallandmarks.etlt" --key nvidia_tlt --precisions fp3
 check 140 detectnet_v2_resnet18 "$GEN/detectnet_v2_resnet18.onnx" --precisions fp32,fp16 \
     --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile
 check 140 detectnet_v2_resnet34 "$GEN/detectnet_v2_resnet34.onnx" --precisions fp32,fp16 \
-    --verify-batch 2 --bench 1,8,64 --bench-precision fp16
+    --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile
 
 phase pytorch
 timeout 20 python3 "$ROOT/gpu/torch_bench.py" --peak || echo "RESULT peak exit=$?"

@@ -111,7 +111,7 @@ def check_against_ort(model_path, net, shape):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     with torch.inference_mode():
-        got = net.float().cuda()(torch.from_numpy(x).cuda())
+        got = net.float().cuda().eval()(torch.from_numpy(x).cuda())
     worst = 0.0
     for w, g in zip(want, got):
         g = g.float().cpu().numpy()
@@ -131,7 +131,8 @@ def main():
     print(f"torch {torch.__version__} cuda {torch.version.cuda} cudnn {torch.backends.cudnn.version()}"
           f" device {torch.cuda.get_device_name()}", flush=True)
     model = onnx.load(args.model)
-    net = OnnxNet(model)
+    # Inference: BatchNorm uses its running statistics.
+    net = OnnxNet(model).eval()
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
     t = time.time()
     err = check_against_ort(args.model, net, dims)

@@ -223,7 +223,7 @@ fn main() {
         let plan = load_plan(&plan_path);
         if let Ok(choices) = plan.section("cuda.choices") {
             let text = String::from_utf8_lossy(choices);
-            for line in text.lines().take(6) {
+            for line in text.lines().take(40) {
                 println!("  plan: {line}");
             }
         }
@@ -236,6 +236,15 @@ fn main() {
             }
         };
         let load_engine_ms = t.elapsed().as_secs_f64() * 1e3;
+        let parts: Vec<String> = engine
+            .load_timings()
+            .iter()
+            .map(|(what, ms)| format!("{what} {ms:.1} ms"))
+            .collect();
+        println!(
+            "{name} {prec}: engine load {load_engine_ms:.1} ms: {}",
+            parts.join(", ")
+        );
 
         // Correctness at the verification batch: first run (step by step), then the graph replay.
         let t = Instant::now();
@@ -350,22 +359,28 @@ fn main() {
                 );
             }
             if profile {
-                let b = *bench.iter().max().unwrap_or(&1);
-                match engine.profile(b) {
-                    Ok(steps) => {
-                        let total: f32 = steps.iter().map(|s| s.1).sum();
-                        let mut sorted = steps.clone();
-                        sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
-                        println!(
-                            "{name} {prec} profile at batch {b}: {:.3} ms summed over {} steps",
-                            total / 1e3,
-                            steps.len()
-                        );
-                        for (what, us) in sorted.iter().take(12) {
-                            println!("  {us:9.1} us  {what}");
+                let mut batches = vec![
+                    *bench.iter().min().unwrap_or(&1),
+                    *bench.iter().max().unwrap_or(&1),
+                ];
+                batches.dedup();
+                for b in batches {
+                    match engine.profile(b) {
+                        Ok(steps) => {
+                            let total: f32 = steps.iter().map(|s| s.1).sum();
+                            let mut sorted = steps.clone();
+                            sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+                            println!(
+                                "{name} {prec} profile at batch {b}: {:.3} ms summed over {} steps",
+                                total / 1e3,
+                                steps.len()
+                            );
+                            for (what, us) in sorted.iter().take(10) {
+                                println!("  {us:9.1} us  {what}");
+                            }
                         }
+                        Err(e) => println!("profile failed: {e}"),
                     }
-                    Err(e) => println!("profile failed: {e}"),
                 }
             }
         }

@@ -171,6 +171,18 @@ pub fn encode(p: &Program) -> Vec<u8> {
                 w.usize(*dst);
                 w.map(map);
             }
+            Step::CastInNhwc {
+                input,
+                dst,
+                channels,
+                hw,
+            } => {
+                w.u8(12);
+                w.usize(*input);
+                w.usize(*dst);
+                w.usize(*channels);
+                w.usize(*hw);
+            }
             Step::CastOut { src, output, map } => {
                 w.u8(1);
                 w.usize(*src);
@@ -634,6 +646,12 @@ pub fn decode(data: &[u8], weights: Vec<u8>) -> Result<Program, String> {
                 log: r.bool()?,
                 map: r.reduce_map()?,
             },
+            12 => Step::CastInNhwc {
+                input: r.usize()?,
+                dst: r.usize()?,
+                channels: r.usize()?,
+                hw: r.usize()?,
+            },
             t => return Err(format!("bad step tag {t}")),
         };
         steps.push(step);
@@ -782,6 +800,23 @@ pub fn validate(p: &Program) -> Result<(), String> {
                 let desc = p.inputs.get(*input).ok_or_else(|| at("input index"))?;
                 let n = desc.elements_per_image() * p.max_batch;
                 check_map(map, Some(elements(value(*dst)?)), Some(n), None)?;
+            }
+            Step::CastInNhwc {
+                input,
+                dst,
+                channels,
+                hw,
+            } => {
+                let desc = p.inputs.get(*input).ok_or_else(|| at("input index"))?;
+                let y = value(*dst)?;
+                let fits = y.layout == Layout::Nhwc
+                    && y.shape.len() == 4
+                    && Some(y.shape[2] * y.shape[3]) == Some(*hw)
+                    && *channels <= y.shape[1]
+                    && channels.checked_mul(*hw) == Some(desc.elements_per_image());
+                if !fits {
+                    return Err(at("input conversion shapes"));
+                }
             }
             Step::CastOut { src, output, map } => {
                 let desc = p.outputs.get(*output).ok_or_else(|| at("output index"))?;

@@ -214,6 +214,27 @@ pub fn run(program: &Program, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Vec
                     arena.data[(base + d) as usize] = round_to(dtype, x[a as usize]);
                 });
             }
+            Step::CastInNhwc {
+                input,
+                dst,
+                channels,
+                hw,
+            } => {
+                let base = arena.base(*dst);
+                let cpad = program.values[*dst].shape[1];
+                let x = inputs[*input];
+                for i in 0..batch * hw {
+                    let (n, p) = (i / hw, i % hw);
+                    for ch in 0..cpad {
+                        let v = if ch < *channels {
+                            x[(n * channels + ch) * hw + p]
+                        } else {
+                            0.0
+                        };
+                        arena.data[base + i * cpad + ch] = round_to(dtype, v);
+                    }
+                }
+            }
             Step::CastOut { src, output, map } => {
                 let base = arena.base(*src) as i64;
                 let y = &mut outputs[*output];

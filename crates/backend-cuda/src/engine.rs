@@ -21,6 +21,9 @@ pub struct CudaEngine {
     res: Resident,
     host_inputs: Vec<PinnedBuffer>,
     host_outputs: Vec<PinnedBuffer>,
+    /// Images the pinned buffers hold; they grow on demand (page-locking is slow, and an engine
+    /// that only ever runs small batches should not pay for its largest).
+    pinned_batch: usize,
     graphs: HashMap<usize, Graph>,
     compute_graphs: HashMap<usize, CudaGraph>,
     inputs: Vec<IoDesc>,
@@ -40,16 +43,11 @@ impl CudaEngine {
     pub fn new(gpu: Arc<Gpu>, program: Program, cubin: &[u8]) -> Result<CudaEngine, String> {
         let inputs = program.inputs.clone();
         let outputs = program.outputs.clone();
-        let max_batch = program.max_batch;
-        let res = Resident::new(gpu.clone(), program, cubin)?;
-        let pinned = |io: &[IoDesc]| {
-            io.iter()
-                .map(|d| PinnedBuffer::new(&gpu.ctx, d.elements_per_image() * max_batch))
-                .collect::<Result<Vec<_>, String>>()
-        };
+        let res = Resident::new(gpu, program, cubin)?;
         Ok(CudaEngine {
-            host_inputs: pinned(&inputs)?,
-            host_outputs: pinned(&outputs)?,
+            host_inputs: Vec::new(),
+            host_outputs: Vec::new(),
+            pinned_batch: 0,
             res,
             graphs: HashMap::new(),
             compute_graphs: HashMap::new(),
@@ -85,6 +83,29 @@ impl CudaEngine {
     /// Whether batch `batch` replays a captured graph.
     pub fn has_graph(&self, batch: usize) -> bool {
         matches!(self.graphs.get(&batch), Some(Graph::Ready(_)))
+    }
+
+    /// Milliseconds spent in each part of loading.
+    pub fn load_timings(&self) -> &[(&'static str, f64)] {
+        &self.res.timings
+    }
+
+    fn ensure_pinned(&mut self, batch: usize) -> Result<(), String> {
+        if batch <= self.pinned_batch {
+            return Ok(());
+        }
+        let ctx = self.res.gpu.ctx.clone();
+        let pinned = |io: &[IoDesc]| {
+            io.iter()
+                .map(|d| PinnedBuffer::new(&ctx, d.elements_per_image() * batch))
+                .collect::<Result<Vec<_>, String>>()
+        };
+        self.host_inputs = pinned(&self.inputs)?;
+        self.host_outputs = pinned(&self.outputs)?;
+        self.pinned_batch = batch;
+        // Captured graphs copy from and to the old buffers.
+        self.graphs.clear();
+        Ok(())
     }
 
     fn prepare(&mut self, batch: usize) -> Result<(), String> {
@@ -252,6 +273,12 @@ impl Engine for CudaEngine {
                 outputs.len()
             )));
         }
+        self.res
+            .gpu
+            .ctx
+            .bind_to_thread()
+            .map_err(|e| invalid(e.to_string()))?;
+        self.ensure_pinned(batch).map_err(invalid)?;
         for ((desc, data), host) in self.inputs.iter().zip(inputs).zip(&mut self.host_inputs) {
             let want = desc.elements_per_image() * batch;
             if data.len() != want {

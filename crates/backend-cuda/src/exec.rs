@@ -194,6 +194,7 @@ impl Args {
 pub struct Kernels {
     _module: Arc<CudaModule>,
     cast_in: CudaFunction,
+    cast_in_nhwc: CudaFunction,
     cast_out: CudaFunction,
     copy: CudaFunction,
     unary: CudaFunction,
@@ -220,6 +221,7 @@ impl Kernels {
         };
         Ok(Kernels {
             cast_in: f("k_cast_in")?,
+            cast_in_nhwc: f("k_cast_in_nhwc")?,
             cast_out: f("k_cast_out")?,
             copy: f("k_copy")?,
             unary: f("k_unary")?,
@@ -252,6 +254,8 @@ struct ConvBatch {
 }
 
 pub struct Resident {
+    /// Milliseconds spent in each part of [`Resident::new`].
+    pub timings: Vec<(&'static str, f64)>,
     pub gpu: Arc<Gpu>,
     pub program: Program,
     kernels: Kernels,
@@ -269,10 +273,19 @@ impl Resident {
     /// Uploads `program` (its weights) and allocates everything it needs for `max_batch` images.
     pub fn new(gpu: Arc<Gpu>, program: Program, cubin: &[u8]) -> Result<Resident, String> {
         gpu.ctx.bind_to_thread().map_err(|e| e.to_string())?;
+        let mut timings = Vec::new();
+        let mut t = std::time::Instant::now();
+        let mut lap = |what: &'static str| {
+            timings.push((what, t.elapsed().as_secs_f64() * 1e3));
+            t = std::time::Instant::now();
+        };
         let kernels = Kernels::load(&gpu, cubin)?;
+        lap("kernels");
         let weights = DeviceBuffer::new(&gpu.ctx, program.weights.len())?;
         weights.upload(&program.weights)?;
+        lap("weights");
         let arena = DeviceBuffer::new(&gpu.ctx, program.arena_bytes)?;
+        lap("arena");
         let staging = |io: &[tao_engine::backend::IoDesc]| {
             io.iter()
                 .map(|d| {
@@ -295,8 +308,10 @@ impl Resident {
             .max()
             .unwrap_or(0);
         let workspace = DeviceBuffer::new(&gpu.ctx, workspace_bytes)?;
+        lap("staging, descriptors, workspace");
         let grid_cap = (gpu.info.multiprocessors.max(1) as u32) * 32;
         Ok(Resident {
+            timings,
             gpu,
             program,
             kernels,
@@ -458,6 +473,21 @@ impl Resident {
                     .push(self.value_ptr(*dst))
                     .push(p);
                 self.launch(&k.cast_in, Self::blocks(p.count as usize), &mut args)
+            }
+            Step::CastInNhwc {
+                input,
+                dst,
+                channels,
+                hw,
+            } => {
+                let pixels = batch * hw;
+                args.push(self.inputs[*input].ptr)
+                    .push(self.value_ptr(*dst))
+                    .push(pixels as i64)
+                    .push(*channels as i32)
+                    .push(self.program.values[*dst].shape[1] as i32)
+                    .push(*hw as i64);
+                self.launch(&k.cast_in_nhwc, Self::blocks(pixels), &mut args)
             }
             Step::CastOut { src, output, map } => {
                 let p = map_params(map, batch);
@@ -930,16 +960,16 @@ pub fn tune(res: &mut Resident, workspace_limit: usize) -> Result<Vec<String>, S
             Step::ConvTranspose { node, geom, .. } => (format!("convT {geom:?}"), node.clone()),
             _ => continue,
         };
-        let choice = match cache.get(&key) {
-            Some(c) => *c,
+        let (choice, note) = match cache.get(&key) {
+            Some(c) => (*c, "same shape as an earlier layer".to_owned()),
             None => {
-                let c = match &step {
+                let (c, note) = match &step {
                     Step::Conv { .. } => tune_conv(res, i, batch, dtype, workspace_limit),
                     _ => tune_conv_transpose(res, i, batch, dtype, workspace_limit),
                 }
                 .map_err(|e| format!("tuning `{node}`: {e}"))?;
                 cache.insert(key, c);
-                c
+                (c, note)
             }
         };
         match &mut res.program.steps[i] {
@@ -949,7 +979,7 @@ pub fn tune(res: &mut Resident, workspace_limit: usize) -> Result<Vec<String>, S
             _ => {}
         }
         report.push(format!(
-            "{}\talgo={}\tmath={}\t{}\tws={}\t{:.1}us\t{node}",
+            "{}\talgo={}\tmath={}\t{}\tws={}\t{:.1}us\t{node}\t{note}",
             if matches!(step, Step::Conv { .. }) {
                 "conv"
             } else {
@@ -1012,13 +1042,14 @@ fn math_candidates(dtype: DType) -> [dnn::cudnnMathType_t; 2] {
     }
 }
 
+/// The fastest variant of convolution step `i`, and a note of what was measured.
 fn tune_conv(
     res: &mut Resident,
     i: usize,
     batch: usize,
     dtype: DType,
     limit: usize,
-) -> Result<ConvChoice, String> {
+) -> Result<(ConvChoice, String), String> {
     let Step::Conv {
         src,
         dst,
@@ -1140,6 +1171,10 @@ fn tune_conv(
         time_us: plain_us,
         ..plain
     };
+    let mut note = format!(
+        "plain algo {algo} {:.1}us + epilogue {epilogue_us:.1}us",
+        plain_us - epilogue_us
+    );
     // cuDNN fuses bias + ReLU (or identity, with one algorithm) and a residual before it.
     let fusable = bias.is_some()
         && matches!(activation.code, unary::RELU | unary::IDENTITY)
@@ -1181,6 +1216,7 @@ fn tune_conv(
                 };
                 match res.time_us(5, 3, || res.conv_forward(&s, &d, &c, io())) {
                     Ok(t) => {
+                        note += &format!("; fused algo {algo} {t:.1}us");
                         if t < best.time_us {
                             best = ConvChoice { time_us: t, ..c };
                         }
@@ -1192,7 +1228,7 @@ fn tune_conv(
             }
         }
     }
-    Ok(best)
+    Ok((best, note))
 }
 
 fn tune_conv_transpose(
@@ -1201,7 +1237,7 @@ fn tune_conv_transpose(
     batch: usize,
     dtype: DType,
     limit: usize,
-) -> Result<ConvChoice, String> {
+) -> Result<(ConvChoice, String), String> {
     let Step::ConvTranspose {
         src,
         dst,
@@ -1267,7 +1303,7 @@ fn tune_conv_transpose(
             }
         }
         if let Some(b) = best {
-            return Ok(b);
+            return Ok((b, String::new()));
         }
     }
     Err(last_error)

@@ -133,6 +133,19 @@ extern "C" __global__ void k_cast_in(const float* __restrict__ x, T* __restrict_
     }
 }
 
+// FP32 NCHW images into NHWC with `cpad` >= `c` channels, the extra ones zero. One thread per
+// pixel: reads are coalesced along the pixels of each plane.
+extern "C" __global__ void k_cast_in_nhwc(const float* __restrict__ x, T* __restrict__ y,
+                                          long long pixels, int c, int cpad, long long hw) {
+    GRID_LOOP(i, pixels) {
+        long long n = i / hw;
+        long long p = i - n * hw;
+        const float* src = x + n * c * hw + p;
+        T* dst = y + i * cpad;
+        for (int ch = 0; ch < cpad; ++ch) st(dst, ch, ch < c ? src[ch * hw] : 0.0f);
+    }
+}
+
 extern "C" __global__ void k_cast_out(const T* __restrict__ x, float* __restrict__ y, Map m) {
     GRID_LOOP(i, m.count) {
         long long od, oa, ob;

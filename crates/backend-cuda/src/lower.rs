@@ -65,12 +65,25 @@ impl Blob {
 
 /// OIHW filters to KRSC (the NHWC filter layout cuDNN takes with NHWC tensors).
 pub fn oihw_to_krsc(w: &[f32], k: usize, c: usize, r: usize, s: usize) -> Vec<f32> {
-    let mut out = vec![0f32; w.len()];
+    oihw_to_krsc_padded(w, k, c, r, s, c)
+}
+
+/// As [`oihw_to_krsc`], with zero filters for input channels `c..c_padded`.
+pub fn oihw_to_krsc_padded(
+    w: &[f32],
+    k: usize,
+    c: usize,
+    r: usize,
+    s: usize,
+    c_padded: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; k * r * s * c_padded];
     for ki in 0..k {
         for ci in 0..c {
             for ri in 0..r {
                 for si in 0..s {
-                    out[((ki * r + ri) * s + si) * c + ci] = w[((ki * c + ci) * r + ri) * s + si];
+                    out[((ki * r + ri) * s + si) * c_padded + ci] =
+                        w[((ki * c + ci) * r + ri) * s + si];
                 }
             }
         }
@@ -108,19 +121,32 @@ pub fn lower(graph: &Graph, dtype: DType, max_batch: usize) -> EngineResult<Prog
     };
     let mut inputs = Vec::new();
     for (i, (name, dims)) in shapes.iter().enumerate() {
-        let layout = if dims.len() == 4 && l.wants_nhwc(name) {
-            Layout::Nhwc
+        if dims.len() == 4 && l.wants_nhwc(name) {
+            // Straight into NHWC; FP16 tensor cores want channels in multiples of 8, so an input
+            // read only by ordinary convolutions gets zero channels up to that.
+            let channels = dims[1];
+            let padded = if l.dtype == DType::F16 && l.only_plain_convs_read(name) {
+                channels.next_multiple_of(8)
+            } else {
+                channels
+            };
+            let dst = l.new_value(name, vec![1, padded, dims[2], dims[3]], Layout::Nhwc);
+            l.steps.push(Step::CastInNhwc {
+                input: i,
+                dst,
+                channels,
+                hw: dims[2] * dims[3],
+            });
         } else {
-            Layout::RowMajor
-        };
-        let dst = l.new_value(name, dims.clone(), layout);
-        let map = Map {
-            dims: dims.clone(),
-            dst: l.values[dst].strides(),
-            a: row_major_strides(dims),
-            ..Map::default()
-        };
-        l.steps.push(Step::CastIn { input: i, dst, map });
+            let dst = l.new_value(name, dims.clone(), Layout::RowMajor);
+            let map = Map {
+                dims: dims.clone(),
+                dst: l.values[dst].strides(),
+                a: row_major_strides(dims),
+                ..Map::default()
+            };
+            l.steps.push(Step::CastIn { input: i, dst, map });
+        }
         inputs.push(IoDesc {
             name: name.clone(),
             shape: dims[1..].to_vec(),
@@ -323,6 +349,24 @@ impl Lowering<'_> {
                     self.graph.nodes[r].op,
                     Op::Conv(_) | Op::ConvTranspose(_) | Op::Pool(_) | Op::GlobalPool(_)
                 ) && self.graph.nodes[r].input(0) == Some(name)
+            })
+    }
+
+    /// Whether `name` is read only as the data input of ungrouped convolutions and is not an output
+    /// (then extra zero channels, with zero weights, change nothing).
+    fn only_plain_convs_read(&self, name: &str) -> bool {
+        let readers = self.graph.consumers(name);
+        !self.graph.outputs.iter().any(|o| o == name)
+            && !readers.is_empty()
+            && readers.iter().all(|&r| {
+                let node = &self.graph.nodes[r];
+                matches!(&node.op, Op::Conv(c) if c.group <= 1)
+                    && node.input(0) == Some(name)
+                    && node
+                        .inputs
+                        .iter()
+                        .skip(1)
+                        .all(|i| i.as_deref() != Some(name))
             })
     }
 
@@ -605,6 +649,41 @@ impl Lowering<'_> {
         }
 
         let mut src = self.value_in(&x, Layout::Nhwc)?;
+        // The value may carry zero channels past the tensor's (see `lower`).
+        let cin = self.values[src].shape[1];
+        let mut input_hw = [xs[2], xs[3]];
+        let mut stride = [geom.strides[0], geom.strides[1]];
+        let no_pads = geom
+            .pads_begin
+            .iter()
+            .chain(&geom.pads_end)
+            .all(|&p| p == 0);
+        if kh == 1 && kw == 1 && no_pads && stride != [1, 1] {
+            // A strided 1×1 convolution reads one pixel in stride²: gather those first (cuDNN's
+            // strided 1×1 kernels are slow in NHWC), then a plain 1×1 convolution.
+            input_hw = [(xs[2] - 1) / stride[0] + 1, (xs[3] - 1) / stride[1] + 1];
+            let shape = vec![1, cin, input_hw[0], input_hw[1]];
+            let sub = self.new_value(
+                &format!("{x}/subsample-for/{}", node.name),
+                shape.clone(),
+                Layout::Nhwc,
+            );
+            let from = self.values[src].strides();
+            let map = Map {
+                dims: shape,
+                dst: self.values[sub].strides(),
+                a: vec![
+                    from[0],
+                    from[1],
+                    from[2] * stride[0] as i64,
+                    from[3] * stride[1] as i64,
+                ],
+                ..Map::default()
+            };
+            self.steps.push(Step::Copy { src, dst: sub, map });
+            src = sub;
+            stride = [1, 1];
+        }
         // cuDNN pads symmetrically: the asymmetric part becomes an explicit zero-padding step.
         let sym = [
             geom.pads_begin[0].min(geom.pads_end[0]),
@@ -612,13 +691,13 @@ impl Lowering<'_> {
         ];
         let extra_begin = [geom.pads_begin[0] - sym[0], geom.pads_begin[1] - sym[1]];
         let extra_end = [geom.pads_end[0] - sym[0], geom.pads_end[1] - sym[1]];
-        let mut input_hw = [xs[2], xs[3]];
         if extra_begin.iter().chain(&extra_end).any(|&e| e > 0) {
+            let unpadded = self.values[src].shape.clone();
             input_hw = [
-                xs[2] + extra_begin[0] + extra_end[0],
-                xs[3] + extra_begin[1] + extra_end[1],
+                input_hw[0] + extra_begin[0] + extra_end[0],
+                input_hw[1] + extra_begin[1] + extra_end[1],
             ];
-            let padded_shape = vec![1, xs[1], input_hw[0], input_hw[1]];
+            let padded_shape = vec![1, cin, input_hw[0], input_hw[1]];
             let padded = self.new_value(
                 &format!("{x}/pad-for/{}", node.name),
                 padded_shape.clone(),
@@ -631,7 +710,7 @@ impl Lowering<'_> {
                     a: self.values[src].strides(),
                     ..Map::default()
                 },
-                src_dims: xs.clone(),
+                src_dims: unpadded,
                 begin: vec![0, 0, extra_begin[0], extra_begin[1]],
             };
             self.steps.push(Step::Pad {
@@ -646,7 +725,7 @@ impl Lowering<'_> {
             let k = geom.dilations[a] * (geom.kernel[a] - 1) + 1;
             (input_hw[a] + 2 * sym[a])
                 .checked_sub(k)
-                .map(|v| v / geom.strides[a] + 1)
+                .map(|v| v / stride[a] + 1)
         };
         let (Some(oh), Some(ow)) = (out_hw(0), out_hw(1)) else {
             return Err(node_error(
@@ -664,18 +743,25 @@ impl Lowering<'_> {
             ));
         }
         let conv_geom = ConvGeom {
-            in_channels: xs[1],
+            in_channels: cin,
             out_channels: m,
             groups,
             kernel: [kh, kw],
-            stride: [geom.strides[0], geom.strides[1]],
+            stride,
             dilation: [geom.dilations[0], geom.dilations[1]],
             pad: sym,
             input: input_hw,
             output: [oh, ow],
         };
         let weights = self.blob.push(
-            &oihw_to_krsc(w.as_f32().unwrap_or_default(), m, cg, kh, kw),
+            &oihw_to_krsc_padded(
+                w.as_f32().unwrap_or_default(),
+                m,
+                cg,
+                kh,
+                kw,
+                cg + cin - xs[1],
+            ),
             self.dtype,
         );
         let bias_f32 = bias.as_deref().map(|b| self.blob.push(b, DType::F32));

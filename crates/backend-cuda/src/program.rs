@@ -307,6 +307,15 @@ pub enum Step {
         dst: usize,
         map: Map,
     },
+    /// Graph input `input` (FP32, NCHW, `channels` × `hw`) into the NHWC value `dst`, whose
+    /// channels past `channels` (padding that lets tensor cores take the first convolution) are
+    /// written as zeros.
+    CastInNhwc {
+        input: usize,
+        dst: usize,
+        channels: usize,
+        hw: usize,
+    },
     /// Value `src` into graph output `output` (FP32, NCHW, contiguous).
     CastOut {
         src: usize,
@@ -393,7 +402,7 @@ impl Step {
     /// The values the step touches, with whether it writes them.
     pub fn values(&self) -> Vec<(usize, bool)> {
         match self {
-            Step::CastIn { dst, .. } => vec![(*dst, true)],
+            Step::CastIn { dst, .. } | Step::CastInNhwc { dst, .. } => vec![(*dst, true)],
             Step::CastOut { src, .. } => vec![(*src, false)],
             Step::Copy { src, dst, .. }
             | Step::Pad { src, dst, .. }
@@ -428,7 +437,9 @@ impl Step {
     pub fn describe(&self, values: &[Value]) -> String {
         let name = |v: &usize| values.get(*v).map_or("?", |v| v.name.as_str());
         match self {
-            Step::CastIn { input, dst, .. } => format!("cast-in #{input} -> {}", name(dst)),
+            Step::CastIn { input, dst, .. } | Step::CastInNhwc { input, dst, .. } => {
+                format!("cast-in #{input} -> {}", name(dst))
+            }
             Step::CastOut { src, output, .. } => format!("cast-out {} -> #{output}", name(src)),
             Step::Copy { src, dst, .. } => format!("copy {} -> {}", name(src), name(dst)),
             Step::Pad { dst, .. } => format!("pad -> {}", name(dst)),

@@ -230,6 +230,18 @@ fn zoo() -> Graph {
         ["pd"],
         ["fl"],
     ));
+    // A strided 1×1 convolution (lowered as a gather, then a 1×1 convolution).
+    let wp = constant(&mut g, "wp", vec![4, 8, 1, 1], 7);
+    g.nodes.push(Node::new(
+        "proj",
+        Op::Conv(Conv {
+            strides: vec![2, 2],
+            group: 1,
+            ..Conv::default()
+        }),
+        ["p1", &wp],
+        ["pj"],
+    ));
     g.nodes.push(Node::new(
         "gap",
         Op::GlobalPool(PoolKind::Average),
@@ -242,7 +254,13 @@ fn zoo() -> Graph {
         ["gap"],
         ["sg"],
     ));
-    g.outputs = vec!["mean".into(), "fl".into(), "sg".into(), "r1".into()];
+    g.outputs = vec![
+        "mean".into(),
+        "fl".into(),
+        "sg".into(),
+        "r1".into(),
+        "pj".into(),
+    ];
     g
 }
 
@@ -253,9 +271,14 @@ fn every_lowering_path_matches_the_reference() {
     tao_engine::optimize::optimize(&mut graph).unwrap();
     let program = lower::lower(&graph, DType::F32, 3).unwrap();
     println!("{}", program.listing().join("\n"));
+    let listing = program.listing();
     assert!(
-        program.listing().iter().any(|s| s.starts_with("pad ")),
+        listing.iter().any(|s| s.starts_with("pad ")),
         "SAME_UPPER with stride 2 pads asymmetrically: an explicit pad step"
+    );
+    assert!(
+        listing.iter().any(|s| s.contains("/subsample-for/proj")),
+        "the strided 1x1 convolution gathers its pixels first"
     );
     let x = common::random_input(&[3, 3, 10, 12], 11);
     let want = tao_graph::reference::run(&original, &[("x", x.clone())]).unwrap();
@@ -270,8 +293,9 @@ fn every_lowering_path_matches_the_reference() {
             assert!(err < 1e-5, "{name} at batch {batch}: {err:e}");
         }
     }
-    // FP16 storage stays close.
+    // FP16 storage stays close; the input gets zero channels up to 8 for the tensor cores.
     let half = lower::lower(&graph, DType::F16, 3).unwrap();
+    assert_eq!(half.values[0].shape, [1, 8, 10, 12], "{:?}", half.values[0]);
     let got = emulate::run(&half, 3, &[x.as_f32().unwrap()]).unwrap();
     for ((name, w), g) in want.iter().zip(&got) {
         let err = common::relative_error(g, w.as_f32().unwrap());

@@ -100,8 +100,13 @@ fn lpdnet_program_matches_reference() {
     let convs: Vec<&String> = listing.iter().filter(|s| s.starts_with("conv ")).collect();
     assert_eq!(convs.len(), 23);
     // ReLU6, the residual adds and the sigmoid ride on the convolutions: 23 convs, the input
-    // conversion and the two outputs.
-    assert_eq!(program.steps.len(), 23 + 1 + 2, "{listing:#?}");
+    // conversion, the two outputs, and a gather before each strided 1×1 shortcut.
+    let gathers = listing
+        .iter()
+        .filter(|s| s.contains("/subsample-for/"))
+        .count();
+    assert!(gathers >= 3, "{listing:#?}");
+    assert_eq!(program.steps.len(), 23 + 1 + 2 + gathers, "{listing:#?}");
     check(&g, DType::F16, 1, 3e-2);
 }
 
