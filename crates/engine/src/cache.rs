@@ -330,6 +330,13 @@ fn write_atomically(dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
+    // Temporary files are created owner-only; a cache may be shared by the users of a machine.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.persist(target).map_err(|e| e.error)?;
     // Make the rename itself durable.
     if let Ok(d) = File::open(dir) {

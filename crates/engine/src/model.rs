@@ -70,6 +70,11 @@ pub fn load_model(path: &Path, key: Option<&str>) -> Result<LoadedModel, ModelEr
             ModelFormat::Uff,
             tao_graph::uff::import(&bytes, None).map_err(|e| import_err(&e))?,
         ),
+        // A plain ONNX file under another name: its first bytes say so.
+        _ if etlt::payload::prefix_looks_valid(etlt::PayloadKind::Onnx, &bytes) => (
+            ModelFormat::Onnx,
+            tao_graph::onnx::import(&bytes).map_err(|e| import_err(&e))?,
+        ),
         _ if etlt::Header::parse(&bytes).is_ok() => {
             let key = key.ok_or_else(|| ModelError::KeyNeeded {
                 path: path.to_owned(),

@@ -239,3 +239,19 @@ fn two_processes_racing_build_once() {
         "build\n"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn cached_plans_are_readable_by_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = EngineCache::new(Some(dir.path().to_owned()));
+    let id = identity();
+    let got = cache.get_or_build(&id, build_ok(&id)).unwrap();
+    let mode = std::fs::metadata(got.path.unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
+}

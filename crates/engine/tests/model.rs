@@ -88,3 +88,21 @@ fn overrides_check_dims_and_outputs() {
         .to_string();
     assert!(err.contains("no_such_output"), "{err}");
 }
+
+#[test]
+fn onnx_is_recognised_by_content_under_any_name() {
+    let Some(_) = common::shared_dir("onnx_is_recognised_by_content_under_any_name") else {
+        return;
+    };
+    let graph = common::fpenet("onnx_is_recognised_by_content_under_any_name").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("landmarks.model");
+    std::fs::write(
+        &odd,
+        tao_graph::onnx::export(&graph, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let m = load_model(&odd, None).unwrap();
+    assert_eq!(m.format, ModelFormat::Onnx);
+    assert_eq!(m.graph.outputs, graph.outputs);
+}
