@@ -144,10 +144,17 @@ fn main() {
                     .ok()
             })
             .unwrap_or_else(|| panic!("ORT failed: {}", String::from_utf8_lossy(&ort.stderr)));
+        let dims = engine.inputs()[0]
+            .shape
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("x");
         let tract_ms = tract.is_file().then(|| {
             let out = Command::new(&tract)
                 .arg(&onnx_path)
                 .args([batch.to_string(), runs.to_string(), threads.to_string()])
+                .arg(dims.clone())
                 .output()
                 .ok()?;
             String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
