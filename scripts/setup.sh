@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*"; }
 
 # System packages: GStreamer development files and runtime plugins (the element and its tests), libav for
-# decoding real H.264 video, pkg-config for the -sys crates, Python's venv for the ONNX Runtime oracle,
-# openssl for the decrypt benchmark's peer.
+# decoding real H.264 video, PyGObject with GStreamer's introspection data (the Python example app and its
+# test), pkg-config for the -sys crates, Python's venv for the ONNX Runtime oracle, openssl for the decrypt
+# benchmark's peer.
 APT_PACKAGES=(
   pkg-config build-essential
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
+  python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
   python3 python3-venv python3-pip openssl
 )
 missing=()
