@@ -433,13 +433,20 @@ impl Preprocessor {
         let work = |t: usize, mut planes: Vec<&mut [f32]>| {
             let first = t * rows_per_chunk;
             let count = planes.first().map_or(0, |p| p.len() / row_len);
+            let mut scratch = RowScratch::new(p.width);
             for r in 0..count {
                 let y = first + r;
-                let mut row: Vec<&mut [f32]> = planes
-                    .iter_mut()
-                    .map(|pl| &mut pl[r * row_len..(r + 1) * row_len])
-                    .collect();
-                self.row::<BILINEAR>(sampler, y, &mut row);
+                let range = r * row_len..(r + 1) * row_len;
+                match planes.as_mut_slice() {
+                    [a] => self.row::<BILINEAR>(sampler, y, &mut [&mut a[range]], &mut scratch),
+                    [a, b, c] => self.row::<BILINEAR>(
+                        sampler,
+                        y,
+                        &mut [&mut a[range.clone()], &mut b[range.clone()], &mut c[range]],
+                        &mut scratch,
+                    ),
+                    _ => {}
+                }
             }
         };
         if threads == 1 {
@@ -462,51 +469,140 @@ impl Preprocessor {
         });
     }
 
+    /// One output row in two passes: gather the row's RGB values (a scalar pass over the taps),
+    /// then normalise them into the output layout (plain slice loops the compiler vectorises).
     #[inline(always)]
-    fn row<const BILINEAR: bool>(&self, sampler: &impl Sampler, y: usize, out: &mut [&mut [f32]]) {
-        let (ry, cry) = (self.rows[y], self.chroma_rows[y]);
-        let x0 = self.placement.x;
-        let (g, b) = (self.gain, self.bias);
-        let color = self.spec.color;
-        let hwc = self.spec.layout == TensorLayout::Hwc;
-        for (x, (col, ccol)) in self.cols.iter().zip(&self.chroma_cols).enumerate() {
-            let rgb = sampler.rgb::<BILINEAR>(col, ccol, &ry, &cry);
-            let ox = x0 + x;
-            match color {
-                ColorOrder::Gray => {
-                    let luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
-                    out[0][ox] = g[0] * luma + b[0];
+    fn row<const BILINEAR: bool>(
+        &self,
+        sampler: &impl Sampler,
+        y: usize,
+        out: &mut [&mut [f32]],
+        scratch: &mut RowScratch,
+    ) {
+        let src = sampler.row::<BILINEAR>(&self.rows[y], &self.chroma_rows[y]);
+        let RowScratch { r, g, b } = scratch;
+        src.gather::<BILINEAR>(&self.cols, &self.chroma_cols, r, g, b);
+        let (x0, w) = (self.placement.x, self.placement.width);
+        let (gain, bias) = (self.gain, self.bias);
+        // Network channel k reads these RGB rows.
+        let ordered: [&[f32]; 3] = match self.spec.color {
+            ColorOrder::Bgr => [b, g, r],
+            _ => [r, g, b],
+        };
+        match (self.spec.color, self.spec.layout, out) {
+            (ColorOrder::Gray, _, [plane, ..]) => {
+                let rows = r.iter().zip(g.iter()).zip(b.iter());
+                for (o, ((r, g), b)) in plane[x0..x0 + w].iter_mut().zip(rows) {
+                    *o = gain[0] * (0.299 * r + 0.587 * g + 0.114 * b) + bias[0];
                 }
-                ColorOrder::Rgb | ColorOrder::Bgr => {
-                    let v = if color == ColorOrder::Rgb {
-                        rgb
-                    } else {
-                        [rgb[2], rgb[1], rgb[0]]
-                    };
-                    if hwc {
-                        let o = &mut out[0][ox * 3..ox * 3 + 3];
-                        o[0] = g[0] * v[0] + b[0];
-                        o[1] = g[1] * v[1] + b[1];
-                        o[2] = g[2] * v[2] + b[2];
-                    } else {
-                        out[0][ox] = g[0] * v[0] + b[0];
-                        out[1][ox] = g[1] * v[1] + b[1];
-                        out[2][ox] = g[2] * v[2] + b[2];
+            }
+            (_, TensorLayout::Hwc, [plane, ..]) => {
+                let rows = ordered[0]
+                    .iter()
+                    .zip(ordered[1].iter())
+                    .zip(ordered[2].iter());
+                for (o, ((v0, v1), v2)) in plane[x0 * 3..(x0 + w) * 3].chunks_exact_mut(3).zip(rows)
+                {
+                    o[0] = gain[0] * v0 + bias[0];
+                    o[1] = gain[1] * v1 + bias[1];
+                    o[2] = gain[2] * v2 + bias[2];
+                }
+            }
+            (_, TensorLayout::Chw, [p0, p1, p2, ..]) => {
+                for (k, plane) in [p0, p1, p2].into_iter().enumerate() {
+                    for (o, v) in plane[x0..x0 + w].iter_mut().zip(ordered[k]) {
+                        *o = gain[k] * v + bias[k];
                     }
                 }
             }
+            // Plane counts always match the layout (see run_with).
+            _ => {}
         }
     }
 }
 
-/// Reads one output pixel's RGB (0..255) from the source through its taps.
+/// One row's gathered R, G and B values (per thread).
+struct RowScratch {
+    r: Vec<f32>,
+    g: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl RowScratch {
+    fn new(width: usize) -> RowScratch {
+        RowScratch {
+            r: vec![0.0; width],
+            g: vec![0.0; width],
+            b: vec![0.0; width],
+        }
+    }
+}
+
+/// A frame's pixels as RGB (0..255), positioned on the source row(s) of one output row.
 trait Sampler {
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap, row: &Tap, crow: &Tap) -> [f32; 3];
+    type Row<'r>: RowSampler
+    where
+        Self: 'r;
+    fn row<const BILINEAR: bool>(&self, row: &Tap, crow: &Tap) -> Self::Row<'_>;
+}
+
+/// Pixels of the current row through their column taps.
+trait RowSampler {
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap) -> [f32; 3];
+
+    /// RGB of every output column into `r`, `g`, `b`.
+    #[inline(always)]
+    fn gather<const BILINEAR: bool>(
+        &self,
+        cols: &[Tap],
+        ccols: &[Tap],
+        r: &mut [f32],
+        g: &mut [f32],
+        b: &mut [f32],
+    ) {
+        let outs = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+        for (((r, g), b), (col, ccol)) in outs.zip(cols.iter().zip(ccols)) {
+            [*r, *g, *b] = self.rgb::<BILINEAR>(col, ccol);
+        }
+    }
 }
 
 #[inline(always)]
 fn lerp(a: f32, b: f32, w: f32) -> f32 {
     a + (b - a) * w
+}
+
+/// Source rows `i0` and `i1` of a plane (the same row for nearest), with the weight of `i1`.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    top: &'a [u8],
+    bottom: &'a [u8],
+    w: f32,
+}
+
+impl<'a> Rows<'a> {
+    fn new<const BILINEAR: bool>(plane: &'a [u8], stride: usize, tap: &Tap) -> Rows<'a> {
+        let at = |i: usize| plane.get(i * stride..).unwrap_or(&[]);
+        Rows {
+            top: at(tap.i0),
+            bottom: if BILINEAR { at(tap.i1) } else { &[] },
+            w: tap.w,
+        }
+    }
+
+    /// Channel value at byte `x·step + offset` of the row(s), interpolated along `col`.
+    #[inline(always)]
+    fn value<const BILINEAR: bool>(&self, col: &Tap, step: usize, offset: usize) -> f32 {
+        let at = |row: &[u8], x: usize| f32::from(row.get(x * step + offset).copied().unwrap_or(0));
+        if !BILINEAR {
+            return at(self.top, col.i0);
+        }
+        lerp(
+            lerp(at(self.top, col.i0), at(self.top, col.i1), col.w),
+            lerp(at(self.bottom, col.i0), at(self.bottom, col.i1), col.w),
+            self.w,
+        )
+    }
 }
 
 struct PackedSampler<'a> {
@@ -534,32 +630,48 @@ impl<'a> PackedSampler<'a> {
             offsets,
         }
     }
+}
 
-    #[inline(always)]
-    fn px(&self, x: usize, y: usize) -> [f32; 3] {
-        let i = y * self.stride + x * self.bpp;
-        let p = &self.plane[i..i + self.bpp];
-        [
-            f32::from(p[self.offsets[0]]),
-            f32::from(p[self.offsets[1]]),
-            f32::from(p[self.offsets[2]]),
-        ]
-    }
+struct PackedRow<'a> {
+    rows: Rows<'a>,
+    bpp: usize,
+    offsets: [usize; 3],
 }
 
 impl Sampler for PackedSampler<'_> {
+    type Row<'r>
+        = PackedRow<'r>
+    where
+        Self: 'r;
+
+    fn row<const BILINEAR: bool>(&self, row: &Tap, _: &Tap) -> PackedRow<'_> {
+        PackedRow {
+            rows: Rows::new::<BILINEAR>(self.plane, self.stride, row),
+            bpp: self.bpp,
+            offsets: self.offsets,
+        }
+    }
+}
+
+impl RowSampler for PackedRow<'_> {
     #[inline(always)]
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap, row: &Tap, _: &Tap) -> [f32; 3] {
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap) -> [f32; 3] {
         if !BILINEAR {
-            return self.px(col.i0, row.i0);
+            let i = col.i0 * self.bpp;
+            if let Some(px) = self.rows.top.get(i..i + self.bpp) {
+                return [
+                    f32::from(px[self.offsets[0]]),
+                    f32::from(px[self.offsets[1]]),
+                    f32::from(px[self.offsets[2]]),
+                ];
+            }
+            return [0.0; 3];
         }
-        let (a, b) = (self.px(col.i0, row.i0), self.px(col.i1, row.i0));
-        let (c, d) = (self.px(col.i0, row.i1), self.px(col.i1, row.i1));
-        let mut out = [0.0; 3];
-        for k in 0..3 {
-            out[k] = lerp(lerp(a[k], b[k], col.w), lerp(c[k], d[k], col.w), row.w);
-        }
-        out
+        [
+            self.rows.value::<true>(col, self.bpp, self.offsets[0]),
+            self.rows.value::<true>(col, self.bpp, self.offsets[1]),
+            self.rows.value::<true>(col, self.bpp, self.offsets[2]),
+        ]
     }
 }
 
@@ -577,33 +689,25 @@ impl<'a> GraySampler<'a> {
     }
 }
 
+struct GrayRow<'a>(Rows<'a>);
+
 impl Sampler for GraySampler<'_> {
-    #[inline(always)]
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap, row: &Tap, _: &Tap) -> [f32; 3] {
-        let v = bilinear_u8::<BILINEAR>(self.plane, self.stride, 1, 0, col, row);
-        [v, v, v]
+    type Row<'r>
+        = GrayRow<'r>
+    where
+        Self: 'r;
+
+    fn row<const BILINEAR: bool>(&self, row: &Tap, _: &Tap) -> GrayRow<'_> {
+        GrayRow(Rows::new::<BILINEAR>(self.plane, self.stride, row))
     }
 }
 
-/// One channel of an 8-bit plane with `step` bytes between pixels.
-#[inline(always)]
-fn bilinear_u8<const BILINEAR: bool>(
-    plane: &[u8],
-    stride: usize,
-    step: usize,
-    offset: usize,
-    col: &Tap,
-    row: &Tap,
-) -> f32 {
-    let at = |x: usize, y: usize| f32::from(plane[y * stride + x * step + offset]);
-    if !BILINEAR {
-        return at(col.i0, row.i0);
+impl RowSampler for GrayRow<'_> {
+    #[inline(always)]
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap) -> [f32; 3] {
+        let v = self.0.value::<BILINEAR>(col, 1, 0);
+        [v, v, v]
     }
-    lerp(
-        lerp(at(col.i0, row.i0), at(col.i1, row.i0), col.w),
-        lerp(at(col.i0, row.i1), at(col.i1, row.i1), col.w),
-        row.w,
-    )
 }
 
 struct YuvSampler<'a> {
@@ -627,20 +731,85 @@ impl<'a> YuvSampler<'a> {
     }
 }
 
+struct YuvRow<'a> {
+    y: Rows<'a>,
+    u: Rows<'a>,
+    v: Rows<'a>,
+    nv12: bool,
+    coefficients: YuvCoefficients,
+}
+
 impl Sampler for YuvSampler<'_> {
-    #[inline(always)]
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap, row: &Tap, crow: &Tap) -> [f32; 3] {
+    type Row<'r>
+        = YuvRow<'r>
+    where
+        Self: 'r;
+
+    fn row<const BILINEAR: bool>(&self, row: &Tap, crow: &Tap) -> YuvRow<'_> {
         let f = self.frame;
-        let y = bilinear_u8::<BILINEAR>(f.planes[0], f.strides[0], 1, 0, col, row);
+        let u = Rows::new::<BILINEAR>(f.planes[1], f.strides[1], crow);
+        YuvRow {
+            y: Rows::new::<BILINEAR>(f.planes[0], f.strides[0], row),
+            u,
+            v: if self.nv12 {
+                u
+            } else {
+                Rows::new::<BILINEAR>(f.planes[2], f.strides[2], crow)
+            },
+            nv12: self.nv12,
+            coefficients: self.coefficients,
+        }
+    }
+}
+
+impl RowSampler for YuvRow<'_> {
+    /// Gathers Y, U and V first, then converts the whole row (a loop without lookups).
+    #[inline(always)]
+    fn gather<const BILINEAR: bool>(
+        &self,
+        cols: &[Tap],
+        ccols: &[Tap],
+        r: &mut [f32],
+        g: &mut [f32],
+        b: &mut [f32],
+    ) {
+        let outs = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+        for (((y, u), v), (col, ccol)) in outs.zip(cols.iter().zip(ccols)) {
+            *y = self.y.value::<BILINEAR>(col, 1, 0);
+            (*u, *v) = if self.nv12 {
+                (
+                    self.u.value::<BILINEAR>(ccol, 2, 0),
+                    self.u.value::<BILINEAR>(ccol, 2, 1),
+                )
+            } else {
+                (
+                    self.u.value::<BILINEAR>(ccol, 1, 0),
+                    self.v.value::<BILINEAR>(ccol, 1, 0),
+                )
+            };
+        }
+        let k = self.coefficients;
+        for ((y, u), v) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+            let l = k.y_gain * (*y - k.y_offset);
+            let (cu, cv) = (*u - 128.0, *v - 128.0);
+            *y = (l + k.rv * cv).clamp(0.0, 255.0);
+            *u = (l - k.gu * cu - k.gv * cv).clamp(0.0, 255.0);
+            *v = (l + k.bu * cu).clamp(0.0, 255.0);
+        }
+    }
+
+    #[inline(always)]
+    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap) -> [f32; 3] {
+        let y = self.y.value::<BILINEAR>(col, 1, 0);
         let (u, v) = if self.nv12 {
             (
-                bilinear_u8::<BILINEAR>(f.planes[1], f.strides[1], 2, 0, ccol, crow),
-                bilinear_u8::<BILINEAR>(f.planes[1], f.strides[1], 2, 1, ccol, crow),
+                self.u.value::<BILINEAR>(ccol, 2, 0),
+                self.u.value::<BILINEAR>(ccol, 2, 1),
             )
         } else {
             (
-                bilinear_u8::<BILINEAR>(f.planes[1], f.strides[1], 1, 0, ccol, crow),
-                bilinear_u8::<BILINEAR>(f.planes[2], f.strides[2], 1, 0, ccol, crow),
+                self.u.value::<BILINEAR>(ccol, 1, 0),
+                self.v.value::<BILINEAR>(ccol, 1, 0),
             )
         };
         self.coefficients.rgb(y, u, v)

@@ -914,6 +914,7 @@ impl BaseTransformImpl for TaoInfer {
                 return Ok(gst::FlowSuccess::Ok);
             }
             let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
+            let started = Instant::now();
             {
                 let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, info)
                     .map_err(|_| {
@@ -932,7 +933,9 @@ impl BaseTransformImpl for TaoInfer {
                     .preprocess(&FrameView { planes, strides })
                     .map_err(|f| self.fail_flow(&f))?;
             }
+            let preprocessed = Instant::now();
             runner.execute().map_err(|f| self.fail_flow(&f))?;
+            let executed = Instant::now();
             if let Some(cal) = &mut state.calibration
                 && cal.collecting()
             {
@@ -944,6 +947,14 @@ impl BaseTransformImpl for TaoInfer {
                 meta::add_tensors(buf, &runner.tensors());
             }
             state.frames_inferred += 1;
+            gst::trace!(
+                CAT,
+                imp = self,
+                "frame {index}: preprocess {:?}, engine {:?}, results {:?}",
+                preprocessed - started,
+                executed - preprocessed,
+                executed.elapsed()
+            );
             if state.resolved.post_messages {
                 message = Some(results_message(
                     index,
