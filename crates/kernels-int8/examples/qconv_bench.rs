@@ -3,13 +3,17 @@
 //!
 //!     cargo run --release -p tao-kernels-int8 --example qconv_bench -- [--threads 2] [--runs 15]
 //!         [--batch 1] [--isa avx512-vnni|avx2|scalar] [--model lpdnet|detectnet]
+//!         [--algorithm direct|winograd-row]
+//!
+//! Inputs are non-negative (as after the ReLUs of these networks), so the automatic choice may
+//! take the row-Winograd algorithm; `--algorithm` forces one where it applies.
 
 use std::time::Instant;
 
 use tao_kernels::{Context, PrepareOptions, PreparedConv};
 use tao_kernels_int8::{
-    Activation, Conv2dSpec, Epilogue, Int8Isa, Nhwc, NhwcMut, PreparedQConv, QContext, QInput,
-    QOutput, Residual, ResidualAdd,
+    Activation, Conv2dSpec, Epilogue, Int8Isa, Nhwc, NhwcMut, PreparedQConv, QAlgorithm, QContext,
+    QConvOptions, QInput, QOutput, Residual, ResidualAdd,
 };
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
@@ -70,6 +74,10 @@ fn main() {
         qctx = qctx.with_isa(isa).expect("isa");
     }
     let fctx = Context::new(threads).expect("fp32 context");
+    let forced = arg(&args, "--algorithm").map(|a| match a.as_str() {
+        "direct" => QAlgorithm::Direct,
+        _ => QAlgorithm::WinogradRow,
+    });
     println!(
         "{threads} threads, batch {batch}, int8 isa {}, median of {runs} runs",
         qctx.isa().name()
@@ -89,11 +97,15 @@ fn main() {
             .map(|i| ((i * 104_729) % 255) as f32 / 255.0)
             .collect();
         let fp = PreparedConv::prepare(&spec, &weights, None, PrepareOptions::default()).unwrap();
-        let q = PreparedQConv::prepare(&spec, &weights, None, 1.0 / 127.0).unwrap();
+        let options = QConvOptions {
+            nonnegative_input: true,
+            algorithm: forced.filter(|a| a.supports(&spec, true)),
+        };
+        let q = PreparedQConv::prepare_with(&spec, &weights, None, 1.0 / 127.0, options).unwrap();
         let [oh, ow] = q.output_size();
         let mut out = vec![0f32; batch * oh * ow * cout];
         let mut fscratch = vec![0f32; fp.scratch_len(threads).max(1)];
-        let mut qscratch = vec![0u8; q.scratch_len(batch).unwrap()];
+        let mut qscratch = vec![0u8; q.scratch_len(threads).unwrap()];
         let x = Nhwc::new(&input, [batch, size[0], size[1], cin]).unwrap();
         let dims = [batch, oh, ow, cout];
         let mut tf = Vec::new();
@@ -127,9 +139,10 @@ fn main() {
         total_q += qm;
         let gmacs = q.macs_per_image() as f64 * batch as f64 / (qm * 1e-3) / 1e9;
         println!(
-            "{name:<20} {f:>9.3} {qm:>9.3} {:>6.2}x {gmacs:>11.1} {fmin:>9.3} {qmin:>9.3} {:>6.2}x",
+            "{name:<20} {f:>9.3} {qm:>9.3} {:>6.2}x {gmacs:>11.1} {fmin:>9.3} {qmin:>9.3} {:>6.2}x  {}",
             qm / f,
-            qmin / fmin
+            qmin / fmin,
+            q.algorithm().name()
         );
     }
     println!(

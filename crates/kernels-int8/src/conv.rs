@@ -6,15 +6,17 @@ use tao_kernels::{Conv2dSpec, KernelError, Nhwc, NhwcMut, Residual, ResidualAdd}
 use crate::OP;
 use crate::QContext;
 use crate::aligned::AlignedBytes;
-use crate::geometry::{Geometry, VECTOR_BYTES};
-use crate::kernel::{self, ConvJob, Outputs, QuantJob, Source};
-use crate::pool::{SendPtr, for_each};
+use crate::geometry::{Geometry, POSITIONS, QAlgorithm, VECTOR_BYTES};
+use crate::kernel::{self, Band, ConvJob, Outputs, QuantJob, Source};
+use crate::pool::{SendPtr, for_each_indexed};
 use crate::quant::{quantize_weights, weight_scales};
 
 /// Identifies serialised packed weights ([`PreparedQConv::to_bytes`]) and their layout version.
 const MAGIC: [u8; 4] = *b"TQ8C";
-const FORMAT: u32 = 1;
-const HEADER: usize = 16;
+const FORMAT: u32 = 2;
+const HEADER: usize = 20;
+/// Most output rows one work item computes (its input rows are quantized once for all of them).
+const BAND: usize = 8;
 
 fn bad_operand(operand: &'static str, reason: impl Into<String>) -> KernelError {
     KernelError::BadOperand {
@@ -159,39 +161,103 @@ pub enum QOutput<'a> {
     Accumulators(&'a mut [i32]),
 }
 
+/// Options of [`PreparedQConv::prepare_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QConvOptions {
+    /// The input is known to be non-negative (it comes out of a ReLU-like activation). Enables
+    /// [`QAlgorithm::WinogradRow`]; inputs are then quantized to [0, 127] (a negative value would
+    /// be taken as 0).
+    pub nonnegative_input: bool,
+    /// Force an algorithm instead of the automatic choice (an error if it cannot run the spec).
+    pub algorithm: Option<QAlgorithm>,
+}
+
 /// A quantized convolution ready to run.
 ///
 /// * Weights: symmetric per-output-channel scales (`max |w| / 127`), values in [-127, 127].
 /// * Input: one symmetric per-tensor scale, fixed at preparation (the calibration table's).
 /// * Output: `act(Σ q(x)·q(w) · s_x · s_w[c] + bias[c] (+ residual)) (+ residual)` as f32, and/or
 ///   requantized to s8 with a scale given at execution.
+///
+/// With [`QAlgorithm::WinogradRow`] the weights quantized are the row-transformed ones, per
+/// transformed position and output channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreparedQConv {
     spec: Conv2dSpec,
     input_scale: f32,
+    nonnegative_input: bool,
     geometry: Geometry,
     /// Quantized weights in panel order (see `Geometry::weight_offset`).
     weights: AlignedBytes,
+    /// Per (position and) output channel.
     weight_scales: Vec<f32>,
     bias: Vec<f32>,
-    /// Per padded output channel: `128 · Σ w`, `s_x · s_w`, bias.
-    compensation: Vec<i32>,
+    /// Per (position and) padded output channel: `Σ w`, `s_x · s_w`; per padded channel: bias.
+    weight_sums: Vec<i32>,
     dequant: Vec<f32>,
     bias_padded: Vec<f32>,
     /// Byte offset of each kernel tap inside the padded input copy.
     taps: Vec<usize>,
 }
 
+/// `[g0, (g0 + g1 + g2) / 2, (g0 − g1 + g2) / 2, g2]`: a kernel row in the row-Winograd domain.
+fn transform_row(g: [f32; 3]) -> [f32; 4] {
+    [
+        g[0],
+        (g[0] + g[1] + g[2]) * 0.5,
+        (g[0] - g[1] + g[2]) * 0.5,
+        g[2],
+    ]
+}
+
 impl PreparedQConv {
     /// Quantizes and packs `weights` (ONNX order `[out][in/groups][kh][kw]`) and `bias` (`out`
-    /// values, zeros when `None`) for inputs quantized with `input_scale`.
+    /// values, zeros when `None`) for inputs quantized with `input_scale`, with the direct
+    /// algorithm and no assumption on the input's sign.
     pub fn prepare(
         spec: &Conv2dSpec,
         weights: &[f32],
         bias: Option<&[f32]>,
         input_scale: f32,
     ) -> Result<PreparedQConv, KernelError> {
-        let geometry = Geometry::new(spec)?;
+        PreparedQConv::prepare_with(spec, weights, bias, input_scale, QConvOptions::default())
+    }
+
+    /// As [`Self::prepare`], with options. The automatic choice takes
+    /// [`QAlgorithm::WinogradRow`] where it applies and the output is at least 4 wide.
+    pub fn prepare_with(
+        spec: &Conv2dSpec,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        input_scale: f32,
+        options: QConvOptions,
+    ) -> Result<PreparedQConv, KernelError> {
+        let nonnegative = options.nonnegative_input;
+        let algorithm = match options.algorithm {
+            Some(a) if !a.supports(spec, nonnegative) => {
+                return Err(KernelError::InvalidParam {
+                    op: OP,
+                    param: "algorithm",
+                    reason: format!(
+                        "{} cannot run this convolution{}",
+                        a.name(),
+                        if nonnegative {
+                            ""
+                        } else {
+                            " (input not known to be non-negative)"
+                        }
+                    ),
+                });
+            }
+            Some(a) => a,
+            None if QAlgorithm::WinogradRow.supports(spec, nonnegative)
+                && spec.output_size().is_ok_and(|o| o[1] >= 4) =>
+            {
+                QAlgorithm::WinogradRow
+            }
+            None => QAlgorithm::Direct,
+        };
+        let geometry = Geometry::new(spec, algorithm)?;
         check_scale("input scale", input_scale)?;
         let [kh, kw] = spec.kernel;
         let per_channel = geometry.cin_g * kh * kw;
@@ -226,25 +292,63 @@ impl PreparedQConv {
             Some(b) => b.to_vec(),
             None => vec![0.0; spec.out_channels],
         };
-        let scales = weight_scales(weights, spec.out_channels)
-            .ok_or_else(|| bad_operand("weights", "holds a value that is not finite"))?;
-        let quantized = quantize_weights(weights, &scales);
+        if weights.iter().any(|w| !w.is_finite()) {
+            return Err(bad_operand("weights", "holds a value that is not finite"));
+        }
         let mut packed = AlignedBytes::zeros(geometry.weight_bytes());
         let bytes = packed.as_mut_slice();
-        for (o, channel) in quantized.chunks(per_channel.max(1)).enumerate() {
-            let (g, co) = (o / geometry.cout_g, o % geometry.cout_g);
-            for ci in 0..geometry.cin_g {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        bytes[geometry.weight_offset(g, co, ci, ky, kx)] =
-                            channel[(ci * kh + ky) * kw + kx] as u8;
+        let scales = match algorithm {
+            QAlgorithm::Direct => {
+                let scales = weight_scales(weights, spec.out_channels)
+                    .ok_or_else(|| bad_operand("weights", "holds a value that is not finite"))?;
+                let quantized = quantize_weights(weights, &scales);
+                for (o, channel) in quantized.chunks(per_channel.max(1)).enumerate() {
+                    let (g, co) = (o / geometry.cout_g, o % geometry.cout_g);
+                    for ci in 0..geometry.cin_g {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                bytes[geometry.weight_offset(g, co, ci, ky, kx)] =
+                                    channel[(ci * kh + ky) * kw + kx] as u8;
+                            }
+                        }
                     }
                 }
+                scales
             }
-        }
+            QAlgorithm::WinogradRow => {
+                // Per position, the transformed weights `[out][in][kh]` quantized per channel.
+                let cout = spec.out_channels;
+                let cin = geometry.cin_g;
+                let mut transformed = vec![vec![0f32; cout * cin * kh]; POSITIONS];
+                for (i, row) in weights.chunks_exact(3).enumerate() {
+                    let u = transform_row([row[0], row[1], row[2]]);
+                    for pos in 0..POSITIONS {
+                        transformed[pos][i] = u[pos];
+                    }
+                }
+                let mut scales = Vec::with_capacity(POSITIONS * cout);
+                for (pos, t) in transformed.iter().enumerate() {
+                    let s = weight_scales(t, cout).ok_or_else(|| {
+                        bad_operand("weights", "transformed weights are not finite")
+                    })?;
+                    let q = quantize_weights(t, &s);
+                    for co in 0..cout {
+                        for ci in 0..cin {
+                            for ky in 0..kh {
+                                bytes[geometry.weight_offset(0, co, ci, ky, pos)] =
+                                    q[(co * cin + ci) * kh + ky] as u8;
+                            }
+                        }
+                    }
+                    scales.extend(s);
+                }
+                scales
+            }
+        };
         Ok(PreparedQConv::assemble(
             *spec,
             input_scale,
+            nonnegative,
             geometry,
             packed,
             scales,
@@ -255,68 +359,78 @@ impl PreparedQConv {
     fn assemble(
         spec: Conv2dSpec,
         input_scale: f32,
+        nonnegative_input: bool,
         geometry: Geometry,
         weights: AlignedBytes,
         weight_scales: Vec<f32>,
         bias: Vec<f32>,
     ) -> PreparedQConv {
         let padded_channels = geometry.groups * geometry.cout_pad;
-        let mut compensation = vec![0i32; padded_channels];
-        let mut dequant = vec![0f32; padded_channels];
+        let blocks = geometry.groups * geometry.positions;
+        let mut dequant = vec![0f32; geometry.positions * padded_channels];
         let mut bias_padded = vec![0f32; padded_channels];
         // Σ w per channel over every packed byte (padding bytes included: whatever activation
         // byte meets them, the compensation must see the same weights as the accumulators).
-        let mut sums = vec![0i32; padded_channels];
-        for (g, group) in weights
+        // Blocks are groups (direct) or transformed positions (row-Winograd, one group).
+        let mut sums = vec![0i32; geometry.positions * padded_channels];
+        for (b, block) in weights
             .as_slice()
             .chunks(geometry.group_weight_bytes.max(1))
-            .take(geometry.groups)
+            .take(blocks)
             .enumerate()
         {
             for panel in &geometry.panels {
                 let width = panel.vectors * VECTOR_BYTES;
                 let end = panel.offset + geometry.taps * geometry.k4() * width;
-                for step in group[panel.offset..end].chunks(width) {
-                    for (i, &b) in step.iter().enumerate() {
-                        sums[g * geometry.cout_pad + panel.first + i / 4] += b as i8 as i32;
+                for step in block[panel.offset..end].chunks(width) {
+                    for (i, &byte) in step.iter().enumerate() {
+                        sums[b * geometry.cout_pad + panel.first + i / 4] += byte as i8 as i32;
                     }
                 }
             }
         }
+        for b in 0..blocks {
+            for co in 0..geometry.cout_g {
+                let padded = b * geometry.cout_pad + co;
+                let channel = b * geometry.cout_g + co;
+                dequant[padded] = input_scale * weight_scales[channel];
+            }
+        }
         for g in 0..geometry.groups {
             for co in 0..geometry.cout_g {
-                let padded = g * geometry.cout_pad + co;
-                let channel = g * geometry.cout_g + co;
-                // Wraps for the largest reductions; the accumulators wrap the same way, so the
-                // difference is exact.
-                compensation[padded] = sums[padded].wrapping_mul(128);
-                dequant[padded] = input_scale * weight_scales[channel];
-                bias_padded[padded] = bias[channel];
+                bias_padded[g * geometry.cout_pad + co] = bias[g * geometry.cout_g + co];
             }
         }
         let taps = geometry.tap_offsets(&spec);
         PreparedQConv {
             spec,
             input_scale,
+            nonnegative_input,
             geometry,
             weights,
             weight_scales,
             bias,
-            compensation,
+            weight_sums: sums,
             dequant,
             bias_padded,
             taps,
         }
     }
 
-    /// The packed weights, their scales, the bias and the input scale as bytes (little-endian),
-    /// which [`Self::from_bytes`] reads back together with the same spec.
+    /// The packed weights, their scales, the bias, the input scale and the algorithm as bytes
+    /// (little-endian), which [`Self::from_bytes`] reads back together with the same spec.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + self.weights.len() + 8 * self.bias.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT.to_le_bytes());
         out.extend_from_slice(&self.input_scale.to_le_bytes());
         out.extend_from_slice(&(self.spec.out_channels as u32).to_le_bytes());
+        out.extend_from_slice(&[
+            self.geometry.algorithm.code(),
+            self.nonnegative_input as u8,
+            0,
+            0,
+        ]);
         out.extend_from_slice(self.weights.as_slice());
         for v in self.weight_scales.iter().chain(&self.bias) {
             out.extend_from_slice(&v.to_le_bytes());
@@ -327,7 +441,6 @@ impl PreparedQConv {
     /// Rebuilds a prepared convolution from `spec` and the bytes of [`Self::to_bytes`], checking
     /// that they belong together.
     pub fn from_bytes(spec: Conv2dSpec, bytes: &[u8]) -> Result<PreparedQConv, KernelError> {
-        let geometry = Geometry::new(&spec)?;
         if bytes.len() < HEADER || bytes[..4] != MAGIC {
             return Err(bad_packed("not INT8 convolution weights (no TQ8C header)"));
         }
@@ -349,8 +462,23 @@ impl PreparedQConv {
                 spec.out_channels
             )));
         }
+        let algorithm = QAlgorithm::from_code(bytes[16])
+            .ok_or_else(|| bad_packed(format!("unknown algorithm code {}", bytes[16])))?;
+        let nonnegative_input = match bytes[17] {
+            0 => false,
+            1 => true,
+            other => return Err(bad_packed(format!("bad input-sign flag {other}"))),
+        };
+        if !algorithm.supports(&spec, nonnegative_input) {
+            return Err(bad_packed(format!(
+                "algorithm {} cannot run the given spec",
+                algorithm.name()
+            )));
+        }
+        let geometry = Geometry::new(&spec, algorithm)?;
         let weight_bytes = geometry.weight_bytes();
-        let expect = HEADER + weight_bytes + 8 * cout;
+        let scale_count = geometry.positions * cout;
+        let expect = HEADER + weight_bytes + 4 * (scale_count + cout);
         if bytes.len() != expect {
             return Err(bad_packed(format!(
                 "{} bytes stored, {expect} expected for this spec",
@@ -368,7 +496,7 @@ impl PreparedQConv {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let (weight_scales, bias) = floats.split_at(cout);
+        let (weight_scales, bias) = floats.split_at(scale_count);
         if weight_scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(bad_packed("a weight scale is not a positive finite number"));
         }
@@ -378,11 +506,22 @@ impl PreparedQConv {
         Ok(PreparedQConv::assemble(
             spec,
             input_scale,
+            nonnegative_input,
             geometry,
             weights,
             weight_scales.to_vec(),
             bias.to_vec(),
         ))
+    }
+
+    /// The algorithm chosen at preparation.
+    pub fn algorithm(&self) -> QAlgorithm {
+        self.geometry.algorithm
+    }
+
+    /// Whether inputs are taken as non-negative (see [`QConvOptions`]).
+    pub fn nonnegative_input(&self) -> bool {
+        self.nonnegative_input
     }
 
     pub fn spec(&self) -> &Conv2dSpec {
@@ -394,7 +533,8 @@ impl PreparedQConv {
         self.input_scale
     }
 
-    /// Per output channel.
+    /// Per output channel (direct), or per transformed position and output channel
+    /// (`[position][out]`, row-Winograd).
     pub fn weight_scales(&self) -> &[f32] {
         &self.weight_scales
     }
@@ -403,11 +543,15 @@ impl PreparedQConv {
         &self.bias
     }
 
-    /// The quantized weights in ONNX order `[out][in/groups][kh][kw]`.
+    /// The quantized weights in ONNX order `[out][in/groups][kh][kw]` (direct), or the
+    /// transformed ones as `[out][in][kh][position]` (row-Winograd).
     pub fn quantized_weights(&self) -> Vec<i8> {
         let g = &self.geometry;
         let bytes = self.weights.as_slice();
-        let [kh, kw] = self.spec.kernel;
+        let [kh, kw] = match g.algorithm {
+            QAlgorithm::Direct => self.spec.kernel,
+            QAlgorithm::WinogradRow => [self.spec.kernel[0], POSITIONS],
+        };
         let mut out = Vec::with_capacity(self.spec.out_channels * g.cin_g * kh * kw);
         for o in 0..self.spec.out_channels {
             for ci in 0..g.cin_g {
@@ -436,13 +580,18 @@ impl PreparedQConv {
             * (g.cin_g * self.spec.kernel[0] * self.spec.kernel[1]) as u64
     }
 
-    /// Bytes of scratch memory [`Self::execute`] needs for `batch` images (the quantized, padded
-    /// copy of the input); `None` if that size overflows.
-    pub fn scratch_len(&self, batch: usize) -> Option<usize> {
-        self.geometry
-            .image_bytes
-            .checked_mul(batch)?
-            .checked_add(self.geometry.slack)
+    /// Bytes of scratch memory [`Self::execute`] needs on a context with `threads` threads (each
+    /// quantizes the input rows of a band of output rows into its own part), whatever the batch;
+    /// `None` if that size overflows.
+    pub fn scratch_len(&self, threads: usize) -> Option<usize> {
+        threads.checked_mul(self.scratch_per_thread())
+    }
+
+    /// The copy rows of one band of output rows, and the bytes the kernels may read past them.
+    fn scratch_per_thread(&self) -> usize {
+        let g = &self.geometry;
+        let rows = (BAND - 1) * g.conv_stride[0] + g.window_rows;
+        rows.min(g.copy[0].max(g.window_rows)) * g.row_bytes + g.slack
     }
 
     /// Runs the convolution on `input` (`[N, H, W, in_channels]`) into `output`
@@ -540,6 +689,15 @@ impl PreparedQConv {
                         format!("holds {} values, {want_out:?} needs {need}", acc.len()),
                     ));
                 }
+                if g.algorithm != QAlgorithm::Direct {
+                    return Err(bad_operand(
+                        "accumulators",
+                        format!(
+                            "are the direct algorithm's sums; this convolution runs {}",
+                            g.algorithm.name()
+                        ),
+                    ));
+                }
                 out.acc = Some(SendPtr(acc.as_mut_ptr()));
             }
         }
@@ -577,8 +735,11 @@ impl PreparedQConv {
                 }
             },
         };
+        if n == 0 {
+            return Ok(());
+        }
         let need = self
-            .scratch_len(n)
+            .scratch_len(ctx.threads())
             .ok_or_else(|| bad_operand("scratch", "size overflows"))?;
         if scratch.len() < need {
             return Err(bad_operand(
@@ -586,38 +747,43 @@ impl PreparedQConv {
                 format!("holds {} bytes, needs {need}", scratch.len()),
             ));
         }
-        if n == 0 {
-            return Ok(());
-        }
         let isa = ctx.isa();
         let quant = QuantJob {
             geo: g,
             spec: s,
             source,
             inv_scale: 1.0 / self.input_scale,
-            padded: SendPtr(scratch.as_mut_ptr()),
         };
-        // SAFETY: the context's isa is supported (checked when it was made); the views were
-        // checked above to hold N images of the spec's sizes and the scratch N padded images;
-        // every row item writes its own row.
-        for_each(ctx.pool(), n * g.copy[0], &|item| unsafe {
-            kernel::quantize_item(isa, &quant, item)
-        });
         let job = ConvJob {
             geo: g,
             spec: s,
             weights: self.weights.as_slice().as_ptr() as *const i8,
-            compensation: &self.compensation,
+            weight_sums: &self.weight_sums,
             dequant: &self.dequant,
             bias: &self.bias_padded,
             taps: &self.taps,
-            padded: scratch.as_ptr(),
             out,
         };
-        // SAFETY: as above; the padded copy is complete (the previous loop has returned), and
-        // each item writes the pixels of one output row only.
-        for_each(ctx.pool(), n * g.output[0], &|item| unsafe {
-            kernel::conv_item(isa, &job, item)
+        // Bands of up to BAND output rows; smaller ones when there would be too few to share.
+        let oh = g.output[0];
+        let threads = ctx.threads();
+        let band_rows = (n * oh / (4 * threads)).clamp(1, BAND);
+        let bands_per_image = oh.div_ceil(band_rows);
+        let per_thread = self.scratch_per_thread();
+        let base = SendPtr(scratch.as_mut_ptr());
+        // SAFETY: the context's isa is supported (checked when it was made); the views were
+        // checked above to hold N images of the spec's sizes; thread `t` uses scratch bytes
+        // `t * per_thread ..` only (the scratch holds `threads * per_thread`, checked above), and
+        // each band writes the pixels of its own output rows only.
+        for_each_indexed(ctx.pool(), n * bands_per_image, &|item, thread| unsafe {
+            let (image, b) = (item / bands_per_image, item % bands_per_image);
+            let start = b * band_rows;
+            let band = Band {
+                n: image,
+                rows: start..(start + band_rows).min(oh),
+                scratch: base.get().add(thread * per_thread),
+            };
+            kernel::band_item(isa, &job, &quant, &band);
         });
         Ok(())
     }

@@ -45,8 +45,62 @@ pub(crate) enum Packing {
     Rows,
 }
 
+/// How a prepared INT8 convolution computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QAlgorithm {
+    /// Integer dot products over the kernel window, any shape.
+    Direct,
+    /// Winograd F(2, 3) along the rows, for kernels 3 wide with horizontal stride and dilation 1,
+    /// groups 1, on inputs known to be non-negative (after a ReLU). Two neighbouring outputs take
+    /// 4 products per kernel row instead of 6. With inputs in [0, 127] every transformed input
+    /// (`d0 − d2`, `d1 + d2`, `d2 − d1`, `d1 − d3`) fits a byte exactly, so the only additional
+    /// rounding is that of the transformed weights (quantized per position and output channel,
+    /// like ordinary weights).
+    WinogradRow,
+}
+
+impl QAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            QAlgorithm::Direct => "direct",
+            QAlgorithm::WinogradRow => "winograd-row",
+        }
+    }
+
+    /// Whether the algorithm runs `spec` with inputs of the given sign.
+    pub fn supports(self, spec: &Conv2dSpec, nonnegative_input: bool) -> bool {
+        match self {
+            QAlgorithm::Direct => true,
+            QAlgorithm::WinogradRow => {
+                nonnegative_input
+                    && spec.groups == 1
+                    && spec.kernel[1] == 3
+                    && spec.stride[1] == 1
+                    && spec.dilation[1] == 1
+            }
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            QAlgorithm::Direct => 0,
+            QAlgorithm::WinogradRow => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<QAlgorithm> {
+        [QAlgorithm::Direct, QAlgorithm::WinogradRow]
+            .into_iter()
+            .find(|a| a.code() == code)
+    }
+}
+
+/// Transformed positions of the row-Winograd algorithm.
+pub(crate) const POSITIONS: usize = 4;
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Geometry {
+    pub algorithm: QAlgorithm,
     pub groups: usize,
     pub cin_g: usize,
     pub cout_g: usize,
@@ -66,12 +120,18 @@ pub(crate) struct Geometry {
     pub sample: [usize; 2],
     pub pad: [usize; 2],
     pub conv_stride: [usize; 2],
+    /// Bytes of one row of the copy.
+    pub row_bytes: usize,
+    /// Weight blocks (one per transformed position; 1 for the direct algorithm).
+    pub positions: usize,
     pub panels: Vec<Panel>,
     pub group_weight_bytes: usize,
     /// Bytes of the copy of one image.
     pub image_bytes: usize,
-    /// Bytes the kernels may read past the last image's copy (rows packing).
+    /// Bytes the kernels may read past the last row of a band of the copy (rows packing).
     pub slack: usize,
+    /// Copy rows one output row reads: `(kh − 1) · dilation_h + 1` (1 for a subsampled copy).
+    pub window_rows: usize,
 }
 
 fn invalid(param: &'static str, reason: impl Into<String>) -> KernelError {
@@ -94,7 +154,7 @@ fn product(what: &'static str, factors: &[usize]) -> Result<usize, KernelError> 
 }
 
 impl Geometry {
-    pub fn new(spec: &Conv2dSpec) -> Result<Geometry, KernelError> {
+    pub fn new(spec: &Conv2dSpec, algorithm: QAlgorithm) -> Result<Geometry, KernelError> {
         let positive = [
             ("in_channels", spec.in_channels),
             ("out_channels", spec.out_channels),
@@ -140,13 +200,28 @@ impl Geometry {
                 ),
             ));
         }
-        let packing = if groups == 1 && spec.dilation[1] == 1 && kw > 1 && !cin_g.is_multiple_of(4)
+        let winograd = algorithm == QAlgorithm::WinogradRow;
+        if winograd && !algorithm.supports(spec, true) {
+            return Err(invalid(
+                "algorithm",
+                "winograd-row needs groups 1 and a kernel 3 wide with horizontal stride and \
+                 dilation 1",
+            ));
+        }
+        let packing = if !winograd
+            && groups == 1
+            && spec.dilation[1] == 1
+            && kw > 1
+            && !cin_g.is_multiple_of(4)
         {
             Packing::Rows
         } else {
             Packing::Channels
         };
         let (taps, tap_bytes, group_bytes) = match packing {
+            Packing::Channels if winograd => {
+                (kh, cin_g.next_multiple_of(4), cin_g.next_multiple_of(4))
+            }
             Packing::Channels => (
                 kernel_taps,
                 cin_g.next_multiple_of(4),
@@ -154,12 +229,28 @@ impl Geometry {
             ),
             Packing::Rows => (kh, (kw * cin_g).next_multiple_of(4), cin_g),
         };
-        let pixel_bytes = product("input pixel", &[groups, group_bytes])?;
+        // A row-Winograd "pixel" is a pair of outputs: its four transformed inputs side by side.
+        let pixel_bytes = if winograd {
+            product("input pixel", &[POSITIONS, group_bytes])?
+        } else {
+            product("input pixel", &[groups, group_bytes])?
+        };
         let p = spec.padding;
         let subsample = spec.kernel == [1, 1]
             && p == tao_kernels::Padding2d::default()
             && spec.stride != [1, 1];
-        let (copy, sample, pad, conv_stride) = if subsample {
+        let (copy, sample, pad, conv_stride) = if winograd {
+            let rows = spec.input_size[0]
+                .checked_add(p.top)
+                .and_then(|v| v.checked_add(p.bottom))
+                .ok_or(overflow("padded input"))?;
+            (
+                [rows, output[1].div_ceil(2)],
+                [1, 1],
+                [p.top, p.left],
+                [spec.stride[0], 1],
+            )
+        } else if subsample {
             (output, spec.stride, [0, 0], [1, 1])
         } else {
             let padded = |size: usize, a: usize, b: usize| {
@@ -194,10 +285,13 @@ impl Geometry {
             offset = offset.checked_add(bytes).ok_or(overflow("weights"))?;
             first_vector += n;
         }
-        let image_bytes = product("input copy", &[copy[0], copy[1], pixel_bytes])?;
-        product("weights", &[offset, groups])?;
+        let row_bytes = product("input copy", &[copy[1], pixel_bytes])?;
+        let image_bytes = product("input copy", &[copy[0], row_bytes])?;
+        let positions = if winograd { POSITIONS } else { 1 };
+        product("weights", &[offset, groups, positions])?;
         check_epilogue(spec)?;
         Ok(Geometry {
+            algorithm,
             groups,
             cin_g,
             cout_g,
@@ -213,9 +307,16 @@ impl Geometry {
             sample,
             pad,
             conv_stride,
+            row_bytes,
+            positions,
             panels,
             group_weight_bytes: offset,
             image_bytes,
+            window_rows: if subsample {
+                1
+            } else {
+                (kh - 1) * spec.dilation[0] + 1
+            },
             slack: match packing {
                 Packing::Rows => tap_bytes - kw * cin_g,
                 Packing::Channels => 0,
@@ -228,20 +329,22 @@ impl Geometry {
     }
 
     pub fn weight_bytes(&self) -> usize {
-        self.group_weight_bytes * self.groups
+        self.group_weight_bytes * self.groups * self.positions
     }
 
     /// Byte offset in the packed weights of weight `[co][ci][ky][kx]` (`co` and `ci` within group
     /// `g`).
     pub fn weight_offset(&self, g: usize, co: usize, ci: usize, ky: usize, kx: usize) -> usize {
-        let (tap, k) = match self.packing {
-            Packing::Channels => (ky * self.kernel[1] + kx, ci),
-            Packing::Rows => (ky, kx * self.cin_g + ci),
+        let (block, tap, k) = match (self.algorithm, self.packing) {
+            // Row-Winograd: `kx` names the transformed position, each a block of its own.
+            (QAlgorithm::WinogradRow, _) => (kx, ky, ci),
+            (_, Packing::Channels) => (g, ky * self.kernel[1] + kx, ci),
+            (_, Packing::Rows) => (g, ky, kx * self.cin_g + ci),
         };
         let panel = &self.panels[co / (LANES * MAX_PANEL_VECTORS)];
         let v = (co - panel.first) / LANES;
         let lane = co % LANES;
-        g * self.group_weight_bytes
+        block * self.group_weight_bytes
             + panel.offset
             + ((tap * self.k4() + k / 4) * panel.vectors + v) * VECTOR_BYTES
             + lane * 4
@@ -250,7 +353,12 @@ impl Geometry {
 
     /// Byte offset of each dot-product tap in the copy, relative to the window's first pixel.
     pub fn tap_offsets(&self, spec: &Conv2dSpec) -> Vec<usize> {
-        let row = self.copy[1] * self.pixel_bytes;
+        let row = self.row_bytes;
+        if self.algorithm == QAlgorithm::WinogradRow {
+            return (0..self.kernel[0])
+                .map(|ky| ky * spec.dilation[0] * row)
+                .collect();
+        }
         match self.packing {
             Packing::Channels => (0..self.kernel[0])
                 .flat_map(|ky| {

@@ -7,11 +7,16 @@
 //!   aligned buffer (serialisable with [`PreparedQConv::to_bytes`] /
 //!   [`PreparedQConv::from_bytes`]); [`PreparedQConv::execute`] takes preallocated buffers and
 //!   allocates nothing.
-//! * **Execution**: the input (f32, or s8 already quantized by the previous layer) is quantized
-//!   into a zero-padded copy in scratch memory; micro-kernels compute blocks of pixels × up to 64
-//!   output channels straight from that copy (no im2col); a fused epilogue dequantizes
+//! * **Execution**: work is split into bands of up to 8 output rows; a thread quantizes the input
+//!   rows its band reads (from f32 NHWC, f32 NCHW, or s8 already quantized by the previous layer)
+//!   into a zero-padded copy in its own scratch, then micro-kernels compute blocks of pixels × up
+//!   to 64 output channels straight from that copy (no im2col), and a fused epilogue dequantizes
 //!   (`acc · s_x · s_w[c]`), adds the bias, applies the activation and an optional residual, and
 //!   writes f32 and/or requantized s8 ([`QOutput`]).
+//! * **Algorithms** ([`QAlgorithm`]): direct dot products for any shape (inputs with few channels,
+//!   such as an RGB image, read whole kernel rows as one dot product; strided 1×1 convolutions copy
+//!   only the pixels they read), and for 3-wide kernels on non-negative inputs Winograd F(2, 3)
+//!   along the rows, exact in 8 bits (4 products per kernel row for two outputs instead of 6).
 //! * **Instruction sets** ([`Int8Isa`], chosen at run time): AVX-512 VNNI (`vpdpbusd`, activations
 //!   shifted to u8 with a per-channel compensation), AVX2 (`vpmaddubsw` + `vpmaddwd`), AArch64
 //!   `sdot`, and portable code. All of them produce identical results.
@@ -33,7 +38,8 @@ pub mod quant;
 mod reference;
 
 pub use aligned::AlignedBytes;
-pub use conv::{NhwcI8, NhwcI8Mut, PreparedQConv, QInput, QOutput};
+pub use conv::{NhwcI8, NhwcI8Mut, PreparedQConv, QConvOptions, QInput, QOutput};
+pub use geometry::QAlgorithm;
 pub use isa::Int8Isa;
 pub use pool::ThreadPool;
 pub use reference::conv_reference_i32;

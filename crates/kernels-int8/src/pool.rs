@@ -96,6 +96,9 @@ impl ThreadPool {
                 .map_err(|e| KernelError::Threads(format!("cannot start worker {index}: {e}")))?;
             pool.workers.push(handle);
         }
+        // Every worker runs once now, so thread start-up (and what it allocates) is over before
+        // the first kernel call.
+        pool.run(&|_| {});
         Ok(pool)
     }
 
@@ -214,23 +217,33 @@ pub(crate) struct SendPtr<T>(pub *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
-/// Runs `f(item)` for every item in `0..items` on the pool, each item exactly once.
-pub(crate) fn for_each(pool: &ThreadPool, items: usize, f: &(dyn Fn(usize) + Sync)) {
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `SendPtr`, not the raw field).
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Runs `f(item, thread)` for every item in `0..items` on the pool, each item exactly once, with
+/// the index of the thread running it (below `pool.threads()`; no two calls at the same time
+/// share one).
+pub(crate) fn for_each_indexed(pool: &ThreadPool, items: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     if items == 0 {
         return;
     }
     if items == 1 || pool.threads() == 1 {
-        (0..items).for_each(f);
+        (0..items).for_each(|item| f(item, 0));
         return;
     }
     let next = AtomicUsize::new(0);
-    pool.run(&|_thread| {
+    pool.run(&|thread| {
         loop {
             let item = next.fetch_add(1, Ordering::Relaxed);
             if item >= items {
                 break;
             }
-            f(item);
+            f(item, thread);
         }
     });
 }

@@ -89,7 +89,7 @@ fn check_accumulators(case: &Case) -> Result<(), TestCaseError> {
     );
     let [oh, ow] = conv.output_size();
     let out_dims = [case.batch, oh, ow, s.out_channels];
-    let mut scratch = vec![0u8; conv.scratch_len(case.batch).unwrap_or(0)];
+    let mut scratch = vec![0u8; conv.scratch_len(3).unwrap_or(0)];
     for ctx in contexts() {
         let mut acc = vec![0i32; want.len()];
         conv.execute(
@@ -209,7 +209,7 @@ fn extreme_values_at_the_largest_reduction() {
         .map(|i| if i < cin { 127.0 } else { -127.0 })
         .collect();
     let max = 127 * 127 * cin as i32;
-    let mut scratch = vec![0u8; conv.scratch_len(1).unwrap()];
+    let mut scratch = vec![0u8; conv.scratch_len(3).unwrap()];
     for ctx in contexts() {
         let mut acc = vec![0i32; 2 * 17];
         conv.execute(
@@ -296,7 +296,7 @@ fn epilogue_variants_match_the_float_definition() {
                 conv.bias(),
                 with_residual.then_some(dense_res.as_slice()),
             );
-            let mut scratch = vec![0u8; conv.scratch_len(batch).unwrap()];
+            let mut scratch = vec![0u8; conv.scratch_len(3).unwrap()];
             let x = Nhwc::with_stride(&input, [batch, h, w, cin], in_stride).unwrap();
             let dims = [batch, h, w, cout];
             for ctx in contexts() {
@@ -378,7 +378,7 @@ fn dequantized_output_approximates_the_float_convolution() {
         }
     }
     let mut out = vec![0f32; h * w * cout];
-    let mut scratch = vec![0u8; conv.scratch_len(1).unwrap()];
+    let mut scratch = vec![0u8; conv.scratch_len(3).unwrap()];
     conv.execute(
         &contexts()[0],
         QInput::F32(Nhwc::new(&input, [1, h, w, cin]).unwrap()),
@@ -473,7 +473,7 @@ fn bad_operands_are_errors_not_panics() {
     let ctx = &contexts()[0];
     let input = vec![0.5f32; 2 * 5 * 6 * 8];
     let mut out = vec![0f32; 2 * 5 * 6 * 16];
-    let mut scratch = vec![0u8; conv.scratch_len(2).unwrap()];
+    let mut scratch = vec![0u8; conv.scratch_len(1).unwrap()];
     let x = Nhwc::new(&input, [2, 5, 6, 8]).unwrap();
     // Wrong input dims (a hand-built view bypasses the constructor's check).
     let bad_x = Nhwc {

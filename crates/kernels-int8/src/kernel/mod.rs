@@ -12,11 +12,12 @@ mod neon;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
+mod winograd;
 
 use tao_kernels::{Activation, Conv2dSpec, ResidualAdd};
 
 use crate::Int8Isa;
-use crate::geometry::{Geometry, LANES, MAX_PANEL_VECTORS, Panel};
+use crate::geometry::{Geometry, LANES, MAX_PANEL_VECTORS, Panel, QAlgorithm};
 use crate::pool::SendPtr;
 use crate::quant::quantize;
 
@@ -30,6 +31,11 @@ pub(crate) trait Ukernel {
     /// The byte that stands for a real 0 in the quantized copy of the input: 0x80 where
     /// activations enter the dot product as unsigned bytes (`q + 128`), else 0.
     const ZERO: u8;
+
+    /// Added to each row-Winograd position's transformed value to make it this ISA's byte
+    /// operand: unsigned for VNNI (`V + 128`, and `V1 ∈ [0, 254]` as it is), signed elsewhere
+    /// (`V1 − 127`).
+    const WINOGRAD_BIAS: [i32; 4];
 
     /// Pixels per block for a panel of `vectors` 16-channel vectors (at most [`MAX_MR`]).
     fn mr(vectors: usize) -> usize;
@@ -80,6 +86,38 @@ pub(crate) trait Ukernel {
         // SAFETY: forwarded contract.
         unsafe { finish::<Self>(job, acc, pixel0, m, g, panel) }
     }
+
+    /// The row-Winograd epilogue (see [`winograd::finish_pairs`]).
+    ///
+    /// # Safety
+    /// As [`winograd::finish_pairs`]; the CPU supports the ISA.
+    #[inline(always)]
+    unsafe fn finish_pairs(
+        job: &ConvJob<'_>,
+        acc: &winograd::Acc4,
+        row_pixel: usize,
+        x0: usize,
+        m: usize,
+        panel: &Panel,
+    ) where
+        Self: Sized,
+    {
+        // SAFETY: forwarded contract.
+        unsafe { winograd::finish_pairs::<Self>(job, acc, row_pixel, x0, m, panel) }
+    }
+
+    /// One row of the row-Winograd copy (see [`winograd::transform_row`]).
+    ///
+    /// # Safety
+    /// As [`quantize_row`]; the CPU supports the ISA.
+    #[inline(always)]
+    unsafe fn transform_row(job: &QuantJob<'_>, n: usize, y: usize, dst: *mut u8)
+    where
+        Self: Sized,
+    {
+        // SAFETY: forwarded contract.
+        unsafe { winograd::transform_row::<Self>(job, n, y, dst) }
+    }
 }
 
 /// Where the epilogue writes.
@@ -100,15 +138,14 @@ pub(crate) struct ConvJob<'a> {
     pub geo: &'a Geometry,
     pub spec: &'a Conv2dSpec,
     pub weights: *const i8,
-    /// `128 * Σ w` per padded output channel (used when `Ukernel::ZERO` is 0x80).
-    pub compensation: &'a [i32],
+    /// `Σ w` per (position and) padded output channel: what a constant byte offset of the
+    /// inputs adds to the accumulators, per unit of offset.
+    pub weight_sums: &'a [i32],
     /// `input_scale * weight_scale` per padded output channel.
     pub dequant: &'a [f32],
     pub bias: &'a [f32],
     /// Byte offset of each kernel tap in the quantized copy.
     pub taps: &'a [usize],
-    /// The quantized, padded copy of the input (batch images of `geo.image_bytes`).
-    pub padded: *const u8,
     pub out: Outputs,
 }
 
@@ -132,30 +169,25 @@ pub(crate) struct QuantJob<'a> {
     pub spec: &'a Conv2dSpec,
     pub source: Source,
     pub inv_scale: f32,
-    pub padded: SendPtr<u8>,
 }
 
-// SAFETY: the source is only read; each item writes one row of the padded copy.
+// SAFETY: the source is only read.
 unsafe impl Sync for QuantJob<'_> {}
 
-/// Computes every output pixel of output row `item` (`n * OH + oy`).
+/// Computes every output pixel of output row `oy` of image `n`, whose window starts at copy row
+/// `row`.
 ///
 /// # Safety
-/// The job's pointers must cover the sizes its geometry implies; the copy must be filled.
+/// `row` and the `window_rows − 1` copy rows after it (plus `slack` bytes) are filled and
+/// readable; the job's pointers cover the sizes its geometry implies.
 #[inline(always)]
-pub(crate) unsafe fn conv_row<K: Ukernel>(job: &ConvJob<'_>, item: usize) {
+pub(crate) unsafe fn conv_row<K: Ukernel>(job: &ConvJob<'_>, n: usize, oy: usize, row: *const u8) {
     let geo = job.geo;
     let [oh, ow] = geo.output;
-    let (n, oy) = (item / oh, item % oh);
     let step_x = geo.conv_stride[1] * geo.pixel_bytes;
-    // SAFETY (all pointer arithmetic below): the copy holds `batch` images of `geo.image_bytes`
-    // plus `geo.slack`; the windows of every output pixel lie inside their image's copy by the
-    // output size formula (plus at most `slack` bytes for rows packing), and offsets of pixels past
-    // the row's end are clamped to the last pixel.
-    let row = unsafe {
-        job.padded
-            .add(n * geo.image_bytes + oy * geo.conv_stride[0] * geo.copy[1] * geo.pixel_bytes)
-    };
+    // SAFETY (all pointer arithmetic below): the windows of every output pixel lie inside the
+    // window rows by the output size formula (plus at most `slack` bytes for rows packing), and
+    // offsets of pixels past the row's end are clamped to the last pixel.
     let mut acc: Acc = [[0; LANES * MAX_PANEL_VECTORS]; MAX_MR];
     for g in 0..geo.groups {
         // SAFETY: inside the packed weights (groups × group_weight_bytes).
@@ -201,7 +233,6 @@ pub(crate) unsafe fn finish<K: Ukernel>(
     panel: &Panel,
 ) {
     let geo = job.geo;
-    let epilogue = job.spec.epilogue;
     let out = job.out;
     let cout = job.spec.out_channels;
     for (p, acc_p) in acc.iter().enumerate().take(m) {
@@ -219,9 +250,9 @@ pub(crate) unsafe fn finish<K: Ukernel>(
             if K::ZERO == 0 {
                 sums.copy_from_slice(raw);
             } else {
-                let comp = &job.compensation[padded..padded + LANES];
+                let weight_sums = &job.weight_sums[padded..padded + LANES];
                 for l in 0..LANES {
-                    sums[l] = raw[l].wrapping_sub(comp[l]);
+                    sums[l] = raw[l].wrapping_sub(weight_sums[l].wrapping_mul(K::ZERO as i32));
                 }
             }
             if let Some(ptr) = out.acc {
@@ -235,36 +266,55 @@ pub(crate) unsafe fn finish<K: Ukernel>(
             for l in 0..LANES {
                 y[l] = sums[l] as f32 * dequant[l] + bias[l];
             }
-            let mut residual = [0f32; LANES];
-            if let Some((ptr, stride)) = out.residual {
-                // SAFETY: the residual view covers every output pixel (checked by execute); when it
-                // is the output itself, this block reads the elements before overwriting them.
-                unsafe { load(ptr.0.add(pixel * stride + channel), &mut residual, lanes) };
-            }
-            if epilogue.residual == ResidualAdd::BeforeActivation {
-                for l in 0..LANES {
-                    y[l] += residual[l];
-                }
-            }
-            activate(epilogue.activation, &mut y);
-            if epilogue.residual == ResidualAdd::AfterActivation {
-                for l in 0..LANES {
-                    y[l] += residual[l];
-                }
-            }
-            if let Some((ptr, stride)) = out.f32 {
-                // SAFETY: the output view covers every output pixel (checked by execute).
-                unsafe { store(ptr.0.add(pixel * stride + channel), &y, lanes) };
-            }
-            if let Some((ptr, stride, inv)) = out.s8 {
-                let mut q = [0i8; LANES];
-                for l in 0..LANES {
-                    q[l] = quantize(y[l], inv);
-                }
-                // SAFETY: as for the f32 output.
-                unsafe { store(ptr.0.add(pixel * stride + channel), &q, lanes) };
-            }
+            // SAFETY: forwarded contract.
+            unsafe { write_outputs(job, pixel, channel, lanes, y) };
         }
+    }
+}
+
+/// Residual, activation and the stores of 16 epilogue values `y` of output `pixel`, channels
+/// `channel..channel + lanes`.
+///
+/// # Safety
+/// The job's output views cover `pixel` (checked by execute).
+#[inline(always)]
+pub(crate) unsafe fn write_outputs(
+    job: &ConvJob<'_>,
+    pixel: usize,
+    channel: usize,
+    lanes: usize,
+    mut y: [f32; LANES],
+) {
+    let epilogue = job.spec.epilogue;
+    let out = job.out;
+    let mut residual = [0f32; LANES];
+    if let Some((ptr, stride)) = out.residual {
+        // SAFETY: the residual view covers every output pixel (checked by execute); when it is the
+        // output itself, these elements are read before they are overwritten below.
+        unsafe { load(ptr.0.add(pixel * stride + channel), &mut residual, lanes) };
+    }
+    if epilogue.residual == ResidualAdd::BeforeActivation {
+        for l in 0..LANES {
+            y[l] += residual[l];
+        }
+    }
+    activate(epilogue.activation, &mut y);
+    if epilogue.residual == ResidualAdd::AfterActivation {
+        for l in 0..LANES {
+            y[l] += residual[l];
+        }
+    }
+    if let Some((ptr, stride)) = out.f32 {
+        // SAFETY: the output view covers every output pixel (checked by execute).
+        unsafe { store(ptr.0.add(pixel * stride + channel), &y, lanes) };
+    }
+    if let Some((ptr, stride, inv)) = out.s8 {
+        let mut q = [0i8; LANES];
+        for l in 0..LANES {
+            q[l] = quantize(y[l], inv);
+        }
+        // SAFETY: as for the f32 output.
+        unsafe { store(ptr.0.add(pixel * stride + channel), &q, lanes) };
     }
 }
 
@@ -309,22 +359,23 @@ fn activate(activation: Activation, y: &mut [f32; LANES]) {
     }
 }
 
-/// Fills row `item` (`n * copy_h + y`) of the quantized copy of the input.
+/// Fills copy row `y` of image `n` at `dst`.
 ///
 /// # Safety
-/// The source must hold the spec's input for the batch; the copy buffer `batch` images.
+/// The source must hold the spec's input for image `n`; `dst` holds `row_bytes` writable bytes.
 #[inline(always)]
-pub(crate) unsafe fn quantize_row<K: Ukernel>(job: &QuantJob<'_>, item: usize) {
+pub(crate) unsafe fn quantize_row<K: Ukernel>(
+    job: &QuantJob<'_>,
+    n: usize,
+    y: usize,
+    dst: *mut u8,
+) {
     let geo = job.geo;
     let spec = job.spec;
-    let [copy_h, copy_w] = geo.copy;
     let [h, w] = spec.input_size;
-    let (n, y) = (item / copy_h, item % copy_h);
     let pixel_bytes = geo.pixel_bytes;
-    let row_bytes = copy_w * pixel_bytes;
-    // SAFETY: row `item` of the copy is inside the buffer and written by this item only.
-    let dst =
-        unsafe { std::slice::from_raw_parts_mut(job.padded.0.add(item * row_bytes), row_bytes) };
+    // SAFETY: the caller's contract.
+    let dst = unsafe { std::slice::from_raw_parts_mut(dst, geo.row_bytes) };
     let source_y = (y * geo.sample[0])
         .checked_sub(geo.pad[0])
         .filter(|&v| v < h);
@@ -366,6 +417,34 @@ pub(crate) unsafe fn quantize_row<K: Ukernel>(job: &QuantJob<'_>, item: usize) {
                     };
                     dg[cin_g..].fill(K::ZERO);
                 }
+            }
+        }
+        Source::F32Planar(ptr) if cin == 3 && pixel_bytes == 3 && geo.sample[1] == 1 => {
+            // Colour planes (rows packing): quantize a run of each plane, then interleave.
+            const RUN: usize = 64;
+            let mut planes = [[0u8; RUN]; 3];
+            let mut x0 = first;
+            while x0 < end {
+                let len = (end - x0).min(RUN);
+                for (c, plane) in planes.iter_mut().enumerate() {
+                    // SAFETY: `len` consecutive floats of row `iy` of plane `c` of image `n`
+                    // (checked by execute), `len <= RUN` bytes.
+                    unsafe {
+                        K::quantize_run(
+                            ptr.add(((n * 3 + c) * h + iy) * w + source_x(x0)),
+                            plane.as_mut_ptr(),
+                            len,
+                            job.inv_scale,
+                        )
+                    };
+                }
+                let out = &mut dst[x0 * 3..(x0 + len) * 3];
+                for (i, px) in out.chunks_exact_mut(3).enumerate() {
+                    px[0] = planes[0][i];
+                    px[1] = planes[1][i];
+                    px[2] = planes[2][i];
+                }
+                x0 += len;
             }
         }
         Source::F32Planar(ptr) => {
@@ -429,40 +508,78 @@ pub(crate) unsafe fn quantize_row<K: Ukernel>(job: &QuantJob<'_>, item: usize) {
     }
 }
 
-/// Runs one output row with `isa`.
+/// Work of one thread: a band of output rows of one image, quantized into its own scratch.
+pub(crate) struct Band {
+    pub n: usize,
+    pub rows: std::ops::Range<usize>,
+    /// The thread's scratch: `geo.window_rows` + band rows of the copy, plus `slack`.
+    pub scratch: *mut u8,
+}
+
+/// Quantizes the copy rows band `band` reads, then computes its output rows.
 ///
 /// # Safety
-/// `isa` must be supported by this CPU; the job must satisfy [`conv_row`]'s contract.
-pub(crate) unsafe fn conv_item(isa: Int8Isa, job: &ConvJob<'_>, item: usize) {
-    // SAFETY: forwarded contract; each arm is reachable only with a supported isa.
+/// `band.scratch` holds the rows the band reads (see [`PreparedQConv::scratch_len`]); the jobs
+/// satisfy [`quantize_row`] and [`conv_row`]; no other thread writes the band's output rows.
+///
+/// [`PreparedQConv::scratch_len`]: crate::PreparedQConv::scratch_len
+#[inline(always)]
+pub(crate) unsafe fn band<K: Ukernel>(job: &ConvJob<'_>, quant: &QuantJob<'_>, band: &Band) {
+    let geo = job.geo;
+    let step = geo.conv_stride[0];
+    let first = band.rows.start * step;
+    let rows = (band.rows.len() - 1) * step + geo.window_rows;
+    // SAFETY: forwarded contract; copy rows `first..first + rows` exist by the output size formula
+    // and land in the scratch in order.
     unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx512Vnni => vnni::conv_item(job, item),
-            #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx2 => avx2::conv_item(job, item),
-            #[cfg(target_arch = "aarch64")]
-            Int8Isa::NeonDot => neon::conv_item(job, item),
-            _ => conv_row::<scalar::Scalar>(job, item),
+        for r in 0..rows {
+            copy_row::<K>(
+                quant,
+                band.n,
+                first + r,
+                band.scratch.add(r * geo.row_bytes),
+            );
+        }
+        for (i, oy) in band.rows.clone().enumerate() {
+            let row = band.scratch.add(i * step * geo.row_bytes);
+            match geo.algorithm {
+                QAlgorithm::Direct => conv_row::<K>(job, band.n, oy, row),
+                QAlgorithm::WinogradRow => winograd::conv_row::<K>(job, band.n, oy, row),
+            }
         }
     }
 }
 
-/// Fills one row of the padded copy with `isa`'s zero byte and vector width.
+/// Runs one band with `isa`.
 ///
 /// # Safety
-/// As [`conv_item`], for [`quantize_row`].
-pub(crate) unsafe fn quantize_item(isa: Int8Isa, job: &QuantJob<'_>, item: usize) {
-    // SAFETY: forwarded contract.
+/// `isa` must be supported by this CPU; the rest as [`band`].
+pub(crate) unsafe fn band_item(isa: Int8Isa, job: &ConvJob<'_>, quant: &QuantJob<'_>, b: &Band) {
+    // SAFETY: forwarded contract; each arm is reachable only with a supported isa.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx512Vnni => vnni::quantize_item(job, item),
+            Int8Isa::Avx512Vnni => vnni::band_item(job, quant, b),
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx2 => avx2::quantize_item(job, item),
+            Int8Isa::Avx2 => avx2::band_item(job, quant, b),
             #[cfg(target_arch = "aarch64")]
-            Int8Isa::NeonDot => neon::quantize_item(job, item),
-            _ => quantize_row::<scalar::Scalar>(job, item),
+            Int8Isa::NeonDot => neon::band_item(job, quant, b),
+            _ => band::<scalar::Scalar>(job, quant, b),
+        }
+    }
+}
+
+/// One row of the input copy for the job's algorithm.
+///
+/// # Safety
+/// As [`quantize_row`].
+#[inline(always)]
+pub(crate) unsafe fn copy_row<K: Ukernel>(job: &QuantJob<'_>, n: usize, y: usize, dst: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match job.geo.algorithm {
+            QAlgorithm::Direct => quantize_row::<K>(job, n, y, dst),
+            QAlgorithm::WinogradRow => K::transform_row(job, n, y, dst),
         }
     }
 }

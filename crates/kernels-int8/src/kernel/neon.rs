@@ -5,7 +5,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{Acc, ConvJob, MAX_MR, QuantJob, Ukernel, conv_row, quantize_row};
+use super::{Acc, Band, ConvJob, MAX_MR, QuantJob, Ukernel, band};
 
 pub(crate) struct NeonDot;
 
@@ -13,6 +13,7 @@ const MR: usize = 4;
 
 impl Ukernel for NeonDot {
     const ZERO: u8 = 0;
+    const WINOGRAD_BIAS: [i32; 4] = [0, -127, 0, 0];
 
     fn mr(_vectors: usize) -> usize {
         MR
@@ -98,17 +99,9 @@ unsafe fn block_vector(
 }
 
 /// # Safety
-/// The CPU supports NEON with dotprod; the job satisfies `conv_row`'s contract.
+/// The CPU supports this module's instructions; the jobs satisfy `band`'s contract.
 #[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn conv_item(job: &ConvJob<'_>, item: usize) {
+pub(crate) unsafe fn band_item(job: &ConvJob<'_>, quant: &QuantJob<'_>, b: &Band) {
     // SAFETY: forwarded contract.
-    unsafe { conv_row::<NeonDot>(job, item) }
-}
-
-/// # Safety
-/// As `conv_item`, for `quantize_row`.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn quantize_item(job: &QuantJob<'_>, item: usize) {
-    // SAFETY: forwarded contract.
-    unsafe { quantize_row::<NeonDot>(job, item) }
+    unsafe { band::<NeonDot>(job, quant, b) }
 }

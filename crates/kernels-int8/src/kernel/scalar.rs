@@ -8,6 +8,7 @@ const MR: usize = 4;
 
 impl Ukernel for Scalar {
     const ZERO: u8 = 0;
+    const WINOGRAD_BIAS: [i32; 4] = [0, -127, 0, 0];
 
     fn mr(_vectors: usize) -> usize {
         MR

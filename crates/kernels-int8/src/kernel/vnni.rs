@@ -7,13 +7,15 @@ use std::arch::x86_64::*;
 
 use tao_kernels::{Activation, ResidualAdd};
 
-use super::{Acc, ConvJob, MAX_MR, QuantJob, Ukernel, conv_row, finish, quantize_row};
-use crate::geometry::{LANES, Panel};
+use super::winograd::{self, Acc4};
+use super::{Acc, Band, ConvJob, MAX_MR, QuantJob, Source, Ukernel, band, finish};
+use crate::geometry::{LANES, POSITIONS, Panel};
 
 pub(crate) struct Vnni;
 
 impl Ukernel for Vnni {
     const ZERO: u8 = 0x80;
+    const WINOGRAD_BIAS: [i32; 4] = [128, 0, 128, 128];
 
     fn mr(vectors: usize) -> usize {
         if vectors >= 4 { 6 } else { 8 }
@@ -70,6 +72,25 @@ impl Ukernel for Vnni {
         // SAFETY: forwarded contract.
         unsafe { finish_avx512(job, acc, pixel0, m, g, panel) }
     }
+
+    #[inline(always)]
+    unsafe fn finish_pairs(
+        job: &ConvJob<'_>,
+        acc: &Acc4,
+        row_pixel: usize,
+        x0: usize,
+        m: usize,
+        panel: &Panel,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { finish_pairs_avx512(job, acc, row_pixel, x0, m, panel) }
+    }
+
+    #[inline(always)]
+    unsafe fn transform_row(job: &QuantJob<'_>, n: usize, y: usize, dst: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { transform_row_avx512(job, n, y, dst) }
+    }
 }
 
 /// `clamp(round_half_even(x · inv), -127, 127)` in 16 lanes; the clamp comes first, in float, so
@@ -87,6 +108,97 @@ unsafe fn quantize16(x: __m512, inv: __m512) -> __m512i {
     }
 }
 
+/// Residual, activation and stores of 16 lanes, set up once per block from the epilogue.
+struct Writer {
+    lo: __m512,
+    hi: __m512,
+    alpha: __m512,
+    clamps: bool,
+    leaky: bool,
+}
+
+impl Writer {
+    /// `None` for activations without a vector form here (sigmoid).
+    #[inline(always)]
+    unsafe fn new(activation: Activation) -> Option<Writer> {
+        let (lo, hi, alpha) = match activation {
+            Activation::None => (f32::NEG_INFINITY, f32::INFINITY, 0.0),
+            Activation::Relu => (0.0, f32::INFINITY, 0.0),
+            Activation::Relu6 => (0.0, 6.0, 0.0),
+            Activation::Clip { min, max } => (min, max, 0.0),
+            Activation::LeakyRelu { alpha } => (f32::NEG_INFINITY, f32::INFINITY, alpha),
+            Activation::Sigmoid => return None,
+        };
+        // SAFETY: register-only AVX-512F operations; the caller runs with AVX-512F.
+        unsafe {
+            Some(Writer {
+                lo: _mm512_set1_ps(lo),
+                hi: _mm512_set1_ps(hi),
+                alpha: _mm512_set1_ps(alpha),
+                clamps: matches!(
+                    activation,
+                    Activation::Relu | Activation::Relu6 | Activation::Clip { .. }
+                ),
+                leaky: matches!(activation, Activation::LeakyRelu { .. }),
+            })
+        }
+    }
+
+    /// The same operations, in the same order, as the portable `write_outputs`.
+    ///
+    /// # Safety
+    /// The job's views cover output `pixel`, channels `channel..` under `mask`.
+    #[inline(always)]
+    unsafe fn write(
+        &self,
+        job: &ConvJob<'_>,
+        pixel: usize,
+        channel: usize,
+        mask: __mmask16,
+        mut y: __m512,
+    ) {
+        let out = job.out;
+        let mode = job.spec.epilogue.residual;
+        // SAFETY: forwarded contract.
+        unsafe {
+            let residual = match out.residual {
+                Some((ptr, stride)) => {
+                    _mm512_maskz_loadu_ps(mask, ptr.0.add(pixel * stride + channel))
+                }
+                None => _mm512_setzero_ps(),
+            };
+            if mode == ResidualAdd::BeforeActivation {
+                y = _mm512_add_ps(y, residual);
+            }
+            if self.clamps {
+                y = _mm512_min_ps(_mm512_max_ps(y, self.lo), self.hi);
+            } else if self.leaky {
+                let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, _mm512_setzero_ps());
+                y = _mm512_mask_mul_ps(y, negative, y, self.alpha);
+            }
+            if mode == ResidualAdd::AfterActivation {
+                y = _mm512_add_ps(y, residual);
+            }
+            if let Some((ptr, stride)) = out.f32 {
+                _mm512_mask_storeu_ps(ptr.0.add(pixel * stride + channel), mask, y);
+            }
+            if let Some((ptr, stride, inv)) = out.s8 {
+                let q = quantize16(y, _mm512_set1_ps(inv));
+                _mm_mask_storeu_epi8(
+                    ptr.0.add(pixel * stride + channel),
+                    mask,
+                    _mm512_cvtepi32_epi8(q),
+                );
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn lane_mask(lanes: usize) -> __mmask16 {
+    if lanes >= 16 { !0 } else { (1 << lanes) - 1 }
+}
+
 /// The epilogue of [`finish`] in AVX-512 registers, with the same operations in the same order
 /// (so the same results, NaN inputs aside).
 #[inline(always)]
@@ -98,87 +210,163 @@ unsafe fn finish_avx512(
     g: usize,
     panel: &Panel,
 ) {
-    if matches!(job.spec.epilogue.activation, Activation::Sigmoid) {
+    // SAFETY: AVX-512F is present (forwarded contract).
+    let Some(writer) = (unsafe { Writer::new(job.spec.epilogue.activation) }) else {
         // No vector exp here; the portable epilogue runs it per element.
         // SAFETY: forwarded contract.
         return unsafe { finish::<Vnni>(job, acc, pixel0, m, g, panel) };
-    }
+    };
     let geo = job.geo;
-    let epilogue = job.spec.epilogue;
-    let out = job.out;
     let cout = job.spec.out_channels;
-    // SAFETY: loads and stores stay inside the per-channel arrays (padded to whole vectors) and
+    // SAFETY: loads stay inside the per-channel arrays (padded to whole vectors) and stores inside
     // the output views (masked to the real channels), as checked by execute.
     unsafe {
-        let zero = _mm512_setzero_ps();
-        let (lo, hi, alpha) = match epilogue.activation {
-            Activation::Relu => (0.0, f32::INFINITY, 0.0),
-            Activation::Relu6 => (0.0, 6.0, 0.0),
-            Activation::Clip { min, max } => (min, max, 0.0),
-            Activation::LeakyRelu { alpha } => (f32::NEG_INFINITY, f32::INFINITY, alpha),
-            _ => (f32::NEG_INFINITY, f32::INFINITY, 0.0),
-        };
-        let (lo, hi, alpha) = (
-            _mm512_set1_ps(lo),
-            _mm512_set1_ps(hi),
-            _mm512_set1_ps(alpha),
-        );
-        let clamps = matches!(
-            epilogue.activation,
-            Activation::Relu | Activation::Relu6 | Activation::Clip { .. }
-        );
-        let leaky = matches!(epilogue.activation, Activation::LeakyRelu { .. });
         for v in 0..panel.vectors {
             let c0 = panel.first + v * LANES;
             if c0 >= geo.cout_g {
                 break;
             }
-            let lanes = (geo.cout_g - c0).min(LANES);
-            let mask: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
+            let mask = lane_mask(geo.cout_g - c0);
             let padded = g * geo.cout_pad + c0;
             let channel = g * geo.cout_g + c0;
-            let comp = _mm512_loadu_si512(job.compensation.as_ptr().add(padded) as *const __m512i);
+            // 128 · Σ w (wrapping like the accumulators).
+            let comp = _mm512_slli_epi32::<7>(_mm512_loadu_si512(
+                job.weight_sums.as_ptr().add(padded) as *const __m512i,
+            ));
             let dequant = _mm512_loadu_ps(job.dequant.as_ptr().add(padded));
             let bias = _mm512_loadu_ps(job.bias.as_ptr().add(padded));
             for p in 0..m {
                 let pixel = pixel0 + p;
                 let raw = _mm512_loadu_si512(acc[p].as_ptr().add(v * LANES) as *const __m512i);
                 let sums = _mm512_sub_epi32(raw, comp);
-                if let Some(ptr) = out.acc {
+                if let Some(ptr) = job.out.acc {
                     _mm512_mask_storeu_epi32(ptr.0.add(pixel * cout + channel), mask, sums);
                     continue;
                 }
-                let mut y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), dequant), bias);
-                let residual = match out.residual {
-                    Some((ptr, stride)) => {
-                        _mm512_maskz_loadu_ps(mask, ptr.0.add(pixel * stride + channel))
-                    }
-                    None => zero,
-                };
-                if epilogue.residual == ResidualAdd::BeforeActivation {
-                    y = _mm512_add_ps(y, residual);
-                }
-                if clamps {
-                    y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
-                } else if leaky {
-                    let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, zero);
-                    y = _mm512_mask_mul_ps(y, negative, y, alpha);
-                }
-                if epilogue.residual == ResidualAdd::AfterActivation {
-                    y = _mm512_add_ps(y, residual);
-                }
-                if let Some((ptr, stride)) = out.f32 {
-                    _mm512_mask_storeu_ps(ptr.0.add(pixel * stride + channel), mask, y);
-                }
-                if let Some((ptr, stride, inv)) = out.s8 {
-                    let q = quantize16(y, _mm512_set1_ps(inv));
-                    _mm_mask_storeu_epi8(
-                        ptr.0.add(pixel * stride + channel),
-                        mask,
-                        _mm512_cvtepi32_epi8(q),
+                let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), dequant), bias);
+                writer.write(job, pixel, channel, mask, y);
+            }
+        }
+    }
+}
+
+/// The row-Winograd epilogue of `winograd::finish_pairs` in AVX-512 registers.
+#[inline(always)]
+unsafe fn finish_pairs_avx512(
+    job: &ConvJob<'_>,
+    acc: &Acc4,
+    row_pixel: usize,
+    x0: usize,
+    m: usize,
+    panel: &Panel,
+) {
+    // SAFETY: AVX-512F is present (forwarded contract).
+    let Some(writer) = (unsafe { Writer::new(job.spec.epilogue.activation) }) else {
+        // SAFETY: forwarded contract.
+        return unsafe { winograd::finish_pairs::<Vnni>(job, acc, row_pixel, x0, m, panel) };
+    };
+    let geo = job.geo;
+    let ow = geo.output[1];
+    // SAFETY: as in `finish_avx512`; per-position arrays hold `POSITIONS * cout_pad` values.
+    unsafe {
+        for v in 0..panel.vectors {
+            let c0 = panel.first + v * LANES;
+            if c0 >= geo.cout_g {
+                break;
+            }
+            let mask = lane_mask(geo.cout_g - c0);
+            let mut comp = [_mm512_setzero_si512(); POSITIONS];
+            let mut dequant = [_mm512_setzero_ps(); POSITIONS];
+            for pos in 0..POSITIONS {
+                let at = pos * geo.cout_pad + c0;
+                let sums = _mm512_loadu_si512(job.weight_sums.as_ptr().add(at) as *const __m512i);
+                comp[pos] = _mm512_mullo_epi32(sums, _mm512_set1_epi32(Vnni::WINOGRAD_BIAS[pos]));
+                dequant[pos] = _mm512_loadu_ps(job.dequant.as_ptr().add(at));
+            }
+            let bias = _mm512_loadu_ps(job.bias.as_ptr().add(c0));
+            for p in 0..m {
+                let x = x0 + 2 * p;
+                let mut f = [_mm512_setzero_ps(); POSITIONS];
+                for pos in 0..POSITIONS {
+                    let raw =
+                        _mm512_loadu_si512(acc[pos][p].as_ptr().add(v * LANES) as *const __m512i);
+                    f[pos] = _mm512_mul_ps(
+                        _mm512_cvtepi32_ps(_mm512_sub_epi32(raw, comp[pos])),
+                        dequant[pos],
                     );
                 }
+                let y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(f[0], f[1]), f[2]), bias);
+                let y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(f[1], f[2]), f[3]), bias);
+                writer.write(job, row_pixel + x, c0, mask, y0);
+                if x + 1 < ow {
+                    writer.write(job, row_pixel + x + 1, c0, mask, y1);
+                }
             }
+        }
+    }
+}
+
+/// Fills one row of the row-Winograd copy from f32 NHWC input: each 16-channel chunk of a column
+/// is quantized once and serves two neighbouring pairs.
+#[inline(always)]
+unsafe fn transform_row_avx512(job: &QuantJob<'_>, n: usize, y: usize, dst: *mut u8) {
+    let Source::F32(ptr, stride) = job.source else {
+        // SAFETY: forwarded contract.
+        return unsafe { winograd::transform_row::<Vnni>(job, n, y, dst) };
+    };
+    let geo = job.geo;
+    let pairs = geo.copy[1];
+    let [h, w] = job.spec.input_size;
+    let cin = job.spec.in_channels;
+    let cin4 = geo.group_bytes;
+    let iy = y.checked_sub(geo.pad[0]).filter(|&v| v < h);
+    // SAFETY: `dst` holds the row (caller); input reads are masked to the real channels of
+    // pixels inside the row (checked by execute).
+    unsafe {
+        let inv = _mm512_set1_ps(job.inv_scale);
+        let top = _mm512_set1_ps(127.0);
+        let zero = _mm512_setzero_ps();
+        let bias = [
+            _mm512_set1_epi32(Vnni::WINOGRAD_BIAS[0]),
+            _mm512_set1_epi32(Vnni::WINOGRAD_BIAS[1]),
+            _mm512_set1_epi32(Vnni::WINOGRAD_BIAS[2]),
+            _mm512_set1_epi32(Vnni::WINOGRAD_BIAS[3]),
+        ];
+        let mut c0 = 0;
+        while c0 < cin4 {
+            let store_mask = lane_mask(cin4 - c0);
+            let load_mask = lane_mask(cin.saturating_sub(c0));
+            // Quantized column `column` of the padded row (0 outside the input).
+            let column = |column: usize| -> __m512i {
+                match (iy, column.checked_sub(geo.pad[1]).filter(|&v| v < w)) {
+                    (Some(iy), Some(ix)) => {
+                        let x = _mm512_maskz_loadu_ps(
+                            load_mask,
+                            ptr.add(((n * h + iy) * w + ix) * stride + c0),
+                        );
+                        let q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, inv), zero), top);
+                        _mm512_cvtps_epi32(q)
+                    }
+                    _ => _mm512_setzero_si512(),
+                }
+            };
+            let (mut d0, mut d1) = (column(0), column(1));
+            for pair in 0..pairs {
+                let (d2, d3) = (column(2 * pair + 2), column(2 * pair + 3));
+                let v = [
+                    _mm512_sub_epi32(d0, d2),
+                    _mm512_add_epi32(d1, d2),
+                    _mm512_sub_epi32(d2, d1),
+                    _mm512_sub_epi32(d1, d3),
+                ];
+                let out = dst.add(pair * geo.pixel_bytes + c0);
+                for pos in 0..POSITIONS {
+                    let bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(v[pos], bias[pos]));
+                    _mm_mask_storeu_epi8(out.add(pos * cin4) as *mut i8, store_mask, bytes);
+                }
+                (d0, d1) = (d2, d3);
+            }
+            c0 += 16;
         }
     }
 }
@@ -222,17 +410,9 @@ unsafe fn block<const MR: usize, const NV: usize>(
 }
 
 /// # Safety
-/// The CPU supports AVX-512 F/BW/VNNI; the job satisfies `conv_row`'s contract.
+/// The CPU supports this module's instructions; the jobs satisfy `band`'s contract.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-pub(crate) unsafe fn conv_item(job: &ConvJob<'_>, item: usize) {
+pub(crate) unsafe fn band_item(job: &ConvJob<'_>, quant: &QuantJob<'_>, b: &Band) {
     // SAFETY: forwarded contract.
-    unsafe { conv_row::<Vnni>(job, item) }
-}
-
-/// # Safety
-/// As `conv_item`, for `quantize_row`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-pub(crate) unsafe fn quantize_item(job: &QuantJob<'_>, item: usize) {
-    // SAFETY: forwarded contract.
-    unsafe { quantize_row::<Vnni>(job, item) }
+    unsafe { band::<Vnni>(job, quant, b) }
 }
