@@ -23,11 +23,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tao_graph::ir::{Graph, Op};
+use tao_graph::ir::{Graph, Op, UnaryOp};
 use tao_kernels::{
     Conv2dSpec, ConvTranspose2dSpec, Nhwc, NhwcMut, PreparedConv, PreparedConvTranspose, Residual,
 };
-use tao_kernels_int8::{PreparedQConv, QContext, QInput, QOutput};
+use tao_kernels_int8::{PreparedQConv, QContext, QConvOptions, QInput, QOutput};
 
 use super::lower::{Prepared, Program, Step, kernel_error, lower};
 use super::{CpuBackend, CpuEngine, PrepareFresh, build_plan};
@@ -100,6 +100,9 @@ pub struct PrepareInt8 {
     scales: HashMap<String, f32>,
     heads: HashSet<String>,
     first: HashSet<String>,
+    /// Tensors that cannot be negative (ReLU-like outputs and what pooling or concatenation
+    /// makes of them): their convolutions may use the row-Winograd INT8 algorithm.
+    nonnegative: HashSet<String>,
     policy: Int8Policy,
     /// Decisions in lowering order.
     pub choices: Vec<LayerChoice>,
@@ -148,6 +151,7 @@ impl PrepareInt8 {
             scales,
             heads,
             first,
+            nonnegative: nonnegative_tensors(graph),
             policy,
             choices: Vec::new(),
             unmapped: mapping.unmapped,
@@ -181,6 +185,36 @@ impl PrepareInt8 {
             reason,
         });
     }
+}
+
+/// Tensors whose every element is >= 0 by construction, in one pass over the (topologically
+/// ordered) nodes: outputs of ReLU, sigmoid and clips with a lower bound >= 0, and pooling,
+/// identity and concatenation of such tensors. Anything else (a network input included) is not.
+fn nonnegative_tensors(graph: &Graph) -> HashSet<String> {
+    let mut set: HashSet<String> = HashSet::new();
+    for node in &graph.nodes {
+        let from_inputs = |set: &HashSet<String>| {
+            let mut inputs = node.present_inputs().peekable();
+            inputs.peek().is_some() && inputs.all(|i| set.contains(i))
+        };
+        let nonnegative = match &node.op {
+            Op::Unary(UnaryOp::Relu) | Op::Unary(UnaryOp::Sigmoid) => true,
+            Op::Clip => node
+                .input(1)
+                .and_then(|n| graph.constants.get(n))
+                .filter(|t| t.len() == 1)
+                .is_some_and(|t| t.to_f32_vec()[0] >= 0.0),
+            Op::Pool(_) | Op::GlobalPool(_) | Op::Identity => {
+                node.input(0).is_some_and(|i| set.contains(i))
+            }
+            Op::Concat(_) => from_inputs(&set),
+            _ => false,
+        };
+        if nonnegative {
+            set.extend(node.outputs.iter().cloned());
+        }
+    }
+    set
 }
 
 /// Whether a convolution is reachable from `tensor` (memoised per tensor).
@@ -240,12 +274,24 @@ impl Prepared for PrepareInt8 {
                 return Ok(None);
             }
         };
-        match PreparedQConv::prepare(spec, weights, bias, scale) {
+        let options = QConvOptions {
+            nonnegative_input: self.nonnegative.contains(input),
+            algorithm: None,
+        };
+        match PreparedQConv::prepare_with(spec, weights, bias, scale, options) {
             Ok(conv) => {
                 self.record(
                     node,
                     Precision::Int8,
-                    format!("input `{input}` scale {scale:e}"),
+                    format!(
+                        "{}, input `{input}` scale {scale:e}{}",
+                        conv.algorithm().name(),
+                        if options.nonnegative_input {
+                            " (non-negative)"
+                        } else {
+                            ""
+                        }
+                    ),
                 );
                 Ok(Some(conv))
             }
@@ -365,12 +411,12 @@ pub(crate) struct Int8Runtime {
 }
 
 impl Int8Runtime {
-    pub fn new(program: &Program, max_batch: usize, threads: usize) -> EngineResult<Int8Runtime> {
+    pub fn new(program: &Program, threads: usize) -> EngineResult<Int8Runtime> {
         let mut need = None;
         for step in &program.steps {
             if let Step::ConvInt8 { node, conv, .. } = step {
                 let len = conv
-                    .scratch_len(max_batch)
+                    .scratch_len(threads.max(1))
                     .ok_or_else(|| kernel_error(node, "Conv", "INT8 scratch size overflows"))?;
                 need = Some(need.unwrap_or(0usize).max(len));
             }
@@ -502,7 +548,7 @@ pub fn measure_layer_errors(
             };
             let conv = convs[node.as_str()];
             let mut y = vec![0f32; reference.len()];
-            let mut scratch = vec![0u8; conv.scratch_len(1).unwrap_or(0)];
+            let mut scratch = vec![0u8; conv.scratch_len(threads.max(1)).unwrap_or(0)];
             let kernel = |e: tao_kernels::KernelError| kernel_error(node, "Conv", e);
             let residual = match residual.as_ref().and_then(|r| seen.get(r)) {
                 Some(r) => Residual::Tensor(Nhwc::new(r, [1, *oh, *ow, *oc]).map_err(kernel)?),

@@ -183,7 +183,11 @@ impl Step {
                 ..
             } => {
                 let e = conv.spec().epilogue;
-                let mut s = format!("conv[int8 direct] {node} -> {}", v(output));
+                let mut s = format!(
+                    "conv[int8 {}] {node} -> {}",
+                    conv.algorithm().name(),
+                    v(output)
+                );
                 if e.activation != Activation::None {
                     s += &format!(" +{:?}", e.activation);
                 }

@@ -71,7 +71,7 @@ fn build_plan(
         for step in &program.steps {
             let (node, kind, algorithm, packed) = match step {
                 Step::ConvInt8 { node, conv, .. } => {
-                    choices += &format!("conv-int8\tdirect\t{node}\n");
+                    choices += &format!("conv-int8\t{}\t{node}\n", conv.algorithm().name());
                     builder = builder.section(&int8::section_name(node), conv.to_bytes());
                     continue;
                 }
@@ -216,7 +216,7 @@ impl CpuEngine {
             .checked_mul(max_batch)
             .ok_or_else(|| EngineError::Invalid("engine memory size overflows".into()))?;
         Ok(CpuEngine {
-            int8: int8::Int8Runtime::new(&program, max_batch, threads)?,
+            int8: int8::Int8Runtime::new(&program, threads)?,
             inputs: program.inputs.iter().map(|(d, _)| d.clone()).collect(),
             outputs: program.outputs.iter().map(|(d, _)| d.clone()).collect(),
             arena: vec![0.0; arena_len],
