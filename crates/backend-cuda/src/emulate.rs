@@ -119,21 +119,19 @@ fn round_to(dtype: DType, v: f32) -> f32 {
 }
 
 /// Calls `f(dst, a, b)` with the three element offsets for every index of `map` at `batch`.
+/// Walks the map as the kernels do ([`Map::walk`]: reordered and merged dimensions).
 fn for_each(map: &Map, batch: usize, mut f: impl FnMut(i64, i64, i64)) {
-    let mut dims = map.dims.clone();
-    dims[0] = batch;
-    let count: usize = dims.iter().product();
-    let rank = dims.len();
-    let stride = |v: &Vec<i64>, k: usize| v.get(k).copied().unwrap_or(0);
+    let w = map.walk(batch);
+    let count: usize = w.dims.iter().product();
     for i in 0..count {
         let (mut d, mut a, mut b) = (map.dst_offset, map.a_offset, map.b_offset);
         let mut rest = i;
-        for k in (0..rank).rev() {
-            let c = (rest % dims[k]) as i64;
-            rest /= dims[k];
-            d += c * stride(&map.dst, k);
-            a += c * stride(&map.a, k);
-            b += c * stride(&map.b, k);
+        for k in (0..w.dims.len()).rev() {
+            let c = (rest % w.dims[k]) as i64;
+            rest /= w.dims[k];
+            d += c * w.dst[k];
+            a += c * w.a[k];
+            b += c * w.b[k];
         }
         f(d, a, b);
     }

@@ -96,29 +96,43 @@ fn fill<const N: usize>(dst: &mut [i64; N], src: impl IntoIterator<Item = i64>) 
     }
 }
 
+/// Kernel parameters of an element-wise map, in walking order (see [`Map::walk`]).
 fn map_params(m: &Map, batch: usize) -> MapParams {
+    let w = m.walk(batch);
     let mut p = MapParams {
-        rank: m.dims.len() as i32,
+        rank: w.dims.len() as i32,
         count: m.count(batch) as i64,
         d_off: m.dst_offset,
         a_off: m.a_offset,
         b_off: m.b_offset,
         ..MapParams::default()
     };
-    let mut dims = m.dims.clone();
-    if let Some(d) = dims.first_mut() {
-        *d = batch;
-    }
-    fill(&mut p.dims, dims.iter().map(|&d| d as i64));
-    fill(&mut p.d, m.dst.iter().copied());
-    fill(&mut p.a, m.a.iter().copied());
-    fill(&mut p.b, m.b.iter().copied());
+    fill(&mut p.dims, w.dims.iter().map(|&d| d as i64));
+    fill(&mut p.d, w.dst.iter().copied());
+    fill(&mut p.a, w.a.iter().copied());
+    fill(&mut p.b, w.b.iter().copied());
     p
 }
 
+/// Padding checks every dimension against the input's extent, so its map is passed as it is.
 fn pad_params(m: &PadMap, batch: usize) -> PadParams {
+    let mut dims = m.map.dims.clone();
+    if let Some(d) = dims.first_mut() {
+        *d = batch;
+    }
+    let mut base = MapParams {
+        rank: dims.len() as i32,
+        count: m.map.count(batch) as i64,
+        d_off: m.map.dst_offset,
+        a_off: m.map.a_offset,
+        b_off: m.map.b_offset,
+        ..MapParams::default()
+    };
+    fill(&mut base.dims, dims.iter().map(|&d| d as i64));
+    fill(&mut base.d, m.map.dst.iter().copied());
+    fill(&mut base.a, m.map.a.iter().copied());
     let mut p = PadParams {
-        m: map_params(&m.map, batch),
+        m: base,
         ..PadParams::default()
     };
     let mut src = m.src_dims.clone();

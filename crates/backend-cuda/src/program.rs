@@ -196,6 +196,61 @@ impl Map {
     pub fn count(&self, batch: usize) -> usize {
         self.dims.iter().skip(1).product::<usize>() * batch
     }
+
+    /// The map for `batch` images in the order the kernels walk it: dimensions of size 1 dropped,
+    /// the rest ordered by output stride (the output's contiguous dimension innermost, so that
+    /// neighbouring threads touch neighbouring elements), and neighbours contiguous in every
+    /// operand merged. The (output, a, b) offsets visited are the same set.
+    pub fn walk(&self, batch: usize) -> Walk {
+        let stride = |v: &[i64], k: usize| v.get(k).copied().unwrap_or(0);
+        let mut order: Vec<usize> = (0..self.dims.len())
+            .filter(|&k| {
+                let size = if k == 0 { batch } else { self.dims[k] };
+                size != 1
+            })
+            .collect();
+        order.sort_by_key(|&k| {
+            std::cmp::Reverse((
+                stride(&self.dst, k).unsigned_abs(),
+                stride(&self.a, k).unsigned_abs(),
+            ))
+        });
+        let mut w = Walk::default();
+        for k in order {
+            let size = if k == 0 { batch } else { self.dims[k] };
+            let (d, a, b) = (stride(&self.dst, k), stride(&self.a, k), stride(&self.b, k));
+            if let Some(last) = w.dims.len().checked_sub(1) {
+                let n = size as i64;
+                if w.dst[last] == d * n && w.a[last] == a * n && w.b[last] == b * n {
+                    w.dims[last] *= size;
+                    w.dst[last] = d;
+                    w.a[last] = a;
+                    w.b[last] = b;
+                    continue;
+                }
+            }
+            w.dims.push(size);
+            w.dst.push(d);
+            w.a.push(a);
+            w.b.push(b);
+        }
+        if w.dims.is_empty() {
+            w.dims.push(1);
+            w.dst.push(0);
+            w.a.push(0);
+            w.b.push(0);
+        }
+        w
+    }
+}
+
+/// A [`Map`] as the kernels walk it for one batch size (see [`Map::walk`]).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Walk {
+    pub dims: Vec<usize>,
+    pub dst: Vec<i64>,
+    pub a: Vec<i64>,
+    pub b: Vec<i64>,
 }
 
 /// Constant padding: `map.dims`/`map.dst` describe the output, `map.a` the input's strides,

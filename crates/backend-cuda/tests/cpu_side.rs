@@ -369,3 +369,73 @@ fn damaged_programs_are_refused_without_panicking() {
     // A weight section of the wrong size is refused.
     assert!(codec::decode(&bytes, vec![0; 3]).is_err());
 }
+
+/// Every (output, a, b) offset triple of a map, in the map's own order, sorted.
+fn triples(dims: &[usize], dst: &[i64], a: &[i64], b: &[i64]) -> Vec<(i64, i64, i64)> {
+    let mut out = vec![(0i64, 0i64, 0i64)];
+    for k in 0..dims.len() {
+        let mut next = Vec::new();
+        for &(d, x, y) in &out {
+            for c in 0..dims[k] as i64 {
+                next.push((d + c * dst[k], x + c * a[k], y + c * b[k]));
+            }
+        }
+        out = next;
+    }
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn walking_order_visits_the_same_elements_with_the_output_contiguous_innermost() {
+    use tao_backend_cuda::program::Map;
+    // NHWC gather of every other pixel: [N, C, H/2, W/2] from [N, C, H, W].
+    let (c, h, w) = (6usize, 8usize, 10usize);
+    let (oh, ow) = (h / 2, w / 2);
+    let gather = Map {
+        dims: vec![1, c, oh, ow],
+        dst: vec![(oh * ow * c) as i64, 1, (ow * c) as i64, c as i64],
+        a: vec![(h * w * c) as i64, 1, (2 * w * c) as i64, (2 * c) as i64],
+        b: vec![],
+        ..Map::default()
+    };
+    let walk = gather.walk(3);
+    assert_eq!(walk.dst.last(), Some(&1), "{walk:?}");
+    assert!(walk.dims.len() <= 3, "batch and rows merge: {walk:?}");
+    let zeros = |n: usize| vec![0i64; n];
+    assert_eq!(
+        triples(&walk.dims, &walk.dst, &walk.a, &walk.b),
+        triples(&[3, c, oh, ow], &gather.dst, &gather.a, &zeros(4))
+    );
+    // Random maps: broadcast operands, negative strides, size-1 dimensions.
+    let mut x = 0x9e37_79b9u64;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    for _ in 0..500 {
+        let rank = 1 + next(5) as usize;
+        let dims: Vec<usize> = (0..rank)
+            .map(|k| if k == 0 { 1 } else { 1 + next(4) as usize })
+            .collect();
+        let mut strides = || -> Vec<i64> { (0..rank).map(|_| next(7) as i64 - 2).collect() };
+        let map = Map {
+            dims: dims.clone(),
+            dst: strides(),
+            a: strides(),
+            b: strides(),
+            ..Map::default()
+        };
+        let batch = 1 + next(3) as usize;
+        let w = map.walk(batch);
+        let mut full = dims.clone();
+        full[0] = batch;
+        assert_eq!(
+            triples(&w.dims, &w.dst, &w.a, &w.b),
+            triples(&full, &map.dst, &map.a, &map.b),
+            "{map:?} at batch {batch} walked as {w:?}"
+        );
+    }
+}
