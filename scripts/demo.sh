@@ -1,32 +1,34 @@
 #!/usr/bin/env bash
-# The main job: the codec tool on the bundled sample model, and on the real LPDNet when ../shared is
-# present. Called by `make demo` after the set-up script.
+# The main job (`make demo`): the bundled ball detector in a real GStreamer pipeline, then the real
+# LPDNet on a real photo and the command-line tools when ../shared is present. Writes into out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p out
 
-cargo build --release --quiet -p tao-cli
+echo "== building the GStreamer plugin and the command-line tools (release)"
+cargo build --release --quiet -p gst-taoinfer -p tao-cli
 taoctl=target/release/taoctl
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
-echo "== taoctl inspect samples/demo.etlt (key from samples/demo.key)"
-"$taoctl" inspect samples/demo.etlt --key-file samples/demo.key
-
-echo "== taoctl decrypt: the payload is byte-identical to samples/demo.onnx"
-"$taoctl" decrypt samples/demo.etlt --key-file samples/demo.key -o "$work/demo.onnx"
-cmp "$work/demo.onnx" samples/demo.onnx && echo "identical"
-
-echo "== a wrong key is named as such"
-if "$taoctl" decrypt samples/demo.etlt --key not-the-key -o "$work/x.onnx"; then
-  echo "unexpected: wrong key accepted" >&2
-  exit 1
-fi
+echo "== videotestsrc pattern=ball ! taoinfer (samples/ball_detector.etlt) ! taooverlay ! pngenc"
+pipelines/ball_png.sh out/ball.png 30
 
 shared=${TAO_SHARED_DIR:-../shared}
 lpd="$shared/fixtures/real-etlt/lpdnet_usa_pruned_v1.0/usa_pruned.etlt"
-if [ -f "$lpd" ]; then
-  echo "== the real LPDNet (UFF inside .etlt)"
-  TAO_KEY=nvidia_tlt "$taoctl" inspect "$lpd"
+photo="$shared/fixtures/media/images/cars/us1.jpg"
+if [ -f "$lpd" ] && [ -f "$photo" ]; then
+  echo "== the real LPDNet (UFF inside .etlt) through its DeepStream config on a real photo"
+  pipelines/lpdnet_photo.sh "$photo" out/plates.png
+  echo "== taoctl inspect --optimized on the real LPDNet"
+  TAO_KEY=nvidia_tlt "$taoctl" inspect "$lpd" --optimized | head -40
 else
-  echo "== ../shared not found: skipping the real-model part of the demo"
+  echo "== ../shared not found: the real-model part of the demo is skipped"
 fi
+
+echo "== the .etlt codec on the bundled sample: decrypt, compare, wrong key"
+"$taoctl" decrypt samples/demo.etlt --key-file samples/demo.key -o out/demo.onnx
+cmp out/demo.onnx samples/demo.onnx && echo "decrypted payload is identical to samples/demo.onnx"
+if "$taoctl" decrypt samples/demo.etlt --key not-the-key -o out/wrong.onnx; then
+  echo "unexpected: wrong key accepted" >&2
+  exit 1
+fi
+echo "demo outputs: $(ls out/*.png | tr '\n' ' ')"
