@@ -8,7 +8,8 @@
 //!         [--models lpdnet,detectnet] [--no-ort]
 //!
 //! FP32 and INT8 runs alternate, so both see the same machine load; each figure is the median of
-//! `--runs` timed runs after two warm-up runs. The shared folder is `$TAO_SHARED_DIR` or
+//! `--runs` timed runs after two warm-up runs, and `paired` is the median of the ratios of
+//! neighbouring INT8 and FP32 runs (the steadier figure on a machine shared with other work). The shared folder is `$TAO_SHARED_DIR` or
 //! `../shared` next to the workspace. ONNX Runtime runs through `models/ort_time.py`.
 
 use std::path::{Path, PathBuf};
@@ -221,8 +222,16 @@ fn main() {
         }
     }
     println!(
-        "{:<44} {:>5} {:>9} {:>9} {:>9} {:>10} {:>9} {:>12}",
-        "model", "batch", "fp32 ms", "int8 ms", "ORT ms", "int8/fp32", "int8/ORT", "int8 layers"
+        "{:<44} {:>5} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9} {:>12}",
+        "model",
+        "batch",
+        "fp32 ms",
+        "int8 ms",
+        "ORT ms",
+        "int8/fp32",
+        "paired",
+        "int8/ORT",
+        "int8 layers"
     );
     for model in &list {
         let mut graph = model.graph.clone();
@@ -269,6 +278,7 @@ fn main() {
                     }
                 }
             }
+            let paired = median(t_int8.iter().zip(&t_fp32).map(|(q, f)| q / f).collect());
             let (f, q) = (median(t_fp32), median(t_int8));
             let ort = if with_ort {
                 ort_ms(&root, &onnx_path, batch, runs, threads)
@@ -280,7 +290,7 @@ fn main() {
                 None => ("-".into(), "-".into()),
             };
             println!(
-                "{:<44} {batch:>5} {f:>9.2} {q:>9.2} {ort_text:>9} {:>9.2}x {ratio_text:>9} {:>6} of {:<3}",
+                "{:<44} {batch:>5} {f:>9.2} {q:>9.2} {ort_text:>9} {:>9.2}x {paired:>7.2}x {ratio_text:>9} {:>6} of {:<3}",
                 model.name,
                 q / f,
                 n_int8,

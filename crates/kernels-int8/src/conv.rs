@@ -15,8 +15,9 @@ use crate::quant::{quantize_weights, weight_scales};
 const MAGIC: [u8; 4] = *b"TQ8C";
 const FORMAT: u32 = 2;
 const HEADER: usize = 20;
-/// Most output rows one work item computes (its input rows are quantized once for all of them).
-const BAND: usize = 8;
+/// Most output rows one work item computes (its input rows are quantized once for all of them;
+/// neighbouring bands quantize the rows they share twice).
+const BAND: usize = 16;
 
 fn bad_operand(operand: &'static str, reason: impl Into<String>) -> KernelError {
     KernelError::BadOperand {

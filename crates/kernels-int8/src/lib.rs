@@ -7,7 +7,7 @@
 //!   aligned buffer (serialisable with [`PreparedQConv::to_bytes`] /
 //!   [`PreparedQConv::from_bytes`]); [`PreparedQConv::execute`] takes preallocated buffers and
 //!   allocates nothing.
-//! * **Execution**: work is split into bands of up to 8 output rows; a thread quantizes the input
+//! * **Execution**: work is split into bands of up to 16 output rows; a thread quantizes the input
 //!   rows its band reads (from f32 NHWC, f32 NCHW, or s8 already quantized by the previous layer)
 //!   into a zero-padded copy in its own scratch, then micro-kernels compute blocks of pixels × up
 //!   to 64 output channels straight from that copy (no im2col), and a fused epilogue dequantizes
