@@ -170,6 +170,7 @@ impl Arena<'_> {
 /// Runs `program` for `batch` images. `inputs[i]` is NCHW f32 for `batch` images; returns the
 /// outputs in the same form.
 pub fn run(program: &Program, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
+    crate::codec::validate(program)?;
     if batch == 0 || batch > program.max_batch {
         return Err(format!(
             "batch {batch} is outside 1..={}",

@@ -35,6 +35,7 @@ pub const BACKEND_NAME: &str = "cuda";
 const GRAPH_SECTION: &str = "graph.onnx";
 const PROGRAM_SECTION: &str = "cuda.program";
 const WEIGHTS_SECTION: &str = "cuda.weights";
+/// Followed by the activation type the kernels were compiled for (`cuda.cubin.fp16`).
 const CUBIN_SECTION: &str = "cuda.cubin";
 const CHOICES_SECTION: &str = "cuda.choices";
 
@@ -89,8 +90,9 @@ impl CudaBackend {
                 )));
             }
         }
-        CudaEngine::new(self.gpu.clone(), program, plan.section(CUBIN_SECTION)?)
-            .map_err(EngineError::Invalid)
+        // Kernels compiled for the program's activation type only: never read FP16 as FP32.
+        let cubin = plan.section(&format!("{CUBIN_SECTION}.{}", program.dtype.name()))?;
+        CudaEngine::new(self.gpu.clone(), program, cubin).map_err(EngineError::Invalid)
     }
 }
 
@@ -152,7 +154,7 @@ impl Backend for CudaBackend {
             .section(GRAPH_SECTION, onnx)
             .section(PROGRAM_SECTION, codec::encode(&program))
             .section(WEIGHTS_SECTION, program.weights.clone())
-            .section(CUBIN_SECTION, cubin)
+            .section(&format!("{CUBIN_SECTION}.{}", dtype.name()), cubin)
             .section(CHOICES_SECTION, choices.into_bytes()))
     }
 
