@@ -725,3 +725,64 @@ fn background_build_passes_buffers_through_until_ready() {
         "buffers passed through before the swap"
     );
 }
+
+/// The classifier and segmentation readers on the demo model's coverage output (read as 300 class
+/// scores, or as a one-class score map), checked against the raw tensor attached beside them.
+#[test]
+fn classifier_and_segmentation_outputs() {
+    let cache = temp_cache();
+    let r = run(&ball_pipeline(
+        "RGB",
+        (320, 240),
+        3,
+        "network-type=classifier classifier-threshold=0.5 output-tensor-meta=true output-blobs=output_cov/Sigmoid",
+        &quoted(cache.path()),
+    ));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    for (buffer, _) in &r.buffers {
+        let tensors = gsttaoinfer::meta::tensors(buffer.as_ref());
+        let cov = &tensors[0].2;
+        let (best, &peak) = cov
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap();
+        let meta = gst::meta::CustomMeta::from_buffer(buffer.as_ref(), "TaoClassification")
+            .expect("classification meta");
+        let s = meta.structure();
+        assert_eq!(s.get::<u32>("class-id").unwrap() as usize, best);
+        assert!((s.get::<f64>("confidence").unwrap() - f64::from(peak)).abs() < 1e-6);
+        assert_eq!(s.get::<String>("label").unwrap(), format!("class{best}"));
+        assert!(objects(buffer).is_empty());
+    }
+
+    let r = run(&ball_pipeline(
+        "RGB",
+        (320, 240),
+        2,
+        "network-type=segmentation segmentation-threshold=0.5 output-tensor-meta=true output-blobs=output_cov/Sigmoid",
+        &quoted(cache.path()),
+    ));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    for (buffer, _) in &r.buffers {
+        let tensors = gsttaoinfer::meta::tensors(buffer.as_ref());
+        let meta = gst::meta::CustomMeta::from_buffer(buffer.as_ref(), "TaoSegmentation")
+            .expect("segmentation meta");
+        let s = meta.structure();
+        assert_eq!(
+            (
+                s.get::<u32>("width").unwrap(),
+                s.get::<u32>("height").unwrap()
+            ),
+            (20, 15)
+        );
+        let mask = s.get::<glib::Bytes>("mask").unwrap();
+        let expected: Vec<u8> = tensors[0]
+            .2
+            .iter()
+            .map(|&v| if v >= 0.5 { 0 } else { 255 })
+            .collect();
+        assert_eq!(&mask[..], &expected[..]);
+        assert!(expected.contains(&0), "the ball's cells are class 0");
+    }
+}

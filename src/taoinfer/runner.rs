@@ -495,6 +495,12 @@ impl Runner {
             }
         }
         let outputs = engine.outputs().to_vec();
+        if outputs.is_empty() {
+            return Err(Failure::new(
+                FailureKind::Format,
+                "the model has no outputs to interpret",
+            ));
+        }
         let interpretation = match r.network_type {
             NetworkType::Detector => {
                 let layout = DetectNetLayout::find(&outputs, w, h).map_err(|e| {
