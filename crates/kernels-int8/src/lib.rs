@@ -20,7 +20,8 @@
 //! * **Instruction sets** ([`Int8Isa`], chosen at run time): AVX-512 VNNI (`vpdpbusd`, activations
 //!   shifted to u8 with a per-channel compensation), AVX2 (`vpmaddubsw` + `vpmaddwd`), AArch64
 //!   `sdot`, and portable code. All of them produce identical results.
-//! * **Threads**: a [`QContext`] owns a small pool; work is split by output rows.
+//! * **Threads**: a [`QContext`] owns a small pool; each band of output rows is one work item, and
+//!   each thread has its own part of the scratch memory ([`PreparedQConv::scratch_len`]).
 //!
 //! [`conv_reference_i32`] is the naive integer definition the accumulators are tested against.
 

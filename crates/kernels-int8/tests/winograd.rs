@@ -7,7 +7,7 @@ mod common;
 use common::{Rng, contexts, quantize_all};
 use proptest::prelude::*;
 use tao_kernels_int8::{
-    Activation, Conv2dSpec, Epilogue, Nhwc, NhwcMut, Padding2d, PreparedQConv, QAlgorithm,
+    Activation, Conv2dSpec, Epilogue, Nhwc, NhwcI8, NhwcMut, Padding2d, PreparedQConv, QAlgorithm,
     QConvOptions, QInput, QOutput, Residual, ResidualAdd,
 };
 
@@ -150,6 +150,29 @@ fn check(spec: &Conv2dSpec, batch: usize, seed: u64) -> Result<(), TestCaseError
                 ctx.threads()
             );
         }
+        // The same from the already quantized input.
+        let quantized = quantize_all(&input, scale);
+        let mut from_s8 = vec![f32::NAN; want.len()];
+        conv.execute(
+            ctx,
+            QInput::S8(NhwcI8::new(&quantized, [batch, h, w, spec.in_channels])),
+            QOutput::F32(NhwcMut::new(&mut from_s8, dims).unwrap()),
+            if with_residual {
+                Residual::Tensor(Nhwc::new(&residual, dims).unwrap())
+            } else {
+                Residual::None
+            },
+            &mut scratch,
+        )
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(
+            from_s8
+                .iter()
+                .zip(&out)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{}: s8 input differs",
+            ctx.isa().name()
+        );
     }
     Ok(())
 }

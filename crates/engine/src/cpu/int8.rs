@@ -13,9 +13,12 @@
 //!   ([`measure_layer_errors`], [`Int8Policy::from_errors`]).
 //!
 //! Everything else (pooling, transposed convolutions, element-wise maths) runs in FP32 on the same
-//! arena. An INT8 convolution reads its f32 input, quantizes it with the input tensor's scale into
-//! a padded copy, accumulates in i32 and writes f32 through the fused epilogue (dequantise, bias,
-//! activation, residual), so it drops into the program in place of the FP32 step.
+//! arena. An INT8 convolution reads its f32 input (NHWC, or a network input still in NCHW),
+//! quantizes it with the input tensor's scale into a padded copy, accumulates in i32 and writes
+//! f32 through the fused epilogue (dequantise, bias, activation, residual), so it drops into the
+//! program in place of the FP32 step. Where the input is non-negative by construction (a ReLU,
+//! ReLU6 or sigmoid output, also through pooling and concatenation) and the kernel is 3 wide with
+//! horizontal stride 1, the kernel uses its exact row-Winograd algorithm (fewer products).
 //!
 //! The plan stores, per INT8 convolution, the packed int8 weights with their scales (section
 //! `packed-int8/<node>`), and the decision for every convolution with its reason
