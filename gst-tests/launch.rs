@@ -258,3 +258,30 @@ fn python_app_reads_the_metadata() {
     );
     assert_eq!(out.matches("  message: frame ").count(), 3, "{out}");
 }
+
+/// An unusable default engine cache is not fatal: the engine is built in memory and a warning
+/// says why (an explicit engine-cache-dir that cannot be written is an error instead).
+#[test]
+fn unusable_default_cache_warns_and_runs() {
+    let env = Env::new();
+    let mut c = env.command("timeout");
+    c.env("TAO_ENGINE_CACHE", "/proc/tao-engine-cache")
+        .arg("120")
+        .arg("gst-launch-1.0")
+        .args(
+            format!(
+                "videotestsrc num-buffers=2 ! video/x-raw,width=320,height=240 ! taoinfer config-file={} ! fakesink",
+                demo_config()
+            )
+            .split_whitespace(),
+        );
+    let o = c.output().unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("WARNING: from element")
+            && out.contains("the engine is not cached")
+            && out.contains("/proc/tao-engine-cache"),
+        "{out}"
+    );
+}

@@ -136,8 +136,17 @@ fn prepare(element: &super::TaoInfer, resolved: &Resolved) -> BuildResult {
         build_time,
         load_time,
         calibration,
+        warning,
         ..
     } = prepare_engine(resolved, &mut step)?;
+    if let Some(w) = warning {
+        gst::warning!(CAT, obj = element, "{w}");
+        let _ = element.post_message(
+            gst::message::Warning::builder(gst::ResourceError::OpenWrite, &w)
+                .src(element)
+                .build(),
+        );
+    }
     let runner = Runner::new(engine, resolved)?;
     let spec = runner.input_spec();
     let summary = format!(

@@ -34,6 +34,8 @@ pub struct PreparedEngine {
     pub description: String,
     /// Live INT8 calibration still to do (the engine above is the FP32 one meanwhile).
     pub calibration: Option<PendingCalibration>,
+    /// Worth a GStreamer warning: the default engine cache could not store the engine.
+    pub warning: Option<String>,
 }
 
 /// What an INT8 build after live calibration needs.
@@ -227,6 +229,13 @@ pub fn prepare_engine(
         "{}; precision {precision_note}",
         ready.outcome.describe(ready.plan_path.as_deref())
     );
+    // Only reached without engine-cache-dir (with it, this is an error above).
+    let warning = match &ready.outcome {
+        Outcome::BuiltUncached { reason } => Some(format!(
+            "the engine is not cached, the next start builds it again: {reason}"
+        )),
+        _ => None,
+    };
     Ok(PreparedEngine {
         engine: ready.engine,
         description,
@@ -235,6 +244,7 @@ pub fn prepare_engine(
         build_time: ready.build_time,
         load_time: ready.load_time,
         calibration,
+        warning,
     })
 }
 

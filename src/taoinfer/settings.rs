@@ -658,6 +658,18 @@ impl Settings {
             self.output_tensor_meta,
         );
 
+        for (property, why) in [
+            ("workspace", "sizes GPU builder memory"),
+            (
+                "optimization-profiles",
+                "shapes GPU engines; the CPU engine is built for batch-size",
+            ),
+            ("device-id", "picks a GPU"),
+        ] {
+            if explicit(property) {
+                notes.push(format!("{property} {why}: the CPU backend does not use it"));
+            }
+        }
         let engine_cache_dir = self.engine_cache_dir.as_ref().map(PathBuf::from);
         if let Some(engine_file) = &cfg.model_engine_file {
             notes.push(format!(
