@@ -470,6 +470,9 @@ impl PreparedQConv {
             1 => true,
             other => return Err(bad_packed(format!("bad input-sign flag {other}"))),
         };
+        if bytes[18..20] != [0, 0] {
+            return Err(bad_packed("reserved header bytes are not zero"));
+        }
         if !algorithm.supports(&spec, nonnegative_input) {
             return Err(bad_packed(format!(
                 "algorithm {} cannot run the given spec",

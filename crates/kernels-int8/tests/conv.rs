@@ -440,6 +440,15 @@ fn packed_bytes_round_trip_and_corruption_is_reported() {
             spec,
         ),
         (
+            "reserved bytes",
+            {
+                let mut b = bytes.clone();
+                b[19] = 8;
+                b
+            },
+            spec,
+        ),
+        (
             "-128 weight",
             {
                 let mut b = bytes.clone();
