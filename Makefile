@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs: `make demo` (the main job) and `make test` (every test).
 # Both run scripts/setup.sh first, which installs what is missing and nothing else.
-.PHONY: setup demo test lint fuzz bench-decrypt bench-cpu
+.PHONY: setup demo test lint fuzz bench-decrypt bench-cpu bench-int8 bench-pipeline
 
 setup:
 	@bash scripts/setup.sh
@@ -27,3 +27,11 @@ bench-decrypt: setup
 
 bench-cpu: setup
 	bash scripts/bench_cpu.sh
+
+bench-int8: setup
+	mkdir -p target/models && .venv/bin/python models/gen_detectnet_v2.py target/models/detectnet_v2_resnet18.onnx >/dev/null
+	cargo run --release -p tao-engine --example int8_bench -- --detectnet target/models/detectnet_v2_resnet18.onnx --runs 11
+
+bench-pipeline: setup
+	cargo run --release --example pipeline_bench -- 200 2
+	cargo run --release --example pipeline_bench -- 200 2 int8
