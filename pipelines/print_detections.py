@@ -14,6 +14,7 @@ import argparse
 import os
 import struct
 import sys
+import threading
 
 import gi
 
@@ -22,6 +23,18 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, Gst, GstVideo  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+
+# The pad probe runs on the streaming thread and the bus handler on the main thread: write whole lines
+# under one lock so their output never interleaves.
+_print_lock = threading.Lock()
+
+
+def say(line):
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def source_description(spec: str, frames: int) -> str:
@@ -94,10 +107,10 @@ def main() -> int:
         objects = read_objects(buffer)
         tensors = read_tensors(buffer)
         shapes = ", ".join(f"{name} {dims} max {max(values):.3f}" for name, dims, values in tensors)
-        print(f"frame {frame}: {len(objects)} object(s); tensors: {shapes or 'none'}")
+        say(f"frame {frame}: {len(objects)} object(s); tensors: {shapes or 'none'}")
         for o in objects:
             x, y, w, h = o["box"]
-            print(f"  meta: {o['label']} (class {o['class_id']}) {o['confidence']:.3f} at {x},{y} {w}x{h}")
+            say(f"  meta: {o['label']} (class {o['class_id']}) {o['confidence']:.3f} at {x},{y} {w}x{h}")
         frame += 1
         return Gst.PadProbeReturn.OK
 
@@ -120,10 +133,10 @@ def main() -> int:
         if msg.type == Gst.MessageType.PROGRESS:
             kind, _code, text = msg.parse_progress()
             if kind in (Gst.ProgressType.COMPLETE, Gst.ProgressType.ERROR):
-                print(f"engine: {text}")
+                say(f"engine: {text}")
         elif msg.get_structure() is not None and msg.get_structure().get_name() == "taoinfer":
             s = msg.get_structure()
-            print(f"  message: frame {s.get_value('frame')}: {s.get_value('summary') or '(nothing)'}")
+            say(f"  message: frame {s.get_value('frame')}: {s.get_value('summary') or '(nothing)'}")
     pipeline.set_state(Gst.State.NULL)
     return status
 
