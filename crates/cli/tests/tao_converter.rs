@@ -119,7 +119,7 @@ fn help_lists_every_flag_with_its_default() {
         "no DLA",
         "built in fp32",
         "calibration cache",
-        "no INT8 kernels",
+        "does not build INT8 engines yet",
         "not a TensorRT engine",
     ] {
         assert!(help.contains(decision), "{decision:?} missing from help");
@@ -335,7 +335,11 @@ fn int8_needs_a_calibration_cache_and_int8_kernels() {
     )
     .unwrap();
     let out = converter(d, &["-t", "int8", "-b", "4", "small.onnx"]);
-    assert_stopped(&out, d, "-t int8: the CPU backend has no INT8 kernels");
+    assert_stopped(
+        &out,
+        d,
+        "-t int8: tao-converter does not build INT8 engines yet",
+    );
     assert!(
         stdout(&out).contains("calibration: ./cal.bin (made at batch 4)"),
         "{}",
@@ -491,7 +495,11 @@ fn real_lpdnet_with_nvidias_command_line() {
             model,
         ],
     );
-    assert_stopped(&out, d, "-t int8: the CPU backend has no INT8 kernels");
+    assert_stopped(
+        &out,
+        d,
+        "-t int8: tao-converter does not build INT8 engines yet",
+    );
     assert!(
         stdout(&out).contains("precision:  int8"),
         "{}",

@@ -52,7 +52,7 @@ On this device:
   -t int8        needs an existing calibration cache (-c); without one the converter stops and says
                  how to make one (TAO: tao <model> export --data_type int8 --cal_image_dir <images>
                  --cal_cache_file cal.bin); it does not calibrate by itself. With a cache it still
-                 stops: the CPU backend has no INT8 kernels yet.
+                 stops: tao-converter does not build INT8 engines yet (taoinfer precision=int8 does).
   -w, -s         accepted and recorded; the CPU backend sizes its memory arena itself and builds
                  every layer in fp32.
   -b             only matters when calibrating, which tao-converter does not do.

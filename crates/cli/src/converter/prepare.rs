@@ -398,11 +398,11 @@ impl Prepared {
 }
 
 /// Optimises the graph, builds a plan with the CPU backend and writes it to `-e` (atomically; the
-/// plan is parsed back before it is written). INT8 stops here: the CPU backend has no INT8 kernels.
+/// plan is parsed back before it is written). INT8 stops here: tao-converter does not build INT8 engines yet.
 pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
     if prepared.precision == Precision::Int8 {
         return Err(format!(
-            "-t int8: the CPU backend has no INT8 kernels in this build yet (calibration cache {} is readable); build with -t fp32, nothing was written to {}",
+            "-t int8: tao-converter does not build INT8 engines yet (calibration cache {} is readable; the taoinfer element builds them); build with -t fp32, nothing was written to {}",
             prepared.config.calib_cache.display(),
             prepared.config.engine_path.display()
         ));
