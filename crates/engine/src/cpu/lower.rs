@@ -147,6 +147,24 @@ pub enum RefInput {
     Constant(Box<Tensor>),
 }
 
+/// `conv[<kernel>] <node> -> <output> [+<activation>] [+residual(<tensor>)]`, for either precision.
+fn describe_conv(
+    kernel: &str,
+    node: &str,
+    output: &str,
+    activation: Activation,
+    residual: Option<&str>,
+) -> String {
+    let mut s = format!("conv[{kernel}] {node} -> {output}");
+    if activation != Activation::None {
+        s += &format!(" +{activation:?}");
+    }
+    if let Some(r) = residual {
+        s += &format!(" +residual({r})");
+    }
+    s
+}
+
 impl Step {
     /// Short description for `inspect --optimized`.
     pub fn describe(&self, values: &[Value]) -> String {
@@ -161,19 +179,14 @@ impl Step {
                 residual,
                 ..
             } => {
-                let e = conv.spec().epilogue;
-                let mut s = format!(
-                    "conv[fp32 {}] {node} -> {}",
-                    conv.algorithm().name(),
-                    v(output)
-                );
-                if e.activation != Activation::None {
-                    s += &format!(" +{:?}", e.activation);
-                }
-                if let Some(r) = residual {
-                    s += &format!(" +residual({})", v(r));
-                }
-                s
+                let kernel = format!("fp32 {}", conv.algorithm().name());
+                describe_conv(
+                    &kernel,
+                    node,
+                    v(output),
+                    conv.spec().epilogue.activation,
+                    residual.map(|r| v(&r)),
+                )
             }
             Step::ConvInt8 {
                 node,
@@ -182,19 +195,14 @@ impl Step {
                 residual,
                 ..
             } => {
-                let e = conv.spec().epilogue;
-                let mut s = format!(
-                    "conv[int8 {}] {node} -> {}",
-                    conv.algorithm().name(),
-                    v(output)
-                );
-                if e.activation != Activation::None {
-                    s += &format!(" +{:?}", e.activation);
-                }
-                if let Some(r) = residual {
-                    s += &format!(" +residual({})", v(r));
-                }
-                s
+                let kernel = format!("int8 {}", conv.algorithm().name());
+                describe_conv(
+                    &kernel,
+                    node,
+                    v(output),
+                    conv.spec().epilogue.activation,
+                    residual.map(|r| v(&r)),
+                )
             }
             Step::ConvTranspose { node, output, .. } => {
                 format!("conv-transpose {node} -> {}", v(output))
