@@ -37,6 +37,8 @@ pub struct Progress {
     started: Instant,
     bar: Option<ProgressBar>,
     current: RefCell<Option<Current>>,
+    /// Finished stages and their times, for the bar's closing line.
+    finished: RefCell<Vec<(String, Duration)>>,
     /// Every line written in `Lines` style and every note, for tests and summaries.
     written: RefCell<Vec<String>>,
 }
@@ -56,9 +58,8 @@ impl Progress {
         let bar = (style == Style::Bar).then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            let template = format!(
-                "{tool}: [{{pos}}/{{len}}] {{bar:24.cyan/blue}} {{msg}} ({{elapsed_precise}})"
-            );
+            let template =
+                format!("{tool}: [{{pos}}/{{len}}] {{bar:24.cyan/blue}} {{msg}} ({{elapsed}})");
             if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -72,6 +73,7 @@ impl Progress {
             started: Instant::now(),
             bar,
             current: RefCell::new(None),
+            finished: RefCell::new(Vec::new()),
             written: RefCell::new(Vec::new()),
         }
     }
@@ -97,11 +99,21 @@ impl Progress {
     pub fn finish(&self) {
         self.end_stage();
         if let Some(bar) = &self.bar {
+            if bar.is_finished() {
+                return;
+            }
             bar.finish_and_clear();
+            let stages: Vec<String> = self
+                .finished
+                .borrow()
+                .iter()
+                .map(|(name, time)| format!("{name} {}", seconds(*time)))
+                .collect();
             self.emit(format!(
-                "{}: done in {}",
+                "{}: done in {} ({})",
                 self.tool,
-                seconds(self.started.elapsed())
+                seconds(self.started.elapsed()),
+                stages.join(", ")
             ));
         }
     }
@@ -109,6 +121,8 @@ impl Progress {
     /// Ends the running stage; returns its number.
     fn end_stage(&self) -> Option<usize> {
         let ended = self.current.borrow_mut().take()?;
+        let time = ended.started.elapsed();
+        self.finished.borrow_mut().push((ended.name.clone(), time));
         if let Some(bar) = &self.bar {
             bar.set_position(ended.index as u64);
         }
@@ -119,7 +133,7 @@ impl Progress {
                 ended.index,
                 self.total,
                 ended.name,
-                seconds(ended.started.elapsed())
+                seconds(time)
             ));
         }
         Some(ended.index)
