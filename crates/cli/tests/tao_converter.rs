@@ -408,6 +408,21 @@ fn int8_needs_a_readable_calibration_cache() {
     assert!(text.contains("fp32:       conv (output head"), "{text}");
     let decisions = tao_engine::cpu::int8::plan_decisions(&plan);
     assert_eq!(decisions.len(), 1, "{decisions:?}");
+
+    // -s: the head runs INT8 as well.
+    let out = converter(
+        d,
+        &["-t", "int8", "-s", "-e", "strict.engine", "small.onnx"],
+    );
+    let (plan, _) = assert_built(&out, d, "strict.engine");
+    let text = stdout(&out);
+    assert!(
+        text.contains("int8:       1 of 1 convolutions run in int8"),
+        "{text}"
+    );
+    assert!(text.contains("precision:  int8, strict"), "{text}");
+    let decisions = tao_engine::cpu::int8::plan_decisions(&plan);
+    assert_eq!(decisions[0].precision, tao_engine::backend::Precision::Int8);
 }
 
 #[test]

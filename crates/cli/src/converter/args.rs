@@ -67,7 +67,10 @@ On this device:
                  With a cache it builds an INT8 engine on the CPU backend (the CUDA backend does not
                  build INT8 yet), reports how many cache tensors mapped onto the graph, and which
                  convolutions stayed fp32 and why (the output heads do).
-  -w, -s         accepted and recorded; the CPU backend sizes its memory arena itself.
+  -s             with -t int8 on the CPU backend, the output heads run in int8 too (they stay fp32
+                 otherwise); layers without an int8 kernel still run fp32 and are listed. Other
+                 precisions: accepted and recorded.
+  -w             accepted and recorded; the CPU backend sizes its memory arena itself.
   stderr         on a terminal, a progress bar over the stages (read, decrypt, import; optimise;
                  build; write) with the elapsed time; otherwise one line per finished stage.
 ";

@@ -11,7 +11,7 @@ use tao_engine::aligned::AlignedBytes;
 use tao_engine::backend::{Backend, BuildConfig, Precision as EnginePrecision};
 use tao_engine::cache::sha256_hex;
 use tao_engine::calibration::CalibrationCache;
-use tao_engine::cpu::int8::{LayerChoice, plan_decisions};
+use tao_engine::cpu::int8::{CpuInt8Backend, Int8Policy, LayerChoice, plan_decisions};
 use tao_engine::model::{LoadedModel, ModelError, apply_overrides, load_model};
 use tao_engine::plan::{Plan, PlanIdentity};
 use tao_graph::ir::{Dim, Graph, Shape};
@@ -102,6 +102,18 @@ pub fn prepare(config: ConverterConfig, progress: &Progress) -> CliResult<Prepar
     })
     .map_err(|e| format!("--backend {}: {e}", config.backend))?;
     let on_cpu = chosen.backend.name() == tao_engine::cpu::BACKEND_NAME;
+    let mut backend = chosen.backend;
+    // -s with int8: the output heads run INT8 too (the CPU INT8 backend keeps them FP32 otherwise);
+    // convolutions without an INT8 kernel still run FP32, and the report names them.
+    if let (true, true, Some(table)) = (config.strict, on_cpu, &calibration) {
+        backend = Box::new(CpuInt8Backend {
+            calibration: table.clone(),
+            policy: Int8Policy {
+                keep_heads_fp32: false,
+                ..Int8Policy::default()
+            },
+        });
+    }
     let precision = match config.precision {
         Precision::Fp16 if on_cpu => {
             let why = if cpu_has_fast_fp16() {
@@ -126,7 +138,7 @@ pub fn prepare(config: ConverterConfig, progress: &Progress) -> CliResult<Prepar
         precision,
         options,
         warnings,
-        backend: chosen.backend,
+        backend,
         backend_note: chosen.note,
         calibration,
     })
