@@ -2,72 +2,24 @@
 //! or the cache wrote it (loaded only, never rebuilt), or from a model through the engine cache
 //! (built once, loaded after).
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use tao_backends::Request;
 use tao_engine::aligned::AlignedBytes;
-use tao_engine::backend::{Backend, BuildConfig, Engine, IoDesc, Precision};
-use tao_engine::build::build_or_load;
+use tao_engine::backend::{BuildConfig, Engine, IoDesc, Precision};
+use tao_engine::build::build_or_load_observed;
 use tao_engine::cache::{EngineCache, Outcome};
-use tao_engine::cpu::CpuBackend;
-use tao_engine::plan::{Plan, PlanIdentity, keys};
+use tao_engine::plan::{Plan, keys};
 
 use crate::CliResult;
 use crate::model::{is_plan_file, load, source_name};
 use crate::overrides::GraphOverrides;
+use crate::progress::Progress;
 
-/// `--backend`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BackendChoice {
-    /// The fastest backend this build and machine have.
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-}
-
-impl FromStr for BackendChoice {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<BackendChoice, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "auto" => Ok(BackendChoice::Auto),
-            "cpu" => Ok(BackendChoice::Cpu),
-            "cuda" => Ok(BackendChoice::Cuda),
-            _ => Err(format!(
-                "--backend: unknown backend `{text}` (expected auto, cpu or cuda)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::Cuda => "cuda",
-        })
-    }
-}
-
-const NO_CUDA: &str = "this build of taoctl has no CUDA backend";
-
-/// The backend to use and, for `auto`, a note saying what it chose and why.
-pub fn choose_backend(choice: BackendChoice) -> CliResult<(CpuBackend, Option<String>)> {
-    match choice {
-        BackendChoice::Cpu => Ok((CpuBackend, None)),
-        BackendChoice::Auto => Ok((
-            CpuBackend,
-            Some(format!("auto: {NO_CUDA}, using the CPU backend")),
-        )),
-        BackendChoice::Cuda => Err(format!(
-            "--backend cuda: the CUDA backend is not available: {NO_CUDA} (use --backend cpu or auto)"
-        )),
-    }
-}
+/// `--backend`: the rule shared with the GStreamer element.
+pub use tao_backends::BackendChoice;
 
 /// What to open and how.
 pub struct OpenRequest<'a> {
@@ -79,9 +31,16 @@ pub struct OpenRequest<'a> {
     pub max_batch: usize,
     pub threads: usize,
     pub backend: BackendChoice,
+    /// `--device-id`: the GPU a CUDA engine runs on.
+    pub device_id: usize,
     /// For a model: the engine cache directory (`None`: the default one).
     pub cache_dir: Option<&'a Path>,
+    /// Where stages and notes (what `auto` chose) go.
+    pub progress: &'a Progress,
 }
+
+/// The stages [`open`] reports for a model.
+pub const MODEL_STAGES: usize = 5;
 
 /// Where an opened engine came from.
 pub enum Origin {
@@ -107,16 +66,16 @@ pub struct Opened {
     /// The backend's name and device.
     pub backend: String,
     pub device: String,
-    pub backend_note: Option<String>,
 }
 
-/// Opens a plan file (by its magic) or builds/loads a model's engine through the cache.
+/// Opens a plan file (by its magic) with the backend its header names, or builds/loads a model's
+/// engine through the cache with the backend `--backend` chooses (a note says what `auto` chose).
 pub fn open(request: &OpenRequest<'_>) -> CliResult<Opened> {
-    let (backend, backend_note) = choose_backend(request.backend)?;
     if request.max_batch == 0 {
         return Err("--batch must be at least 1".into());
     }
     let path = request.path;
+    let progress = request.progress;
     if is_plan_file(path)? {
         if !request.overrides.is_empty() {
             return Err(format!(
@@ -125,7 +84,9 @@ pub fn open(request: &OpenRequest<'_>) -> CliResult<Opened> {
             ));
         }
         let started = Instant::now();
-        let plan = read_plan(path, &backend)?;
+        let plan = read_plan(path)?;
+        let backend = tao_backends::for_plan(&plan, request.backend, request.device_id)
+            .map_err(|why| format!("{}: this plan cannot be used here: {why}", path.display()))?;
         let engine = backend
             .load(&plan, request.threads)
             .map_err(|e| format!("{}: cannot load the plan: {e}", path.display()))?;
@@ -134,10 +95,21 @@ pub fn open(request: &OpenRequest<'_>) -> CliResult<Opened> {
             origin: Origin::PlanFile,
             load_time: started.elapsed(),
             backend: backend.name().to_owned(),
-            device: backend.device(),
-            backend_note,
+            device: plan.header(keys::DEVICE).unwrap_or_default().to_owned(),
         });
     }
+    let chosen = tao_backends::choose(&Request {
+        choice: request.backend,
+        device_id: request.device_id,
+        precision: Precision::Fp32,
+        calibration: None,
+    })
+    .map_err(|e| format!("--backend {}: {e}", request.backend))?;
+    if let Some(note) = &chosen.note {
+        progress.note(note);
+    }
+    let backend = chosen.backend;
+    progress.stage("read, decrypt, import");
     let mut model = load(path, request.key, "--key, --key-file")?;
     let options = request
         .overrides
@@ -153,15 +125,17 @@ pub fn open(request: &OpenRequest<'_>) -> CliResult<Opened> {
         Some(dir) => EngineCache::new(Some(dir.to_owned())),
         None => EngineCache::at_default(),
     };
-    let ready = build_or_load(
+    let ready = build_or_load_observed(
         &model.graph,
         &model.sha256,
         &options,
         &config,
-        &backend,
+        backend.as_ref(),
         &cache,
+        &mut |stage| progress.stage(stage.name()),
     )
     .map_err(|e| format!("{}: {e}", path.display()))?;
+    progress.finish();
     let format = match model.format {
         tao_engine::model::ModelFormat::Etlt(kind) => format!(".etlt, {kind} payload"),
         other => source_name(other).to_owned(),
@@ -178,29 +152,14 @@ pub fn open(request: &OpenRequest<'_>) -> CliResult<Opened> {
         load_time: ready.load_time,
         backend: backend.name().to_owned(),
         device: backend.device(),
-        backend_note,
     })
 }
 
-/// Reads and checks a plan given by path: intact, of this backend, for this device and software.
-fn read_plan(path: &Path, backend: &CpuBackend) -> CliResult<Plan> {
+/// Reads a plan given by path and checks its framing and checksum.
+fn read_plan(path: &Path) -> CliResult<Plan> {
     let bytes = AlignedBytes::read_file(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let plan = Plan::parse(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    // The plan's own model and options: only where and by what it was built is checked here.
-    let identity = PlanIdentity {
-        backend: backend.name().to_owned(),
-        device: backend.device(),
-        model_sha256: plan.header(keys::MODEL_SHA256).unwrap_or("").to_owned(),
-        options_sha256: plan.header(keys::OPTIONS_SHA256).unwrap_or("").to_owned(),
-    };
-    identity.check(&plan).map_err(|why| {
-        format!(
-            "{}: this plan cannot be used here: {why}; build it again (tao-converter, or give taoctl the model)",
-            path.display()
-        )
-    })?;
-    Ok(plan)
+    Plan::parse(bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl Opened {
@@ -243,12 +202,7 @@ impl Opened {
             }
         }
         let _ = writeln!(out, "load:       {}", seconds(self.load_time));
-        let note = self
-            .backend_note
-            .as_ref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "backend:    {} on {}{note}", self.backend, self.device);
+        let _ = writeln!(out, "backend:    {} on {}", self.backend, self.device);
         let _ = writeln!(out, "max batch:  {}", self.engine.max_batch());
         for input in self.engine.inputs() {
             let _ = writeln!(out, "input:      {}", io_line(input));
@@ -279,22 +233,6 @@ pub fn seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backend_choices() {
-        assert_eq!("CPU".parse::<BackendChoice>().unwrap(), BackendChoice::Cpu);
-        assert!(
-            "tpu"
-                .parse::<BackendChoice>()
-                .unwrap_err()
-                .contains("`tpu`")
-        );
-        assert!(choose_backend(BackendChoice::Cpu).unwrap().1.is_none());
-        let (_, note) = choose_backend(BackendChoice::Auto).unwrap();
-        assert!(note.unwrap().contains("no CUDA backend"));
-        let err = choose_backend(BackendChoice::Cuda).err().unwrap();
-        assert!(err.contains("not available"), "{err}");
-    }
 
     #[test]
     fn durations() {

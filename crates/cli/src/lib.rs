@@ -3,7 +3,7 @@
 //! live here so they can be tested as functions.
 //!
 //! Module dependencies run one way: `key_source`, `output`, `npy`, `preprocess` ← `model` ←
-//! `overrides` ← `engines` ← `commands`, `converter`. Models are read by the engine's one loader
+//! `overrides`, `progress` ← `engines` ← `commands`, `converter`. Models are read by the engine's one loader
 //! (`tao_engine::model`).
 
 pub mod commands;
@@ -15,6 +15,7 @@ pub mod npy;
 pub mod output;
 pub mod overrides;
 pub mod preprocess;
+pub mod progress;
 
 /// A one-line error for the user: what failed and why.
 pub type CliError = String;

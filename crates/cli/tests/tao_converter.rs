@@ -14,6 +14,14 @@ use tao_engine::cpu::CpuBackend;
 use tao_engine::plan::Plan;
 use tao_graph::ir::Tensor;
 
+/// tao-converter on the CPU backend: what these tests check (plans, fp16 fallback) is the CPU
+/// backend's, on machines with a GPU too. `auto` and `cuda` are tested in `backend_choice.rs`.
+fn converter(cwd: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--backend", "cpu"];
+    all.extend_from_slice(args);
+    common::converter(cwd, &all)
+}
+
 /// The run succeeded and wrote `engine` (relative to `cwd`): a plan of the CPU backend for this
 /// machine, which loads.
 fn assert_built(out: &Output, cwd: &Path, engine: &str) -> (Plan, Box<dyn Engine>) {
@@ -25,7 +33,11 @@ fn assert_built(out: &Output, cwd: &Path, engine: &str) -> (Plan, Box<dyn Engine
     let plan = Plan::parse(bytes).unwrap_or_else(|e| panic!("{engine}: {e}"));
     assert_eq!(plan.header("backend"), Some("cpu"));
     let device = tao_engine::device::cpu_fingerprint();
-    assert_eq!(plan.header("device"), Some(device.as_str()));
+    let found = plan.header("device").unwrap_or_default();
+    assert!(
+        found == device || found.starts_with(&format!("{device}; int8 calibration ")),
+        "{found}"
+    );
     let loaded = CpuBackend
         .load(&plan, 1)
         .unwrap_or_else(|e| panic!("{engine}: {e}"));
@@ -119,8 +131,13 @@ fn help_lists_every_flag_with_its_default() {
         "no DLA",
         "built in fp32",
         "calibration cache",
-        "does not build INT8 engines yet",
+        "builds an INT8 engine on the CPU backend",
+        "applies only when calibrating",
         "not a TensorRT engine",
+        "--backend <b>  auto, cpu or cuda [auto]",
+        "--device-id <n> GPU the CUDA backend builds for (CUDA device ordinal) [0]",
+        "no GPU: ...",
+        "progress bar",
     ] {
         assert!(help.contains(decision), "{decision:?} missing from help");
     }
@@ -133,7 +150,8 @@ fn onnx_needs_no_key_and_the_engine_agrees_with_the_reference() {
     write_small_models(d, "s3cret");
     let out = converter(d, &["-o", "relu_out", "-m", "2", "small.onnx"]);
     let (plan, mut engine) = assert_built(&out, d, "./saved.engine");
-    assert_eq!(stderr(&out), "", "no warnings");
+    assert_eq!(error_lines(&out), Vec::<String>::new(), "no warnings");
+    assert!(!stderr(&out).contains("note:"), "no note for --backend cpu");
     let text = stdout(&out);
     assert!(text.contains("input:      image [N,3,8,8]"), "{text}");
     assert!(text.contains("batch 1 to 2"), "{text}");
@@ -311,7 +329,7 @@ fn profiles_are_checked_against_the_model() {
 }
 
 #[test]
-fn int8_needs_a_calibration_cache_and_int8_kernels() {
+fn int8_needs_a_readable_calibration_cache() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_small_models(d, "k");
@@ -329,22 +347,82 @@ fn int8_needs_a_calibration_cache_and_int8_kernels() {
     let out = converter(d, &["-t", "int8", "-c", "junk.bin", "small.onnx"]);
     assert_one_line_error(&out, "-c: junk.bin is not a TensorRT calibration cache");
 
+    // Malformed lines are named with their line number; nothing is written.
+    for (text, needle) in [
+        (
+            "TRT-8601-EntropyCalibration2\nimage 3c010a14\n",
+            "-c: calibration cache bad.bin: line 2: `image 3c010a14` has no `: `",
+        ),
+        (
+            "TRT-8601-EntropyCalibration2\nimage: 3cz10a14\n",
+            "-c: calibration cache bad.bin: line 2: scale `3cz10a14` of tensor `image`",
+        ),
+        (
+            "TRT-8601-EntropyCalibration2\nimage: 1\nimage: 2\n",
+            "line 3: tensor `image` appears twice (first on line 2)",
+        ),
+        (
+            "TRT-8601-Magic\nimage: 1\n",
+            "unknown calibration algorithm `Magic`",
+        ),
+    ] {
+        std::fs::write(d.join("bad.bin"), text).unwrap();
+        let out = converter(d, &["-t", "int8", "-c", "bad.bin", "small.onnx"]);
+        assert_one_line_error(&out, needle);
+        assert!(!d.join("saved.engine").exists());
+    }
+    std::fs::write(
+        d.join("bad.bin"),
+        b"TRT-8601-EntropyCalibration2\n\xff\xfe: 1\n",
+    )
+    .unwrap();
+    let out = converter(d, &["-t", "int8", "-c", "bad.bin", "small.onnx"]);
+    assert_one_line_error(&out, "-c: calibration cache bad.bin is not text");
+
+    // A readable cache (any version line): an INT8 build. The one convolution is the output head,
+    // which stays FP32, and the report says so.
     std::fs::write(
         d.join("cal.bin"),
-        "TRT-8601-EntropyCalibration2\nimage: 3c010a14\n",
+        "TRT-101401-EntropyCalibration2\nimage: 3c010a14\nnot_here: 3c010a14\n",
     )
     .unwrap();
     let out = converter(d, &["-t", "int8", "-b", "4", "small.onnx"]);
-    assert_stopped(
-        &out,
-        d,
-        "-t int8: tao-converter does not build INT8 engines yet",
+    let (plan, _) = assert_built(&out, d, "./saved.engine");
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "calibration: ./cal.bin (TRT-101401-EntropyCalibration2, 2 tensors; -b 4 applies only when calibrating)"
+        ),
+        "{text}"
     );
     assert!(
-        stdout(&out).contains("calibration: ./cal.bin (made at batch 4)"),
-        "{}",
-        stdout(&out)
+        text.contains(
+            "calibrated: 1 of 2 cache tensors mapped onto the graph; not in the optimised graph: not_here"
+        ),
+        "{text}"
     );
+    assert!(
+        text.contains("int8:       0 of 1 convolutions run in int8"),
+        "{text}"
+    );
+    assert!(text.contains("fp32:       conv (output head"), "{text}");
+    let decisions = tao_engine::cpu::int8::plan_decisions(&plan);
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+
+    // -s: the head runs INT8 as well.
+    let out = converter(
+        d,
+        &["-t", "int8", "-s", "-e", "strict.engine", "small.onnx"],
+    );
+    let (plan, _) = assert_built(&out, d, "strict.engine");
+    let text = stdout(&out);
+    assert!(
+        text.contains("int8:       1 of 1 convolutions run in int8"),
+        "{text}"
+    );
+    assert!(text.contains("precision:  int8, strict"), "{text}");
+    let decisions = tao_engine::cpu::int8::plan_decisions(&plan);
+    assert_eq!(decisions[0].precision, tao_engine::backend::Precision::Int8);
 }
 
 #[test]
@@ -481,7 +559,7 @@ fn real_lpdnet_with_nvidias_command_line() {
     let out = converter(d, &["-k", "tlt_encode", model]);
     assert_one_line_error(&out, "key is probably wrong");
 
-    // INT8 with the calibration cache NVIDIA ships beside the model: accepted, then the backend says no.
+    // INT8 with the calibration cache NVIDIA ships beside the model.
     let cal = shared.join(LPDNET_CAL);
     let out = converter(
         d,
@@ -492,19 +570,27 @@ fn real_lpdnet_with_nvidias_command_line() {
             "int8",
             "-c",
             cal.to_str().unwrap(),
+            "-e",
+            "lpd_int8.engine",
             model,
         ],
     );
-    assert_stopped(
-        &out,
-        d,
-        "-t int8: tao-converter does not build INT8 engines yet",
+    let (plan, _) = assert_built(&out, d, "lpd_int8.engine");
+    let text = stdout(&out);
+    assert!(text.contains("precision:  int8"), "{text}");
+    assert!(
+        text.contains("calibrated: 38 of 38 cache tensors mapped onto the graph"),
+        "{text}"
     );
     assert!(
-        stdout(&out).contains("precision:  int8"),
-        "{}",
-        stdout(&out)
+        text.contains("int8:       21 of 23 convolutions run in int8"),
+        "{text}"
     );
+    assert!(
+        text.contains("fp32:       output_cov/convolution (output head"),
+        "{text}"
+    );
+    assert_eq!(tao_engine::cpu::int8::plan_decisions(&plan).len(), 23);
 }
 
 #[test]

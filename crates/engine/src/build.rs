@@ -22,6 +22,30 @@ pub struct Ready {
     pub load_time: Duration,
 }
 
+/// The stages [`build_or_load_observed`] reports as it enters them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Not in the cache (or rejected): optimising the graph.
+    Optimise,
+    /// The backend builds the plan.
+    Build,
+    /// The plan is stored in the cache.
+    Write,
+    /// The plan is loaded into an engine (built or found).
+    Load,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Optimise => "optimise",
+            Stage::Build => "build",
+            Stage::Write => "write",
+            Stage::Load => "load",
+        }
+    }
+}
+
 /// `model_sha256` identifies the model file's bytes; `options` is every user choice that changes the
 /// graph before the build (input dims, order, selected outputs) in a canonical text form.
 pub fn build_or_load(
@@ -31,6 +55,28 @@ pub fn build_or_load(
     config: &BuildConfig,
     backend: &dyn Backend,
     cache: &EngineCache,
+) -> EngineResult<Ready> {
+    build_or_load_observed(
+        graph,
+        model_sha256,
+        options,
+        config,
+        backend,
+        cache,
+        &mut |_| {},
+    )
+}
+
+/// [`build_or_load`], calling `on_stage` as each stage begins (for progress displays). A plan found
+/// in the cache goes straight to [`Stage::Load`].
+pub fn build_or_load_observed(
+    graph: &Graph,
+    model_sha256: &str,
+    options: &str,
+    config: &BuildConfig,
+    backend: &dyn Backend,
+    cache: &EngineCache,
+    on_stage: &mut dyn FnMut(Stage),
 ) -> EngineResult<Ready> {
     let identity = PlanIdentity {
         backend: backend.name().to_owned(),
@@ -42,19 +88,23 @@ pub fn build_or_load(
     let mut build_time = Duration::ZERO;
     let cached = cache
         .get_or_build(&identity, || {
+            on_stage(Stage::Optimise);
             let mut optimised = graph.clone();
             optimize::optimize(&mut optimised)?;
+            on_stage(Stage::Build);
             let plan = identity
                 .stamp(backend.build(&optimised, config)?)
                 .header("model-name", graph.name.clone());
             let bytes = plan.header("options", options.to_owned()).to_bytes();
             build_time = started.elapsed();
+            on_stage(Stage::Write);
             Ok::<_, EngineError>(bytes)
         })
         .map_err(|e| match e {
             CacheError::Build(e) => e,
             CacheError::InvalidBuild(e) => EngineError::Plan(e),
         })?;
+    on_stage(Stage::Load);
     let load_started = Instant::now();
     let engine = backend.load(&cached.plan, config.threads)?;
     Ok(Ready {

@@ -66,7 +66,10 @@ fn lpdnet_calibration_on_photos_is_close_to_nvidias() {
         match method {
             // The largest values seen on 12 photos against NVIDIA's table from their own data.
             Method::MinMax => assert!(worst < 2.5, "min-max worst factor {worst}"),
-            // KL clips long-tailed BatchNorm outputs harder on few images; most tensors agree.
+            // NVIDIA's table holds about the largest values for every tensor. On 12 photos the
+            // KL alone clipped BatchNorm outputs of the residual joins to a tenth of that (worst
+            // factor 11); clipping at most 0.01 % of the values keeps them within 3x.
+            Method::Entropy => assert!(worst < 3.0, "entropy worst factor {worst}"),
             _ => assert!(
                 within_2x * 3 >= ratios.len() * 2,
                 "{method:?}: {within_2x} of {} within 2x",

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use tao_cli::converter::{HELP, Invocation, build_engine, parse_args, prepare};
+use tao_cli::converter::{CONVERTER_STAGES, HELP, Invocation, build_engine, parse_args, prepare};
+use tao_cli::progress::Progress;
+use tao_engine::backend::Precision;
 
 fn run() -> Result<(), String> {
     let config = match parse_args(
@@ -16,12 +18,17 @@ fn run() -> Result<(), String> {
         }
         Invocation::Convert(config) => config,
     };
-    let prepared = prepare(*config)?;
+    let progress = Progress::on_stderr("tao-converter", CONVERTER_STAGES);
+    let prepared = prepare(*config, &progress)?;
+    if let Some(note) = &prepared.backend_note {
+        progress.note(note);
+    }
     for warning in &prepared.warnings {
-        eprintln!("tao-converter: warning: {warning}");
+        progress.warn(warning);
     }
     print!("{}", prepared.summary());
-    let built = build_engine(&prepared)?;
+    let built = build_engine(&prepared, &progress)?;
+    progress.finish();
     println!(
         "built:      {} backend, {} ({} graph nodes, {} after optimisation), max batch {}, {:.2} s",
         built.backend,
@@ -31,6 +38,38 @@ fn run() -> Result<(), String> {
         built.max_batch,
         built.build_time.as_secs_f64()
     );
+    if let Some(report) = &built.calibration {
+        let missing = if report.unmapped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; not in the optimised graph: {}",
+                report.unmapped.join(", ")
+            )
+        };
+        println!(
+            "calibrated: {} of {} cache tensors mapped onto the graph{missing}",
+            report.mapped, report.tensors
+        );
+    }
+    if !built.layers.is_empty() {
+        let int8 = built
+            .layers
+            .iter()
+            .filter(|l| l.precision == Precision::Int8)
+            .count();
+        println!(
+            "int8:       {int8} of {} convolutions run in int8",
+            built.layers.len()
+        );
+        for layer in built
+            .layers
+            .iter()
+            .filter(|l| l.precision != Precision::Int8)
+        {
+            println!("fp32:       {} ({})", layer.node, layer.reason);
+        }
+    }
     println!(
         "written:    {} ({} bytes)",
         built.path.display(),

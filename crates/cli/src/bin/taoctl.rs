@@ -12,10 +12,11 @@ use tao_cli::commands::run::RunOptions;
 use tao_cli::commands::{
     bench, build, cache, calibrate, decrypt, encrypt, export_onnx, inspect, run,
 };
-use tao_cli::engines::{BackendChoice, OpenRequest};
+use tao_cli::engines::{BackendChoice, MODEL_STAGES, OpenRequest};
 use tao_cli::key_source::{require_key, resolve_key};
 use tao_cli::overrides::{GraphOverrides, parse_dims, parse_order, parse_outputs};
 use tao_cli::preprocess::{ColorOrder, Normalization, parse_offsets, parse_scale};
+use tao_cli::progress::{Progress, Style};
 use tao_graph::ir::InputOrder;
 
 #[derive(Parser)]
@@ -70,9 +71,14 @@ impl OverrideArgs {
 /// How engines are obtained: the backend, and the cache a model's engine is built into.
 #[derive(Args)]
 struct EngineArgs {
-    /// Backend: auto, cpu or cuda (this build has the CPU backend only; auto uses it).
+    /// Backend: auto (CUDA when a usable GPU is present, else the CPU; a note on stderr says which
+    /// and why), cpu, or cuda (fails with the reason when there is no usable GPU). A plan file runs
+    /// on the backend that built it.
     #[arg(long, value_name = "BACKEND", default_value = "auto")]
     backend: String,
+    /// GPU the CUDA backend uses (CUDA device ordinal); ignored by the CPU backend.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    device_id: usize,
     /// Engine cache directory for a model's engine (default: $TAO_ENGINE_CACHE, else
     /// $XDG_CACHE_HOME/tao-infer/engines, else ~/.cache/tao-infer/engines).
     #[arg(long, value_name = "DIR")]
@@ -116,6 +122,11 @@ impl PreprocessArgs {
                 .transpose()?,
         })
     }
+}
+
+/// `--backend`, with a one-line error naming the flag.
+fn parse_backend(text: &str) -> Result<BackendChoice, String> {
+    text.parse().map_err(|e| format!("--backend: {e}"))
 }
 
 fn default_threads() -> usize {
@@ -414,8 +425,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 overrides: &overrides,
                 max_batch: batch,
                 threads: default_threads(),
-                backend: engine.backend.parse::<BackendChoice>()?,
+                backend: parse_backend(&engine.backend)?,
+                device_id: engine.device_id,
                 cache_dir: engine.cache_dir.as_deref(),
+                progress: &Progress::on_stderr("taoctl", MODEL_STAGES),
             };
             print!("{}", build::build(&request)?);
         }
@@ -434,6 +447,7 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let overrides = overrides.into_overrides(outputs.as_deref())?;
             let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
+            let quiet = Progress::with_style("taoctl", MODEL_STAGES, Style::Quiet);
             let options = RunOptions {
                 open: OpenRequest {
                     path: &engine_or_model,
@@ -441,8 +455,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     overrides: &overrides,
                     max_batch: batch,
                     threads: threads_or_default(threads)?,
-                    backend: engine.backend.parse::<BackendChoice>()?,
+                    backend: parse_backend(&engine.backend)?,
+                    device_id: engine.device_id,
                     cache_dir: engine.cache_dir.as_deref(),
+                    progress: &quiet,
                 },
                 images: &inputs,
                 normalization: preprocess.into_normalization()?,
@@ -465,6 +481,7 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let overrides = overrides.into_overrides(outputs.as_deref())?;
             let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
+            let quiet = Progress::with_style("taoctl", MODEL_STAGES, Style::Quiet);
             let options = BenchOptions {
                 open: OpenRequest {
                     path: &engine_or_model,
@@ -472,8 +489,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     overrides: &overrides,
                     max_batch: batch,
                     threads: threads_or_default(threads)?,
-                    backend: engine.backend.parse::<BackendChoice>()?,
+                    backend: parse_backend(&engine.backend)?,
+                    device_id: engine.device_id,
                     cache_dir: engine.cache_dir.as_deref(),
+                    progress: &quiet,
                 },
                 batch,
                 iterations,

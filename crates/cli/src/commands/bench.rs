@@ -109,6 +109,12 @@ pub fn bench(options: &BenchOptions<'_>) -> CliResult<String> {
         ));
     }
     let mut opened = open(&options.open)?;
+    if options.profile && opened.backend != tao_engine::cpu::BACKEND_NAME {
+        return Err(format!(
+            "--profile: per-step times are those of the CPU program, and this engine runs on the {} backend (give --backend cpu)",
+            opened.backend
+        ));
+    }
     let engine = opened.engine.as_mut();
     if options.batch > engine.max_batch() {
         return Err(format!(

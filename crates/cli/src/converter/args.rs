@@ -6,16 +6,18 @@ use std::path::PathBuf;
 
 use super::{ConverterConfig, Invocation, Precision, Profile, shape_text};
 use crate::CliResult;
+use crate::engines::BackendChoice;
 use crate::overrides::{parse_dims, parse_order, parse_outputs};
 
-pub const USAGE: &str = "usage: tao-converter [-h] -k <key> -d <input_dims> -o <outputs> [-c <calib cache>] [-e <engine>] [-b <calib batch>] [-m <max batch>] [-t fp32|fp16|int8] [-w <workspace>] [-i nchw|nhwc|nc] [-p <profiles>]... [-s] [-u <dla>] input_file";
+pub const USAGE: &str = "usage: tao-converter [-h] -k <key> -d <input_dims> -o <outputs> [-c <calib cache>] [-e <engine>] [-b <calib batch>] [-m <max batch>] [-t fp32|fp16|int8] [-w <workspace>] [-i nchw|nhwc|nc] [-p <profiles>]... [-s] [-u <dla>] [--backend auto|cpu|cuda] [--device-id <gpu>] input_file";
 
 pub const HELP: &str = "\
 tao-converter: build an inference engine from a TAO model (.etlt, .onnx or .uff)
 
 usage: tao-converter [-h] -k <key> -d <input_dims> -o <outputs> [-c <calib cache>] [-e <engine>]
                      [-b <calib batch>] [-m <max batch>] [-t fp32|fp16|int8] [-w <workspace>]
-                     [-i nchw|nhwc|nc] [-p <profiles>]... [-s] [-u <dla>] input_file
+                     [-i nchw|nhwc|nc] [-p <profiles>]... [-s] [-u <dla>]
+                     [--backend auto|cpu|cuda] [--device-id <gpu>] input_file
 
   input_file     the model: an .etlt exported by TAO (UFF or ONNX inside), or a plain .onnx or .uff
 
@@ -39,25 +41,42 @@ Flags [default]:
   -s             strict types: keep every layer at the -t precision, no per-layer fallback [off]
   -u <dla>       DLA core index [none]
  INT8:
-  -c <cache>     calibration cache in TensorRT's format (first line TRT-...) [./cal.bin]
-  -b <batch>     batch size the calibration cache was made with [8]
+  -c <cache>     calibration cache in TensorRT's format (first line TRT-<version>-<algorithm>, any
+                 version) [./cal.bin]
+  -b <batch>     batch size for calibration; applies only when calibrating, and tao-converter builds
+                 from an existing cache, so it is accepted and shown, nothing more [8]
+ This project's options (not NVIDIA's):
+  --backend <b>  auto, cpu or cuda [auto]: auto builds with the CUDA backend when a usable GPU is
+                 present and it builds the precision asked for, else with the CPU backend, and says
+                 on stderr which it chose and why; cpu and cuda are taken as asked, and cuda fails
+                 with the reason (\"no GPU: ...\") when there is no usable GPU
+  --device-id <n> GPU the CUDA backend builds for (CUDA device ordinal) [0]
 
 On this device:
-  -e             the engine is this project's plan file (TAOPLAN, CPU backend), which the engine
-                 crate's CPU backend loads; it is not a TensorRT engine.
+  -e             the engine is this project's plan file (TAOPLAN) for the backend that built it
+                 (CPU or CUDA), which `taoctl run`/`bench` and the taoinfer element load; it is
+                 not a TensorRT engine.
   -u             there is no DLA here (DLA cores exist on NVIDIA Jetson and DRIVE only): the
                  converter prints a warning and ignores the flag.
-  -t fp16        the CPU backend has FP32 kernels only, and most CPUs have no fast FP16 arithmetic
-                 (x86 AVX512-FP16, ARMv8.2 FP16): the engine is built in fp32, with a warning.
+  -t fp16        the CUDA backend builds fp16 engines; the CPU backend has FP32 kernels only, and
+                 most CPUs have no fast FP16 arithmetic (x86 AVX512-FP16, ARMv8.2 FP16): on the CPU
+                 backend the engine is built in fp32, with a warning.
   -t int8        needs an existing calibration cache (-c); without one the converter stops and says
                  how to make one (TAO: tao <model> export --data_type int8 --cal_image_dir <images>
-                 --cal_cache_file cal.bin); it does not calibrate by itself. With a cache it still
-                 stops: tao-converter does not build INT8 engines yet (taoinfer precision=int8 does).
-  -w, -s         accepted and recorded; the CPU backend sizes its memory arena itself and builds
-                 every layer in fp32.
-  -b             only matters when calibrating, which tao-converter does not do.
+                 --cal_cache_file cal.bin, or taoctl calibrate); it does not calibrate by itself.
+                 With a cache it builds an INT8 engine on the CPU backend (the CUDA backend does not
+                 build INT8 yet), reports how many cache tensors mapped onto the graph, and which
+                 convolutions stayed fp32 and why (the output heads do).
+  -s             with -t int8 on the CPU backend, the output heads run in int8 too (they stay fp32
+                 otherwise); layers without an int8 kernel still run fp32 and are listed. Other
+                 precisions: accepted and recorded.
+  -w             accepted and recorded; the CPU backend sizes its memory arena itself.
+  stderr         on a terminal, a progress bar over the stages (read, decrypt, import; optimise;
+                 build; write) with the elapsed time; otherwise one line per finished stage.
 ";
 
+/// Long options of this project (not NVIDIA's), each taking a value.
+const LONG_OPTIONS: [&str; 2] = ["backend", "device-id"];
 /// Flags that take a value.
 const VALUE_FLAGS: &str = "kdocebmtwipu";
 /// Flags that take none.
@@ -73,6 +92,7 @@ where
     let mut values: Vec<(char, String)> = Vec::new();
     let mut switches: Vec<char> = Vec::new();
     let mut positional: Vec<String> = Vec::new();
+    let mut long_values: Vec<(&str, String)> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -83,6 +103,25 @@ where
         }
         if arg == "--help" {
             return Ok(Invocation::Help);
+        }
+        // This project's long options beside NVIDIA's letters: `--backend cpu`, `--backend=cpu`.
+        if let Some(long) = arg.strip_prefix("--")
+            && let Some(&name) = LONG_OPTIONS
+                .iter()
+                .find(|name| long == **name || long.starts_with(&format!("{name}=")))
+        {
+            let value = match long.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+                Some(v) => v.to_owned(),
+                None => {
+                    let Some(next) = args.get(i) else {
+                        return Err(format!("--{name}: missing value (see -h)"));
+                    };
+                    i += 1;
+                    next.clone()
+                }
+            };
+            long_values.push((name, value));
+            continue;
         }
         if arg.starts_with("--") {
             return Err(format!(
@@ -169,6 +208,20 @@ where
                     })?);
             }
             _ => return Err(format!("-{flag}: unknown flag (see -h)")),
+        }
+    }
+    for (name, value) in long_values {
+        match name {
+            "backend" => {
+                config.backend = value
+                    .parse::<BackendChoice>()
+                    .map_err(|e| format!("--backend: {e}"))?;
+            }
+            _ => {
+                config.device_id = value.trim().parse::<usize>().map_err(|_| {
+                    format!("--device-id: `{value}` is not a GPU index (0, 1, ...)")
+                })?;
+            }
         }
     }
     // -d is read last: how many dims it lists depends on -i, wherever that stands.

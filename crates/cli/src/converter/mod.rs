@@ -2,8 +2,8 @@
 //!
 //! [`parse_args`] turns the arguments into a typed [`ConverterConfig`] (every value checked on its own
 //! and against the other flags); [`prepare`] reads and imports the model and checks the flags against
-//! it (dims, output names, profiles, precision, device); [`build_engine`] optimises the graph, builds
-//! a plan with the CPU backend and writes it where `-e` says.
+//! it (dims, output names, profiles, precision, device) and chooses the backend (`--backend`);
+//! [`build_engine`] optimises the graph, builds a plan with that backend and writes it where `-e` says.
 
 mod args;
 mod prepare;
@@ -13,8 +13,13 @@ use std::path::PathBuf;
 
 use tao_graph::ir::InputOrder;
 
+use crate::engines::BackendChoice;
+
 pub use args::{HELP, USAGE, parse_args, parse_profile, parse_workspace};
-pub use prepare::{BuiltEngine, Prepared, build_engine, cpu_has_fast_fp16, prepare};
+pub use prepare::{
+    BuiltEngine, CONVERTER_STAGES, CalibrationReport, Prepared, build_engine, cpu_has_fast_fp16,
+    prepare,
+};
 
 /// Engine precision (`-t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +108,10 @@ pub struct ConverterConfig {
     pub strict: bool,
     /// `-u`.
     pub dla_core: Option<u32>,
+    /// `--backend`.
+    pub backend: BackendChoice,
+    /// `--device-id`.
+    pub device_id: usize,
 }
 
 impl ConverterConfig {
@@ -124,6 +133,8 @@ impl ConverterConfig {
             profiles: Vec::new(),
             strict: false,
             dla_core: None,
+            backend: BackendChoice::Auto,
+            device_id: 0,
         }
     }
 

@@ -6,10 +6,12 @@ use std::io::{BufRead, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tao_backends::Request;
 use tao_engine::aligned::AlignedBytes;
 use tao_engine::backend::{Backend, BuildConfig, Precision as EnginePrecision};
 use tao_engine::cache::sha256_hex;
-use tao_engine::cpu::CpuBackend;
+use tao_engine::calibration::CalibrationCache;
+use tao_engine::cpu::int8::{CpuInt8Backend, Int8Policy, LayerChoice, plan_decisions};
 use tao_engine::model::{LoadedModel, ModelError, apply_overrides, load_model};
 use tao_engine::plan::{Plan, PlanIdentity};
 use tao_graph::ir::{Dim, Graph, Shape};
@@ -19,6 +21,10 @@ use crate::CliResult;
 use crate::key_source::resolve_key;
 use crate::model::{describe_error, payload_kind, source_name};
 use crate::output::write_atomically;
+use crate::progress::Progress;
+
+/// The stages a conversion reports: read, decrypt and import (one call); optimise; build; write.
+pub const CONVERTER_STAGES: usize = 4;
 
 /// A model read and checked against every flag, ready for the engine builder.
 pub struct Prepared {
@@ -31,6 +37,11 @@ pub struct Prepared {
     pub options: String,
     /// One line each, for stderr.
     pub warnings: Vec<String>,
+    /// The backend `--backend` chose, and what `auto` decided and why.
+    pub backend: Box<dyn Backend + Send + Sync>,
+    pub backend_note: Option<String>,
+    /// `-t int8`: the calibration table read from `-c`.
+    pub calibration: Option<CalibrationCache>,
 }
 
 /// Whether this CPU does FP16 arithmetic natively (x86 AVX512-FP16, ARMv8.2 FP16).
@@ -49,10 +60,11 @@ pub fn cpu_has_fast_fp16() -> bool {
     }
 }
 
-/// Reads and imports the model, applies `-d`/`-i`/`-o`, and checks the remaining flags against the
-/// model and this device. Errors are one line naming the flag and the value.
-pub fn prepare(config: ConverterConfig) -> CliResult<Prepared> {
+/// Reads and imports the model, applies `-d`/`-i`/`-o`, checks the remaining flags against the
+/// model and this device, and chooses the backend. Errors are one line naming the flag and the value.
+pub fn prepare(config: ConverterConfig, progress: &Progress) -> CliResult<Prepared> {
     let key = resolve_key(config.key.as_deref(), None)?;
+    progress.stage("read, decrypt, import");
     let mut model = load_model(&config.input, key.as_deref()).map_err(|e| {
         let flag = match &e {
             ModelError::Read { .. } | ModelError::UnknownFormat { .. } => "input_file",
@@ -78,8 +90,32 @@ pub fn prepare(config: ConverterConfig) -> CliResult<Prepared> {
     check_dynamic_inputs(&config, &model.graph)?;
 
     let mut warnings = Vec::new();
+    let calibration = match config.precision {
+        Precision::Int8 => Some(read_calibration_cache(&config.calib_cache)?),
+        _ => None,
+    };
+    let chosen = tao_backends::choose(&Request {
+        choice: config.backend,
+        device_id: config.device_id,
+        precision: engine_precision(config.precision),
+        calibration: calibration.clone(),
+    })
+    .map_err(|e| format!("--backend {}: {e}", config.backend))?;
+    let on_cpu = chosen.backend.name() == tao_engine::cpu::BACKEND_NAME;
+    let mut backend = chosen.backend;
+    // -s with int8: the output heads run INT8 too (the CPU INT8 backend keeps them FP32 otherwise);
+    // convolutions without an INT8 kernel still run FP32, and the report names them.
+    if let (true, true, Some(table)) = (config.strict, on_cpu, &calibration) {
+        backend = Box::new(CpuInt8Backend {
+            calibration: table.clone(),
+            policy: Int8Policy {
+                keep_heads_fp32: false,
+                ..Int8Policy::default()
+            },
+        });
+    }
     let precision = match config.precision {
-        Precision::Fp16 => {
+        Precision::Fp16 if on_cpu => {
             let why = if cpu_has_fast_fp16() {
                 "the CPU backend has no FP16 kernels yet"
             } else {
@@ -88,11 +124,7 @@ pub fn prepare(config: ConverterConfig) -> CliResult<Prepared> {
             warnings.push(format!("-t fp16: {why}; building fp32 instead"));
             Precision::Fp32
         }
-        Precision::Int8 => {
-            check_calibration_cache(&config.calib_cache)?;
-            Precision::Int8
-        }
-        Precision::Fp32 => Precision::Fp32,
+        other => other,
     };
     if let Some(core) = config.dla_core {
         warnings.push(format!(
@@ -106,7 +138,18 @@ pub fn prepare(config: ConverterConfig) -> CliResult<Prepared> {
         precision,
         options,
         warnings,
+        backend,
+        backend_note: chosen.note,
+        calibration,
     })
+}
+
+fn engine_precision(precision: Precision) -> EnginePrecision {
+    match precision {
+        Precision::Fp32 => EnginePrecision::Fp32,
+        Precision::Fp16 => EnginePrecision::Fp16,
+        Precision::Int8 => EnginePrecision::Int8,
+    }
 }
 
 /// The input a profile names must exist, have the profile's rank, and every dim it fixes must be
@@ -231,6 +274,22 @@ fn check_dynamic_inputs(config: &ConverterConfig, graph: &Graph) -> CliResult<()
 }
 
 /// `-t int8` reads a calibration cache; the first line of TensorRT's format is `TRT-<version>-<algorithm>`.
+fn read_calibration_cache(path: &Path) -> CliResult<CalibrationCache> {
+    check_calibration_cache(path)?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("-c: cannot read calibration cache {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "-c: calibration cache {} is not text (byte {} is not UTF-8)",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    CalibrationCache::parse(&text)
+        .map_err(|e| format!("-c: calibration cache {}: {e}", path.display()))
+}
+
+/// The first line of a calibration cache, checked before the whole file is read.
 fn check_calibration_cache(path: &Path) -> CliResult<()> {
     let how = "make one with TAO (tao <model> export --data_type int8 --cal_image_dir <images> --cal_cache_file cal.bin) and give it with -c, or build with -t fp32 or fp16";
     let file = match std::fs::File::open(path) {
@@ -335,11 +394,20 @@ impl Prepared {
             "precision:  {precision}{}",
             if self.config.strict { ", strict" } else { "" }
         );
-        if self.precision == Precision::Int8 {
+        let _ = writeln!(
+            out,
+            "backend:    {} on {}",
+            self.backend.name(),
+            self.backend.device()
+        );
+        if let Some(table) = &self.calibration {
             let _ = writeln!(
                 out,
-                "calibration: {} (made at batch {})",
+                "calibration: {} (TRT-{}-{}, {} tensors; -b {} applies only when calibrating)",
                 self.config.calib_cache.display(),
+                table.version,
+                table.algorithm.cache_name(),
+                table.scales.len(),
                 self.config.calib_batch
             );
         }
@@ -361,6 +429,17 @@ fn batch_range(shape: &Shape, max_batch: usize) -> String {
     }
 }
 
+/// How a calibration table's names landed on the optimised graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CalibrationReport {
+    /// Entries in the table.
+    pub tensors: usize,
+    /// Entries naming a tensor of the optimised graph.
+    pub mapped: usize,
+    /// Entries that name none (e.g. BatchNorm outputs folded into their convolution).
+    pub unmapped: Vec<String>,
+}
+
 /// A written engine.
 #[derive(Debug)]
 pub struct BuiltEngine {
@@ -372,6 +451,10 @@ pub struct BuiltEngine {
     pub nodes_before: usize,
     pub nodes_after: usize,
     pub build_time: Duration,
+    /// `-t int8`: the table's mapping onto the graph.
+    pub calibration: Option<CalibrationReport>,
+    /// `-t int8`: every convolution's precision and why, as the plan records it.
+    pub layers: Vec<LayerChoice>,
 }
 
 impl Prepared {
@@ -397,16 +480,9 @@ impl Prepared {
     }
 }
 
-/// Optimises the graph, builds a plan with the CPU backend and writes it to `-e` (atomically; the
-/// plan is parsed back before it is written). INT8 stops here: tao-converter does not build INT8 engines yet.
-pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
-    if prepared.precision == Precision::Int8 {
-        return Err(format!(
-            "-t int8: tao-converter does not build INT8 engines yet (calibration cache {} is readable; the taoinfer element builds them); build with -t fp32, nothing was written to {}",
-            prepared.config.calib_cache.display(),
-            prepared.config.engine_path.display()
-        ));
-    }
+/// Optimises the graph, builds a plan with the chosen backend and writes it to `-e` (atomically;
+/// the plan is parsed back before it is written).
+pub fn build_engine(prepared: &Prepared, progress: &Progress) -> CliResult<BuiltEngine> {
     // The CPU backend plans every tensor at one size per image; only the batch may vary.
     for input in &prepared.model.graph.inputs {
         if input
@@ -431,16 +507,18 @@ pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
     }
     let started = Instant::now();
     let source = &prepared.model;
+    progress.stage("optimise");
     let mut graph = prepared.model.graph.clone();
     let report = tao_engine::optimize::optimize(&mut graph)
         .map_err(|e| format!("optimising {}: {e}", source.path.display()))?;
     let max_batch = prepared.max_batch();
     let build_config = BuildConfig {
         max_batch,
-        precision: EnginePrecision::Fp32,
+        precision: engine_precision(prepared.precision),
         threads: 1,
     };
-    let backend = CpuBackend;
+    let backend = prepared.backend.as_ref();
+    progress.stage("build");
     let options = prepared.options.clone();
     let identity = PlanIdentity {
         backend: backend.name().to_owned(),
@@ -456,8 +534,17 @@ pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
         .header("model-name", graph.name.clone())
         .header("options", options)
         .to_bytes();
-    Plan::parse(AlignedBytes::from_slice(&bytes))
+    let written = Plan::parse(AlignedBytes::from_slice(&bytes))
         .map_err(|e| format!("the plan just built is invalid: {e}"))?;
+    let calibration = prepared.calibration.as_ref().map(|table| {
+        let mapping = table.map_to_graph(&graph);
+        CalibrationReport {
+            tensors: table.scales.len(),
+            mapped: mapping.mapped.len(),
+            unmapped: mapping.unmapped,
+        }
+    });
+    progress.stage("write");
     let path = prepared.config.engine_path.clone();
     write_atomically(&path, |w| {
         w.write_all(&bytes)
@@ -479,5 +566,7 @@ pub fn build_engine(prepared: &Prepared) -> CliResult<BuiltEngine> {
         nodes_before: report.nodes_before,
         nodes_after: report.nodes_after,
         build_time: started.elapsed(),
+        calibration,
+        layers: plan_decisions(&written),
     })
 }

@@ -61,12 +61,36 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The command failed with exactly one stderr line containing `needle`.
+/// Whether a stderr line is a note (`<tool>: note: …`) or a finished build stage
+/// (`<tool>: [2/4] optimise: 0.012 s`), which may precede an error.
+pub fn is_note_or_stage(line: &str) -> bool {
+    let Some((_, rest)) = line.split_once(": ") else {
+        return false;
+    };
+    rest.starts_with("note: ")
+        || rest.starts_with('[')
+            && rest[1..]
+                .split_once(']')
+                .is_some_and(|(n, _)| n.split('/').all(|d| d.parse::<usize>().is_ok()))
+}
+
+/// The stderr lines that are neither notes nor stages.
+pub fn error_lines(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter(|l| !is_note_or_stage(l))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The command failed with exactly one stderr line (besides notes and finished stages)
+/// containing `needle`.
 pub fn assert_one_line_error(out: &Output, needle: &str) {
     let err = stderr(out);
     assert!(!out.status.success(), "expected failure; stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    let lines = error_lines(out);
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in {err}");
 }
 
 /// `image [N,3,H,W]` → Conv 3→4 (3x3, pad 1, bias) → `conv_out` → Relu → `relu_out`, and
