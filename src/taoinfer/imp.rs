@@ -1,6 +1,7 @@
 //! GObject glue of `taoinfer`: properties, caps, start/stop with progress messages, and the
 //! in-place transform that runs the [`Runner`] and attaches results.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -80,8 +81,23 @@ enum EngineSlot {
     Failed,
 }
 
+/// A buffer held until its batch is inferred.
+struct Held {
+    buffer: gst::Buffer,
+    index: u64,
+    /// The runner slot its frame was preprocessed into; `None`: passes through (interval, engine
+    /// not ready yet) but keeps its place in the stream.
+    slot: Option<usize>,
+}
+
 struct State {
     resolved: Resolved,
+    /// Buffers in arrival order, waiting for their batch to fill.
+    held: VecDeque<Held>,
+    /// Slots of the runner filled by `held`.
+    slots_filled: usize,
+    /// Buffers whose batch is done, in order, for generate_output.
+    done: VecDeque<gst::Buffer>,
     slot: EngineSlot,
     calibration: Option<LiveCalibration>,
     info: Option<gst_video::VideoInfo>,
@@ -254,7 +270,13 @@ impl TaoInfer {
 
     /// Hands the frame just inferred to the calibration worker when it has room: one in eleven is
     /// held back (with its FP32 outputs) for the agreement measurement.
-    fn offer_to_calibration(&self, cal: &mut LiveCalibration, runner: &Runner, index: u64) {
+    fn offer_to_calibration(
+        &self,
+        cal: &mut LiveCalibration,
+        runner: &Runner,
+        slot: usize,
+        index: u64,
+    ) {
         let Some(tx) = &cal.frames else {
             return;
         };
@@ -262,9 +284,12 @@ impl TaoInfer {
             && (cal.samples_sent >= cal.samples_needed
                 || (cal.samples_sent + cal.held_back_sent) % 11 == 10);
         let input = if want_held {
-            CalibrationInput::HeldBack((runner.input().to_vec(), runner.outputs().to_vec()))
+            CalibrationInput::HeldBack((
+                runner.input_of(slot).to_vec(),
+                runner.outputs_of(slot).map(<[f32]>::to_vec).collect(),
+            ))
         } else if cal.samples_sent < cal.samples_needed {
-            CalibrationInput::Sample(runner.input().to_vec())
+            CalibrationInput::Sample(runner.input_of(slot).to_vec())
         } else {
             return;
         };
@@ -427,6 +452,154 @@ impl TaoInfer {
         }
     }
 
+    /// A buffer that is not inferred: straight out when nothing is held, else behind the held ones.
+    fn pass(state: &mut State, buffer: gst::Buffer, index: u64) {
+        if state.held.is_empty() {
+            state.done.push_back(buffer);
+        } else {
+            state.held.push_back(Held {
+                buffer,
+                index,
+                slot: None,
+            });
+        }
+    }
+
+    /// Runs the engine once on the held frames, attaches each frame's results to its buffer and
+    /// moves every held buffer, in order, to the output queue. Messages to post are collected.
+    fn infer_held(
+        &self,
+        state: &mut State,
+        messages: &mut Vec<gst::Structure>,
+    ) -> Result<(), gst::FlowError> {
+        let filled = std::mem::take(&mut state.slots_filled);
+        let held = std::mem::take(&mut state.held);
+        if filled == 0 {
+            state.done.extend(held.into_iter().map(|h| h.buffer));
+            return Ok(());
+        }
+        let EngineSlot::Ready(runner) = &mut state.slot else {
+            return Err(gst::FlowError::Error);
+        };
+        let started = Instant::now();
+        runner.execute(filled).map_err(|f| self.fail_flow(&f))?;
+        let executed = Instant::now();
+        let with_tensors = state.resolved.output_tensor_meta || runner.always_tensors();
+        for Held {
+            mut buffer,
+            index,
+            slot,
+        } in held
+        {
+            if let Some(slot) = slot {
+                if let Some(cal) = &mut state.calibration
+                    && cal.collecting()
+                {
+                    self.offer_to_calibration(cal, runner, slot, index);
+                }
+                let result = runner.results(slot);
+                let buf = buffer.make_mut();
+                attach(buf, &result);
+                if with_tensors {
+                    meta::add_tensors(buf, &runner.tensors(slot));
+                }
+                state.frames_inferred += 1;
+                if state.resolved.post_messages {
+                    let names: Vec<String> = runner
+                        .tensors(slot)
+                        .iter()
+                        .map(|t| t.name.to_owned())
+                        .collect();
+                    messages.push(results_message(index, buf.pts(), &result, &names));
+                }
+            }
+            state.done.push_back(buffer);
+        }
+        gst::trace!(
+            CAT,
+            imp = self,
+            "batch of {filled}: engine {:?}, results {:?}",
+            executed - started,
+            executed.elapsed()
+        );
+        Ok(())
+    }
+
+    fn post_results(&self, messages: Vec<gst::Structure>) {
+        for s in messages {
+            self.post_element_message(s);
+        }
+    }
+
+    /// Infers a partial batch and pushes everything held, in order (before EOS and other
+    /// serialized events).
+    fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut messages = Vec::new();
+        let out = {
+            let mut guard = lock(&self.state);
+            let Some(state) = guard.as_mut() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            if state.held.is_empty() && state.done.is_empty() {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "draining {} held frame(s), {} to infer",
+                state.held.len(),
+                state.slots_filled
+            );
+            let inferred = self.infer_held(state, &mut messages);
+            let out = std::mem::take(&mut state.done);
+            inferred.map(|()| out)?
+        };
+        self.post_results(messages);
+        let src = self.obj().src_pad().clone();
+        for buffer in out {
+            src.push(buffer)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn drop_held(&self) {
+        if let Some(state) = lock(&self.state).as_mut() {
+            if !state.held.is_empty() {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "flush: dropping {} held frame(s)",
+                    state.held.len()
+                );
+            }
+            state.held.clear();
+            state.done.clear();
+            state.slots_filled = 0;
+        }
+    }
+
+    /// How long the first frame of a batch waits for the last: `batch − 1` frame durations.
+    fn batching_latency(&self) -> gst::ClockTime {
+        let guard = lock(&self.state);
+        let Some(state) = guard.as_ref() else {
+            return gst::ClockTime::ZERO;
+        };
+        let batch = match &state.slot {
+            EngineSlot::Ready(r) => r.batch(),
+            _ => state.resolved.batch_size.max(1),
+        };
+        let fps = state.info.as_ref().map(|i| i.fps());
+        match fps {
+            Some(fps) if batch > 1 && fps.numer() > 0 && fps.denom() > 0 => {
+                let per_frame = gst::ClockTime::SECOND
+                    .mul_div_floor(fps.denom() as u64, fps.numer() as u64)
+                    .unwrap_or(gst::ClockTime::ZERO);
+                per_frame * (batch as u64 - 1)
+            }
+            _ => gst::ClockTime::ZERO,
+        }
+    }
+
     fn fail_flow(&self, f: &Failure) -> gst::FlowError {
         gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", f.message));
         gst::FlowError::Error
@@ -561,7 +734,7 @@ impl ObjectImpl for TaoInfer {
                 uint_prop("workspace", "Workspace (MB)", "Builder workspace in MB (for GPU backends; the CPU backend sizes its memory from the model)", 0, u32::MAX, 0),
                 string_prop("optimization-profiles", "Optimization profiles", "tao-converter style profiles (for GPU backends; the CPU backend builds for batch-size)"),
                 enum_prop("backend", "Backend", "Where the engine runs", Backend::Auto),
-                uint_prop("device-id", "Device id", "GPU index for GPU backends", 0, 255, 0),
+                uint_prop("device-id", "Device id", "GPU index for the CUDA backend (the config's gpu-id when not set)", 0, 255, 0),
                 uint_prop("threads", "Threads", "CPU threads for the engine and preprocessing (0 = all cores)", 0, 1024, 0),
                 string_prop("engine-cache-dir", "Engine cache directory", "Where engines are cached (default $TAO_ENGINE_CACHE, else $XDG_CACHE_HOME/tao-infer/engines); when set, failing to write there is an error"),
                 glib::ParamSpecString::builder("engine-path")
@@ -589,8 +762,8 @@ impl ObjectImpl for TaoInfer {
                 double_prop("nms-iou-threshold", "NMS IoU threshold", "Overlap above which NMS suppresses the weaker box", 0.0, 1.0, DEFAULT_NMS_IOU_THRESHOLD),
                 uint_prop("top-k", "Top K", "Objects kept per class and frame (0 = all)", 0, u32::MAX, 0),
                 enum_prop("cluster-mode", "Cluster mode", "How candidate boxes are merged", ClusterMode::Nms),
-                double_prop("dbscan-eps", "DBSCAN eps", "DBSCAN: boxes with 1 - IoU <= eps are neighbours", 0.0, 1.0, DEFAULT_DBSCAN_EPS),
-                uint_prop("dbscan-min-boxes", "DBSCAN min boxes", "DBSCAN: neighbours (itself included) a box needs to seed a cluster", 1, 1000, DEFAULT_DBSCAN_MIN_BOXES),
+                double_prop("dbscan-eps", "DBSCAN eps", "DBSCAN: boxes with 1 - IoU <= eps are neighbours; group-rectangles: edges within eps * mean box side are similar (the config's eps)", 0.0, 1.0, DEFAULT_DBSCAN_EPS),
+                uint_prop("dbscan-min-boxes", "DBSCAN min boxes", "DBSCAN: neighbours (itself included) a box needs to seed a cluster; group-rectangles: boxes a group needs unless the config gives group-threshold (the config's minBoxes)", 1, 1000, DEFAULT_DBSCAN_MIN_BOXES),
                 double_prop("box-norm", "Box normalization", "DetectNet_v2 bbox normalization", 0.0, 1e6, DEFAULT_BOX_NORM_F64),
                 double_prop("classifier-threshold", "Classifier threshold", "Score the top class needs to be reported", 0.0, 1.0, DEFAULT_CLASSIFIER_THRESHOLD),
                 double_prop("segmentation-threshold", "Segmentation threshold", "Score a pixel's best class needs (else class 255)", 0.0, 1.0, DEFAULT_SEGMENTATION_THRESHOLD),
@@ -845,6 +1018,9 @@ impl BaseTransformImpl for TaoInfer {
         };
         *lock(&self.state) = Some(State {
             resolved,
+            held: VecDeque::new(),
+            slots_filled: 0,
+            done: VecDeque::new(),
             slot,
             calibration,
             info: None,
@@ -900,8 +1076,12 @@ impl BaseTransformImpl for TaoInfer {
         Ok(())
     }
 
-    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut message = None;
+    fn submit_input_buffer(
+        &self,
+        _is_discont: bool,
+        inbuf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut messages = Vec::new();
         {
             let mut guard = lock(&self.state);
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -909,29 +1089,36 @@ impl BaseTransformImpl for TaoInfer {
             // Frames are numbered from start, passed-through ones included.
             let index = state.frames_seen;
             state.frames_seen += 1;
-            self.poll_calibration(state, index);
+            // A new engine is swapped in between batches only.
+            if state.slots_filled == 0 {
+                self.poll_calibration(state, index);
+            }
+            let interval = u64::from(state.resolved.interval);
+            let skipped = interval > 0 && index % (interval + 1) != 0;
             let runner = match &mut state.slot {
                 EngineSlot::Ready(r) => r,
                 EngineSlot::Building { passed_through, .. } => {
                     *passed_through += 1;
+                    Self::pass(state, inbuf, index);
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 EngineSlot::Failed => return Err(gst::FlowError::Error),
             };
-            let interval = u64::from(state.resolved.interval);
-            if interval > 0 && index % (interval + 1) != 0 {
+            if skipped {
+                Self::pass(state, inbuf, index);
                 return Ok(gst::FlowSuccess::Ok);
             }
             let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-            let started = Instant::now();
+            let slot = state.slots_filled;
             {
-                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, info)
-                    .map_err(|_| {
-                        self.fail_flow(&Failure::new(
-                            FailureKind::Settings,
-                            "cannot map the video frame",
-                        ))
-                    })?;
+                let frame =
+                    gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), info)
+                        .map_err(|_| {
+                            self.fail_flow(&Failure::new(
+                                FailureKind::Settings,
+                                "cannot map the video frame",
+                            ))
+                        })?;
                 let mut planes: [&[u8]; 3] = [&[], &[], &[]];
                 let mut strides = [0usize; 3];
                 for i in 0..(frame.n_planes() as usize).min(3) {
@@ -939,49 +1126,68 @@ impl BaseTransformImpl for TaoInfer {
                     strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
                 }
                 runner
-                    .preprocess(&FrameView { planes, strides })
+                    .preprocess(slot, &FrameView { planes, strides })
                     .map_err(|f| self.fail_flow(&f))?;
             }
-            let preprocessed = Instant::now();
-            runner.execute().map_err(|f| self.fail_flow(&f))?;
-            let executed = Instant::now();
-            if let Some(cal) = &mut state.calibration
-                && cal.collecting()
-            {
-                self.offer_to_calibration(cal, runner, index);
-            }
-            let result = runner.results();
-            attach(buf, &result);
-            if state.resolved.output_tensor_meta || runner.always_tensors() {
-                meta::add_tensors(buf, &runner.tensors());
-            }
-            state.frames_inferred += 1;
-            gst::trace!(
-                CAT,
-                imp = self,
-                "frame {index}: preprocess {:?}, engine {:?}, results {:?}",
-                preprocessed - started,
-                executed - preprocessed,
-                executed.elapsed()
-            );
-            if state.resolved.post_messages {
-                message = Some(results_message(
-                    index,
-                    buf.pts(),
-                    &result,
-                    &runner
-                        .tensors()
-                        .iter()
-                        .map(|t| t.name.to_owned())
-                        .collect::<Vec<_>>(),
-                ));
+            let full = slot + 1 >= runner.batch();
+            state.slots_filled += 1;
+            state.held.push_back(Held {
+                buffer: inbuf,
+                index,
+                slot: Some(slot),
+            });
+            if full {
+                self.infer_held(state, &mut messages)?;
             }
         }
-        if let Some(s) = message {
-            let obj = self.obj();
-            let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
-        }
+        self.post_results(messages);
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn generate_output(
+        &self,
+    ) -> Result<gst_base::subclass::base_transform::GenerateOutputSuccess, gst::FlowError> {
+        let mut guard = lock(&self.state);
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        Ok(match state.done.pop_front() {
+            Some(buffer) => {
+                gst_base::subclass::base_transform::GenerateOutputSuccess::Buffer(buffer)
+            }
+            None => gst_base::subclass::base_transform::GenerateOutputSuccess::NoOutput,
+        })
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.type_() {
+            // Flushing: held frames are dropped, never pushed after the flush.
+            gst::EventType::FlushStart | gst::EventType::FlushStop => self.drop_held(),
+            // Everything else that travels with the data (EOS, caps, segment, gap, …) must
+            // stay behind the frames before it: infer the partial batch and push it first.
+            _ if event.is_serialized() => {
+                if let Err(e) = self.drain() {
+                    gst::debug!(CAT, imp = self, "drain before {:?}: {e:?}", event.type_());
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if !BaseTransformImplExt::parent_query(self, direction, query) {
+            return false;
+        }
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            let (live, min, max) = q.result();
+            let added = self.batching_latency();
+            if live && added > gst::ClockTime::ZERO {
+                gst::debug!(CAT, imp = self, "batching adds {added} of latency");
+                q.set(live, min + added, max.map(|m| m + added));
+            }
+        }
+        true
     }
 }
 

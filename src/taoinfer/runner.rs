@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tao_engine::backend::{Backend, BuildConfig, Engine, IoDesc, Precision};
+use tao_backends::{BackendChoice, Request};
+use tao_engine::backend::{BuildConfig, Engine, IoDesc, Precision};
 use tao_engine::build::build_or_load;
 use tao_engine::cache::{EngineCache, Outcome, sha256_hex};
 use tao_engine::calibration::{CalibrationCache, Calibrator, Method};
-use tao_engine::cpu::int8::CpuInt8Backend;
-use tao_engine::cpu::{CpuBackend, CpuEngine, PrepareFresh, lower};
+use tao_engine::cpu::{CpuEngine, PrepareFresh, lower};
 use tao_engine::model::{ModelError, apply_overrides, load_model};
 use tao_engine::optimize::optimize;
 use tao_graph::ir::{Graph, InputOrder as GraphOrder};
@@ -97,6 +97,33 @@ fn engine_failure(r: &Resolved, e: impl std::fmt::Display) -> Failure {
     )
 }
 
+fn backend_failure(r: &Resolved, why: String) -> Failure {
+    Failure::new(
+        FailureKind::Unavailable,
+        format!(
+            "backend={} device-id={}: {why}",
+            r.backend.name(),
+            r.device_id
+        ),
+    )
+}
+
+/// The backend for `precision` as the `backend` and `device-id` properties ask (auto: a GPU
+/// when there is a usable one, else the CPU, with a note saying why).
+fn choose_backend(
+    r: &Resolved,
+    precision: Precision,
+    calibration: Option<CalibrationCache>,
+) -> Result<tao_backends::Chosen, Failure> {
+    tao_backends::choose(&Request {
+        choice: r.backend,
+        device_id: r.device_id,
+        precision,
+        calibration,
+    })
+    .map_err(|why| backend_failure(r, why))
+}
+
 fn model_failure(e: ModelError) -> Failure {
     let kind = match &e {
         ModelError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -153,7 +180,7 @@ pub fn prepare_engine(
     };
     // INT8: from a table when there is one (given, or written by an earlier live calibration),
     // else FP32 now and INT8 once calibrated on the first frames.
-    let mut int8_backend = None;
+    let mut table = None;
     let mut calibration = None;
     let mut precision_note = r.precision.name().to_owned();
     if let Some(plan) = &r.int8 {
@@ -166,10 +193,17 @@ pub fn prepare_engine(
         match table_path.filter(|p| p.is_file()) {
             Some(path) => {
                 progress(&format!("reading calibration table {}", path.display()));
-                int8_backend = Some(CpuInt8Backend::new(read_table(&path)?));
+                table = Some(read_table(&path)?);
                 precision_note = format!("int8, calibration table {}", path.display());
             }
             None => {
+                // The INT8 engine comes later from the same choice: refuse now what cannot be.
+                if r.backend == BackendChoice::Cuda && !tao_backends::cuda_supports(r.precision) {
+                    return Err(backend_failure(
+                        r,
+                        "the CUDA backend does not build int8 engines yet".into(),
+                    ));
+                }
                 config.precision = Precision::Fp32;
                 precision_note = format!(
                     "fp32 until INT8 calibration on the first {} frames",
@@ -195,24 +229,25 @@ pub fn prepare_engine(
             }
         }
     }
+    let chosen = choose_backend(r, config.precision, table)?;
+    if let Some(note) = &chosen.note {
+        progress(note);
+    }
     progress(&format!(
-        "looking up the engine cache{} ({})",
+        "looking up the engine cache{} ({}, backend {})",
         cache
             .dir()
             .map(|d| format!(" in {}", d.display()))
             .unwrap_or_default(),
-        config.canonical()
+        config.canonical(),
+        chosen.backend.name()
     ));
-    let backend: &dyn Backend = match &int8_backend {
-        Some(b) => b,
-        None => &CpuBackend,
-    };
     let ready = build_or_load(
         &model.graph,
         &model.sha256,
         &options,
         &config,
-        backend,
+        chosen.backend.as_ref(),
         &cache,
     )
     .map_err(|e| engine_failure(r, e))?;
@@ -226,8 +261,14 @@ pub fn prepare_engine(
         ));
     }
     let description = format!(
-        "{}; precision {precision_note}",
-        ready.outcome.describe(ready.plan_path.as_deref())
+        "{}; precision {precision_note}; backend {}{}",
+        ready.outcome.describe(ready.plan_path.as_deref()),
+        chosen.backend.name(),
+        chosen
+            .note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
     );
     // Only reached without engine-cache-dir (with it, this is an error above).
     let warning = match &ready.outcome {
@@ -342,12 +383,13 @@ pub fn calibrate(
             )
         })?;
     }
+    let chosen = choose_backend(r, Precision::Int8, Some(table))?;
     let ready = build_or_load(
         &job.graph,
         &job.model_sha256,
         &job.options,
         &job.config,
-        &CpuInt8Backend::new(table),
+        chosen.backend.as_ref(),
         &job.cache,
     )
     .map_err(|e| engine_failure(r, e))?;
@@ -366,8 +408,9 @@ pub fn calibrate(
     };
     for (input, fp32_outputs) in &held_back {
         runner.load_input(input)?;
-        runner.execute()?;
-        for (a, b) in fp32_outputs.iter().zip(&runner.outputs) {
+        runner.execute(1)?;
+        let int8_outputs: Vec<Vec<f32>> = runner.outputs_of(0).map(<[f32]>::to_vec).collect();
+        for (a, b) in fp32_outputs.iter().zip(&int8_outputs) {
             let diff: f64 = a
                 .iter()
                 .zip(b)
@@ -379,7 +422,7 @@ pub fn calibrate(
             report.max_relative_error = report.max_relative_error.max(relative);
         }
         let reference = runner.network_detections(fp32_outputs);
-        let got = runner.network_detections(&runner.outputs);
+        let got = runner.network_detections(&int8_outputs);
         let mut used = vec![false; got.len()];
         for d in &reference {
             let hit = got
@@ -430,10 +473,14 @@ pub struct FrameResult {
     pub segmentation: Option<(u32, u32, u32, Vec<u8>)>,
 }
 
-/// The engine with its buffers and the frame-to-tensor and tensor-to-result steps.
+/// The engine with its buffers and the frame-to-tensor and tensor-to-result steps. The buffers hold
+/// `batch` frames: frames are preprocessed into slots `0..n` and inferred together.
 pub struct Runner {
     engine: Box<dyn Engine>,
+    batch: usize,
+    /// `batch` input tensors, one after another.
     input: Vec<f32>,
+    /// Per output: `batch` results, one after another.
     outputs: Vec<Vec<f32>>,
     output_descs: Vec<IoDesc>,
     spec: InputSpec,
@@ -548,11 +595,14 @@ impl Runner {
             },
             NetworkType::Other => Interpretation::Other,
         };
+        // The engine was built for batch-size; never more than it takes.
+        let batch = r.batch_size.clamp(1, engine.max_batch().max(1));
         Ok(Runner {
-            input: vec![0.0; spec.elements()],
+            batch,
+            input: vec![0.0; batch * spec.elements()],
             outputs: outputs
                 .iter()
-                .map(|o| vec![0.0; o.elements_per_image()])
+                .map(|o| vec![0.0; batch * o.elements_per_image()])
                 .collect(),
             output_descs: outputs,
             spec,
@@ -572,29 +622,43 @@ impl Runner {
         &self.spec
     }
 
-    /// The input tensor of the last preprocessed frame.
-    pub fn input(&self) -> &[f32] {
-        &self.input
+    /// Frames inferred together.
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
-    /// The outputs of the last run.
-    pub fn outputs(&self) -> &[Vec<f32>] {
-        &self.outputs
+    fn input_range(&self, slot: usize) -> std::ops::Range<usize> {
+        let n = self.spec.elements();
+        slot * n..(slot + 1) * n
     }
 
-    /// Replaces the input tensor (a frame preprocessed earlier).
+    /// The input tensor preprocessed into `slot`.
+    pub fn input_of(&self, slot: usize) -> &[f32] {
+        &self.input[self.input_range(slot)]
+    }
+
+    /// Every output of the last run for the frame in `slot`.
+    pub fn outputs_of(&self, slot: usize) -> impl Iterator<Item = &[f32]> {
+        self.outputs.iter().map(move |o| {
+            let n = o.len() / self.batch;
+            &o[slot * n..(slot + 1) * n]
+        })
+    }
+
+    /// Replaces the input tensor of slot 0 (a frame preprocessed earlier).
     pub fn load_input(&mut self, input: &[f32]) -> Result<(), Failure> {
-        if input.len() != self.input.len() {
+        let range = self.input_range(0);
+        if input.len() != range.len() {
             return Err(Failure::new(
                 FailureKind::Engine,
                 format!(
                     "input of {} values where the engine takes {}",
                     input.len(),
-                    self.input.len()
+                    range.len()
                 ),
             ));
         }
-        self.input.copy_from_slice(input);
+        self.input[range].copy_from_slice(input);
         Ok(())
     }
 
@@ -607,6 +671,16 @@ impl Runner {
         else {
             return Vec::new();
         };
+        self.detections(layout, params, cov, boxes)
+    }
+
+    fn detections(
+        &self,
+        layout: &DetectNetLayout,
+        params: &[ClassParams],
+        cov: &[f32],
+        boxes: &[f32],
+    ) -> Vec<postprocess::Detection> {
         let candidates = layout.decode(
             cov,
             boxes,
@@ -637,21 +711,37 @@ impl Runner {
         Ok(())
     }
 
-    /// Preprocesses a frame into the input tensor.
-    pub fn preprocess(&mut self, frame: &FrameView) -> Result<(), Failure> {
+    /// Preprocesses a frame into the input tensor of `slot`.
+    pub fn preprocess(&mut self, slot: usize, frame: &FrameView) -> Result<(), Failure> {
+        if slot >= self.batch {
+            return Err(Failure::new(
+                FailureKind::Engine,
+                format!("slot {slot} of a batch of {}", self.batch),
+            ));
+        }
+        let range = self.input_range(slot);
         let (_, p) = self
             .preprocessor
             .as_ref()
             .ok_or_else(|| Failure::new(FailureKind::Settings, "no video format negotiated yet"))?;
-        p.run(frame, &mut self.input)
+        p.run(frame, &mut self.input[range])
             .map_err(|e| Failure::new(FailureKind::Settings, e.0))
     }
 
-    /// Runs the engine on the preprocessed input.
-    pub fn execute(&mut self) -> Result<(), Failure> {
-        let mut outs: Vec<&mut [f32]> = self.outputs.iter_mut().map(Vec::as_mut_slice).collect();
+    /// Runs the engine once on the frames in slots `0..frames`.
+    pub fn execute(&mut self, frames: usize) -> Result<(), Failure> {
+        let frames = frames.clamp(1, self.batch);
+        let input = &self.input[..frames * self.spec.elements()];
+        let mut outs: Vec<&mut [f32]> = self
+            .outputs
+            .iter_mut()
+            .map(|o| {
+                let n = o.len() / self.batch;
+                &mut o[..frames * n]
+            })
+            .collect();
         self.engine
-            .run(1, &[&self.input], &mut outs)
+            .run(frames, &[input], &mut outs)
             .map_err(|e| Failure::new(FailureKind::Engine, format!("inference failed: {e}")))
     }
 
@@ -662,24 +752,23 @@ impl Runner {
             .unwrap_or_else(|| format!("class{class}"))
     }
 
-    /// Interprets the outputs of the last [`Runner::execute`].
-    pub fn results(&self) -> FrameResult {
+    /// Interprets the outputs of the last [`Runner::execute`] for the frame in `slot`.
+    pub fn results(&self, slot: usize) -> FrameResult {
         let mut result = FrameResult::default();
+        let outputs: Vec<&[f32]> = self.outputs_of(slot).collect();
         match &self.interpretation {
             Interpretation::Detector { layout, params } => {
                 let Some((_, pre)) = &self.preprocessor else {
                     return result;
                 };
-                let candidates = layout.decode(
-                    &self.outputs[layout.coverage],
-                    &self.outputs[layout.boxes],
-                    params,
-                    self.box_norm,
-                    self.spec.width,
-                    self.spec.height,
-                );
                 let (fw, fh) = pre.frame_size();
-                for d in postprocess::cluster(candidates, self.cluster_mode, params) {
+                let found = self.detections(
+                    layout,
+                    params,
+                    outputs[layout.coverage],
+                    outputs[layout.boxes],
+                );
+                for d in found {
                     let (x1, y1) = pre.to_frame(d.x, d.y);
                     let (x2, y2) = pre.to_frame(d.x + d.width, d.y + d.height);
                     let x1 = x1.clamp(0.0, fw as f32);
@@ -706,7 +795,7 @@ impl Runner {
             }
             Interpretation::Classifier => {
                 if let Some((class, confidence)) =
-                    postprocess::classify(&self.outputs[0], self.classifier_threshold)
+                    postprocess::classify(outputs[0], self.classifier_threshold)
                 {
                     result.classification = Some((class, self.label(class), f64::from(confidence)));
                 }
@@ -716,8 +805,7 @@ impl Runner {
                 width,
                 height,
             } => {
-                let mask =
-                    postprocess::segment(&self.outputs[0], *classes, self.segmentation_threshold);
+                let mask = postprocess::segment(outputs[0], *classes, self.segmentation_threshold);
                 result.segmentation = Some((*width as u32, *height as u32, *classes as u32, mask));
             }
             Interpretation::Other => {}
@@ -725,11 +813,11 @@ impl Runner {
         result
     }
 
-    /// Every output of the last run, batch dimension included.
-    pub fn tensors(&self) -> Vec<TensorView<'_>> {
+    /// Every output of the last run for the frame in `slot`, with a batch dimension of 1.
+    pub fn tensors(&self, slot: usize) -> Vec<TensorView<'_>> {
         self.output_descs
             .iter()
-            .zip(&self.outputs)
+            .zip(self.outputs_of(slot))
             .map(|(d, data)| TensorView {
                 name: &d.name,
                 dims: std::iter::once(1)

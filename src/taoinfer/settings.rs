@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use tao_backends::BackendChoice;
 use tao_engine::backend::Precision as EnginePrecision;
 use tao_engine::calibration::Method;
 use tao_graph::ir::{InputOrder as GraphOrder, InputOverride};
@@ -202,6 +203,9 @@ pub struct Resolved {
     pub input_order: Option<GraphOrder>,
     pub output_blobs: Vec<String>,
     pub precision: EnginePrecision,
+    pub backend: BackendChoice,
+    /// The GPU (`device-id`, or the config's `gpu-id`).
+    pub device_id: usize,
     /// With precision int8: where the calibration table comes from.
     pub int8: Option<Int8Plan>,
     pub batch_size: usize,
@@ -442,13 +446,17 @@ impl Settings {
                 .unwrap_or_default()
         };
 
-        // Backend and precision.
-        if self.backend == Backend::Cuda {
-            return Err(Failure::new(
-                FailureKind::Unavailable,
-                "backend=cuda: the CUDA backend is not available in this build; use backend=cpu or auto",
-            ));
-        }
+        // Backend (chosen at start, where a GPU is probed) and precision.
+        let backend = match self.backend {
+            Backend::Auto => BackendChoice::Auto,
+            Backend::Cpu => BackendChoice::Cpu,
+            Backend::Cuda => BackendChoice::Cuda,
+        };
+        let device_id = if from_config("device-id", cfg.gpu_id.is_some()) {
+            cfg.gpu_id.unwrap_or(0)
+        } else {
+            self.device_id
+        } as usize;
         let precision = if explicit("precision") {
             match self.precision {
                 Precision::Int8 => EnginePrecision::Int8,
@@ -462,7 +470,7 @@ impl Settings {
                 _ => EnginePrecision::Fp32,
             }
         };
-        if precision == EnginePrecision::Fp16 {
+        if precision == EnginePrecision::Fp16 && backend == BackendChoice::Cpu {
             notes.push("precision fp16: the CPU backend computes in FP32".into());
         }
         let int8 = if precision == EnginePrecision::Int8 {
@@ -615,13 +623,7 @@ impl Settings {
         };
         let cluster_mode = if from_config("cluster-mode", cfg.cluster_mode.is_some()) {
             match cfg.cluster_mode {
-                Some(0) => {
-                    notes.push(
-                        "cluster-mode=0 (group rectangles) is done as DBSCAN+NMS by taoinfer"
-                            .into(),
-                    );
-                    postprocess::ClusterMode::Hybrid
-                }
+                Some(0) => postprocess::ClusterMode::GroupRectangles,
                 Some(1) => postprocess::ClusterMode::Dbscan,
                 Some(3) => postprocess::ClusterMode::Hybrid,
                 Some(4) => postprocess::ClusterMode::None,
@@ -632,6 +634,7 @@ impl Settings {
                 ClusterMode::Nms => postprocess::ClusterMode::Nms,
                 ClusterMode::Dbscan => postprocess::ClusterMode::Dbscan,
                 ClusterMode::DbscanNms => postprocess::ClusterMode::Hybrid,
+                ClusterMode::GroupRectangles => postprocess::ClusterMode::GroupRectangles,
                 ClusterMode::None => postprocess::ClusterMode::None,
             }
         };
@@ -664,9 +667,8 @@ impl Settings {
                 "optimization-profiles",
                 "shapes GPU engines; the CPU engine is built for batch-size",
             ),
-            ("device-id", "picks a GPU"),
         ] {
-            if explicit(property) {
+            if explicit(property) && backend == BackendChoice::Cpu {
                 notes.push(format!("{property} {why}: the CPU backend does not use it"));
             }
         }
@@ -692,6 +694,8 @@ impl Settings {
             input_order,
             output_blobs,
             precision,
+            backend,
+            device_id,
             int8,
             batch_size,
             threads,
@@ -764,6 +768,7 @@ impl Settings {
                     _ => props.min_boxes,
                 },
                 dbscan_min_score: attrs.dbscan_min_score.unwrap_or(0.0) as f32,
+                group_threshold: attrs.group_threshold.map(|g| g as usize),
                 min_width: attrs.detected_min_w.unwrap_or(0),
                 min_height: attrs.detected_min_h.unwrap_or(0),
                 max_width: attrs.detected_max_w.unwrap_or(0),
@@ -849,6 +854,27 @@ mod tests {
     }
 
     #[test]
+    fn cluster_mode_zero_groups_rectangles_with_the_config_eps_and_threshold() {
+        let text = CONFIG
+            .replace("cluster-mode=1\n", "cluster-mode=0\ngpu-id=2\n")
+            .replace(
+                "[class-attrs-1]\n",
+                "eps=0.25\nminBoxes=3\n[class-attrs-1]\ngroup-threshold=5\n",
+            );
+        let (dir, s) = with_config(&text);
+        std::fs::write(dir.path().join("model.etlt"), b"m").unwrap();
+        let r = s.resolve().unwrap();
+        assert_eq!(r.cluster_mode, postprocess::ClusterMode::GroupRectangles);
+        assert_eq!(r.device_id, 2);
+        let params = r.class_params.expand(3);
+        assert_eq!((params[0].eps, params[0].min_boxes), (0.25, 3));
+        assert_eq!(params[0].group_threshold, None);
+        // Class 1 inherits eps and minBoxes from [class-attrs-all] and adds its own threshold.
+        assert_eq!(params[1].eps, 0.25);
+        assert_eq!(params[1].group_threshold, Some(5));
+    }
+
+    #[test]
     fn explicit_properties_win() {
         let (dir, mut s) = with_config(CONFIG);
         let model = dir.path().join("mine.onnx");
@@ -898,11 +924,6 @@ mod tests {
         assert!(e.message.contains("input-dims"), "{e}");
 
         s.input_dims = None;
-        s.backend = Backend::Cuda;
-        let e = s.resolve().unwrap_err();
-        assert_eq!(e.kind, FailureKind::Unavailable);
-        assert!(e.message.contains("CUDA"), "{e}");
-
         s.backend = Backend::Cpu;
         s.key_file = Some("/no/such/key/file".into());
         let e = s.resolve().unwrap_err();
