@@ -834,3 +834,44 @@ fn classifier_and_segmentation_outputs() {
         assert!(expected.contains(&0), "the ball's cells are class 0");
     }
 }
+
+/// Input that no network can use is reported once, as a warning message, and the stream goes on.
+#[test]
+fn suspicious_input_statistics_warn_once() {
+    let cache = temp_cache();
+    let c = quoted(cache.path());
+    let about_input = |r: &common::Run| -> Vec<String> {
+        r.warnings()
+            .into_iter()
+            .filter(|w| w.contains("preprocessed input"))
+            .collect()
+    };
+    // A uniform grey source: every value of the input is the same.
+    let r = run(&format!(
+        "videotestsrc pattern=solid-color foreground-color=0xff808080 num-buffers=6 \
+         ! video/x-raw,format=RGB,width=320,height=240 \
+         ! taoinfer config-file={} engine-cache-dir={c} ! appsink name=sink",
+        quoted(demo_config())
+    ));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.buffers.len(), 6);
+    let warned = about_input(&r);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("every value"), "{}", warned[0]);
+
+    // net-scale-factor 255 where the network wants 1/255.
+    let r = run(&ball_pipeline(
+        "RGB",
+        (320, 240),
+        4,
+        "net-scale-factor=255",
+        &c,
+    ));
+    let warned = about_input(&r);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("net-scale-factor"), "{}", warned[0]);
+
+    // The ball with the config's own scaling: nothing to say.
+    let r = run(&ball_pipeline("RGB", (320, 240), 4, "", &c));
+    assert!(about_input(&r).is_empty(), "{:?}", r.warnings());
+}

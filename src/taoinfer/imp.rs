@@ -33,6 +33,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// The first frames inferred have their preprocessed statistics checked (see
+/// [`crate::preprocess::input_warning`]); a warning is given once.
+const INPUT_CHECK_FRAMES: u64 = 30;
+
 /// `code` of the progress messages about the engine.
 const PROGRESS_CODE: &str = "engine";
 
@@ -104,6 +108,8 @@ struct State {
     video: Option<VideoFormat>,
     frames_seen: u64,
     frames_inferred: u64,
+    /// Inferred frames whose input statistics are still to be checked (0 once warned).
+    input_checks_left: u64,
 }
 
 #[derive(Default)]
@@ -481,6 +487,15 @@ impl TaoInfer {
         let EngineSlot::Ready(runner) = &mut state.slot else {
             return Err(gst::FlowError::Error);
         };
+        if state.input_checks_left > 0 {
+            state.input_checks_left = state.input_checks_left.saturating_sub(filled as u64);
+            let input = runner.batch_input(filled);
+            if let Some(why) = crate::preprocess::input_warning(input, runner.input_spec()) {
+                state.input_checks_left = 0;
+                gst::warning!(CAT, imp = self, "{why}");
+                gst::element_imp_warning!(self, gst::StreamError::Format, ("{}", why));
+            }
+        }
         let started = Instant::now();
         runner.execute(filled).map_err(|f| self.fail_flow(&f))?;
         let executed = Instant::now();
@@ -1027,6 +1042,7 @@ impl BaseTransformImpl for TaoInfer {
             video: None,
             frames_seen: 0,
             frames_inferred: 0,
+            input_checks_left: INPUT_CHECK_FRAMES,
         });
         Ok(())
     }

@@ -637,6 +637,11 @@ impl Runner {
         &self.input[self.input_range(slot)]
     }
 
+    /// The input tensors of slots `0..frames`.
+    pub fn batch_input(&self, frames: usize) -> &[f32] {
+        &self.input[..frames.min(self.batch) * self.spec.elements()]
+    }
+
     /// Every output of the last run for the frame in `slot`.
     pub fn outputs_of(&self, slot: usize) -> impl Iterator<Item = &[f32]> {
         self.outputs.iter().map(move |o| {
