@@ -161,7 +161,7 @@ fn measure(
     element_block(batch * 2)?;
 
     // The bare engine: the same plan from the same cache, on a preprocessed input.
-    let mut m = load_model(&model, Some(key))?;
+    let mut m = load_model(model, Some(key))?;
     let options = apply_overrides(&mut m.graph, dims, None, outputs)?;
     // Same options as the element's (max batch = batch-size), so both use one plan.
     let config = BuildConfig {
