@@ -97,6 +97,7 @@ struct Setup<'a> {
 fn measure(
     s: &Setup,
     batch: usize,
+    overlap: bool,
     frames: usize,
 ) -> Result<Measurement, Box<dyn std::error::Error>> {
     let Setup {
@@ -115,7 +116,7 @@ fn measure(
     // The element: appsrc ! taoinfer ! fakesink, every frame inferred.
     let element = gst::parse::launch(&format!(
         "appsrc name=src format=time caps=\"{caps}\" ! taoinfer config-file=\"{}\" engine-cache-dir=\"{}\" \
-         threads={threads} precision={} batch-size={batch} ! appsink name=out sync=false",
+         threads={threads} precision={} batch-size={batch} overlap={overlap} ! appsink name=out sync=false",
         config.display(),
         cache_dir.display(),
         if precision == Precision::Int8 { "int8" } else { "fp32" }
@@ -151,6 +152,12 @@ fn measure(
         for _ in 0..n {
             push(pushed)?;
             pushed += 1;
+        }
+        // With overlap the last batch leaves at the next serialized event (appsrc keeps it in
+        // order behind the buffers).
+        if overlap {
+            let marker = gst::Structure::new_empty("pipeline-bench-block-end");
+            src.send_event(gst::event::CustomDownstream::new(marker));
         }
         for _ in 0..n {
             out.pull_sample()?;
@@ -323,9 +330,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads,
         cache_dir: cache_dir.path(),
     };
-    let single = measure(&setup, 1, frames)?;
+    let single = measure(&setup, 1, false, frames)?;
+    let overlapped = measure(&setup, 1, true, frames)?;
     let batched_run = if batched > 1 {
-        Some(measure(&setup, batched, frames)?)
+        Some(measure(&setup, batched, true, frames)?)
     } else {
         None
     };
@@ -390,8 +398,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model.display(),
         precision.name()
     );
+    print!("overlap=false ");
     single.print(1);
+    print!("overlap=true  ");
+    overlapped.print(1);
     if let Some(b) = &batched_run {
+        print!("overlap=true  ");
         b.print(batched);
         println!(
             "taoinfer batch-size={batched} / batch-size=1 throughput: {:.3}",

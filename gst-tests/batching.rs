@@ -11,9 +11,13 @@ const FRAMES: u64 = 10;
 const CAPS: &str = "video/x-raw,format=RGB,width=320,height=240,framerate=30/1";
 
 fn harness(batch: u32, cache: &tempfile::TempDir) -> gst_check::Harness {
+    harness_with(batch, "", cache)
+}
+
+fn harness_with(batch: u32, extra: &str, cache: &tempfile::TempDir) -> gst_check::Harness {
     common::init();
     let mut h = gst_check::Harness::new_parse(&format!(
-        "taoinfer config-file={} engine-cache-dir={} batch-size={batch}",
+        "taoinfer config-file={} engine-cache-dir={} batch-size={batch} {extra}",
         quoted(demo_config()),
         quoted(cache.path())
     ));
@@ -85,6 +89,76 @@ fn every_buffer_comes_out_in_order_with_its_results() {
             assert_eq!(objects(b), reference[i], "batch-size={batch}, frame {i}");
         }
     }
+}
+
+/// overlap=true: the engine runs a batch on its own thread while the next one is preprocessed.
+/// When a batch leaves depends on the engine's speed; what comes out must not.
+#[test]
+fn overlap_keeps_every_buffer_in_order_with_its_results() {
+    let cache = temp_cache();
+    let reference: Vec<Vec<FrameObject>> = run_batched(1, &cache).iter().map(objects).collect();
+    for batch in [1, 3, 4] {
+        let mut h = harness_with(batch, "overlap=true", &cache);
+        let mut out = Vec::new();
+        for i in 0..FRAMES {
+            assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
+            out.extend(drain_output(&mut h));
+            // A batch is out at the latest once the one after it is full.
+            let whole_batches = (i + 1) / u64::from(batch);
+            assert!(
+                out.len() as u64 >= whole_batches.saturating_sub(1) * u64::from(batch),
+                "batch-size={batch}: {} out after {} in",
+                out.len(),
+                i + 1
+            );
+        }
+        assert!(h.push_event(gst::event::Eos::new()));
+        out.extend(drain_output(&mut h));
+        assert_eq!(
+            out.len(),
+            FRAMES as usize,
+            "batch-size={batch}: every buffer out"
+        );
+        for (i, b) in out.iter().enumerate() {
+            assert_eq!(b.offset(), i as u64, "batch-size={batch}: in order");
+            assert_eq!(objects(b), reference[i], "batch-size={batch}, frame {i}");
+        }
+    }
+    // The latency query counts the extra batch: 4 frames at 30 per second.
+    let mut h = harness_with(4, "overlap=true", &cache);
+    h.set_upstream_latency(gst::ClockTime::ZERO);
+    assert_eq!(
+        h.query_latency(),
+        Some(gst::ClockTime::from_nseconds(4_000_000_000 / 30))
+    );
+}
+
+#[test]
+fn overlap_flush_drops_the_running_and_held_batches() {
+    let cache = temp_cache();
+    let mut h = harness_with(4, "overlap=true", &cache);
+    let mut out = Vec::new();
+    for i in 0..6 {
+        assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
+        out.extend(drain_output(&mut h));
+    }
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    assert!(
+        h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()))
+    );
+    out.extend(drain_output(&mut h));
+    let before: Vec<u64> = out.iter().map(|b| b.offset()).collect();
+    // The first batch may have left before the flush; nothing held or running leaves after it.
+    assert!(before.is_empty() || before == [0, 1, 2, 3], "{before:?}");
+    for i in 6..11 {
+        assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let after: Vec<u64> = drain_output(&mut h).iter().map(|b| b.offset()).collect();
+    assert_eq!(after, [6, 7, 8, 9, 10]);
 }
 
 #[test]

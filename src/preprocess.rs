@@ -223,18 +223,38 @@ pub fn input_warning(values: &[f32], spec: &InputSpec) -> Option<String> {
     if values.is_empty() {
         return None;
     }
-    let (mut min, mut max, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
-    for &v in values {
-        if !v.is_finite() {
-            return Some(format!(
-                "the preprocessed input holds a non-finite value ({v}): check net-scale-factor, offsets and std"
-            ));
+    // Lane-wise accumulators the compiler vectorises; NaN fails both comparisons and is caught
+    // through the sum (NaN and infinities make it non-finite).
+    const LANES: usize = 16;
+    let (mut min, mut max, mut sum) = (
+        [f32::INFINITY; LANES],
+        [f32::NEG_INFINITY; LANES],
+        [0f32; LANES],
+    );
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for i in 0..LANES {
+            let v = chunk[i];
+            min[i] = if v < min[i] { v } else { min[i] };
+            max[i] = if v > max[i] { v } else { max[i] };
+            sum[i] += v;
         }
-        min = min.min(v);
-        max = max.max(v);
-        sum += f64::from(v);
     }
-    let mean = sum / values.len() as f64;
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        min[i] = if v < min[i] { v } else { min[i] };
+        max[i] = if v > max[i] { v } else { max[i] };
+        sum[i] += v;
+    }
+    let total: f64 = sum.iter().map(|&v| f64::from(v)).sum();
+    let min = min.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !total.is_finite() || !min.is_finite() || !max.is_finite() {
+        return Some(
+            "the preprocessed input holds non-finite values (NaN or infinity): check net-scale-factor, offsets and std"
+                .to_owned(),
+        );
+    }
+    let mean = total / values.len() as f64;
     if min == max {
         return Some(format!(
             "every value of the preprocessed input is {min}: the network sees no image (blank frames, or net-scale-factor {})",

@@ -35,7 +35,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// The first frames inferred have their preprocessed statistics checked (see
 /// [`crate::preprocess::input_warning`]); a warning is given once.
-const INPUT_CHECK_FRAMES: u64 = 30;
+const INPUT_CHECK_FRAMES: u64 = 8;
 
 /// `code` of the progress messages about the engine.
 const PROGRESS_CODE: &str = "engine";
@@ -98,6 +98,8 @@ struct State {
     resolved: Resolved,
     /// Buffers in arrival order, waiting for their batch to fill.
     held: VecDeque<Held>,
+    /// Buffers of the batch running on the engine thread (overlap=true).
+    in_flight: VecDeque<Held>,
     /// Slots of the runner filled by `held`.
     slots_filled: usize,
     /// Buffers whose batch is done, in order, for generate_output.
@@ -327,7 +329,7 @@ impl TaoInfer {
 
     /// Swaps in the INT8 engine once the calibration worker is done (the FP32 engine keeps
     /// running until then; on failure it simply stays).
-    fn poll_calibration(&self, state: &mut State, index: u64) {
+    fn poll_calibration(&self, state: &mut State, index: u64, messages: &mut Vec<gst::Structure>) {
         let Some(cal) = &mut state.calibration else {
             return;
         };
@@ -350,6 +352,10 @@ impl TaoInfer {
                 {
                     self.calibration_failed(&f);
                     return;
+                }
+                // The batch still running on the FP32 engine finishes there first.
+                if let Err(e) = self.collect(state, true, messages) {
+                    gst::debug!(CAT, imp = self, "before the INT8 swap: {e:?}");
                 }
                 state.slot = EngineSlot::Ready(runner);
                 let plan = report.plan_path.as_ref().map(|p| p.display().to_string());
@@ -460,7 +466,7 @@ impl TaoInfer {
 
     /// A buffer that is not inferred: straight out when nothing is held, else behind the held ones.
     fn pass(state: &mut State, buffer: gst::Buffer, index: u64) {
-        if state.held.is_empty() {
+        if state.held.is_empty() && state.in_flight.is_empty() {
             state.done.push_back(buffer);
         } else {
             state.held.push_back(Held {
@@ -471,13 +477,15 @@ impl TaoInfer {
         }
     }
 
-    /// Runs the engine once on the held frames, attaches each frame's results to its buffer and
-    /// moves every held buffer, in order, to the output queue. Messages to post are collected.
+    /// Starts the engine on the held frames (after the batch before them is out). Without overlap
+    /// it waits for the results at once; with it, the batch runs while the next one fills and is
+    /// collected later. Messages to post are collected.
     fn infer_held(
         &self,
         state: &mut State,
         messages: &mut Vec<gst::Structure>,
     ) -> Result<(), gst::FlowError> {
+        self.collect(state, true, messages)?;
         let filled = std::mem::take(&mut state.slots_filled);
         let held = std::mem::take(&mut state.held);
         if filled == 0 {
@@ -496,15 +504,44 @@ impl TaoInfer {
                 gst::element_imp_warning!(self, gst::StreamError::Format, ("{}", why));
             }
         }
-        let started = Instant::now();
-        runner.execute(filled).map_err(|f| self.fail_flow(&f))?;
-        let executed = Instant::now();
+        runner.start(filled).map_err(|f| self.fail_flow(&f))?;
+        state.in_flight = held;
+        if !state.resolved.overlap {
+            self.collect(state, true, messages)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the results of the batch on the engine thread (waiting for them when `wait`; else
+    /// only if it is done), attaches each frame's results to its buffer and moves the batch, in
+    /// order, to the output queue; frames held behind it that are not inferred follow it.
+    fn collect(
+        &self,
+        state: &mut State,
+        wait: bool,
+        messages: &mut Vec<gst::Structure>,
+    ) -> Result<(), gst::FlowError> {
+        let EngineSlot::Ready(runner) = &mut state.slot else {
+            return Ok(());
+        };
+        if !runner.running() {
+            return Ok(());
+        }
+        let finished = if wait {
+            runner.finish()
+        } else {
+            match runner.try_finish() {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        };
+        let filled = finished.map_err(|f| self.fail_flow(&f))?;
         let with_tensors = state.resolved.output_tensor_meta || runner.always_tensors();
         for Held {
             mut buffer,
             index,
             slot,
-        } in held
+        } in std::mem::take(&mut state.in_flight)
         {
             if let Some(slot) = slot {
                 if let Some(cal) = &mut state.calibration
@@ -530,13 +567,14 @@ impl TaoInfer {
             }
             state.done.push_back(buffer);
         }
-        gst::trace!(
-            CAT,
-            imp = self,
-            "batch of {filled}: engine {:?}, results {:?}",
-            executed - started,
-            executed.elapsed()
-        );
+        if state.slots_filled == 0 {
+            state.done.extend(
+                std::mem::take(&mut state.held)
+                    .into_iter()
+                    .map(|h| h.buffer),
+            );
+        }
+        gst::trace!(CAT, imp = self, "batch of {filled} collected");
         Ok(())
     }
 
@@ -555,7 +593,7 @@ impl TaoInfer {
             let Some(state) = guard.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            if state.held.is_empty() && state.done.is_empty() {
+            if state.held.is_empty() && state.in_flight.is_empty() && state.done.is_empty() {
                 return Ok(gst::FlowSuccess::Ok);
             }
             gst::debug!(
@@ -565,7 +603,9 @@ impl TaoInfer {
                 state.held.len(),
                 state.slots_filled
             );
-            let inferred = self.infer_held(state, &mut messages);
+            let inferred = self
+                .infer_held(state, &mut messages)
+                .and_then(|()| self.collect(state, true, &mut messages));
             let out = std::mem::take(&mut state.done);
             inferred.map(|()| out)?
         };
@@ -587,7 +627,12 @@ impl TaoInfer {
                     state.held.len()
                 );
             }
+            // A run under way cannot be cancelled: wait for it, then forget it.
+            if let EngineSlot::Ready(runner) = &mut state.slot {
+                let _ = runner.finish();
+            }
             state.held.clear();
+            state.in_flight.clear();
             state.done.clear();
             state.slots_filled = 0;
         }
@@ -605,11 +650,18 @@ impl TaoInfer {
         };
         let fps = state.info.as_ref().map(|i| i.fps());
         match fps {
-            Some(fps) if batch > 1 && fps.numer() > 0 && fps.denom() > 0 => {
-                let per_frame = gst::ClockTime::SECOND
-                    .mul_div_floor(fps.denom() as u64, fps.numer() as u64)
-                    .unwrap_or(gst::ClockTime::ZERO);
-                per_frame * (batch as u64 - 1)
+            Some(fps)
+                if (batch > 1 || state.resolved.overlap) && fps.numer() > 0 && fps.denom() > 0 =>
+            {
+                // With overlap a batch also waits for the next one to fill before it leaves.
+                let waits = if state.resolved.overlap {
+                    batch
+                } else {
+                    batch - 1
+                };
+                gst::ClockTime::SECOND
+                    .mul_div_floor(fps.denom() as u64 * waits as u64, fps.numer() as u64)
+                    .unwrap_or(gst::ClockTime::ZERO)
             }
             _ => gst::ClockTime::ZERO,
         }
@@ -784,6 +836,7 @@ impl ObjectImpl for TaoInfer {
                 double_prop("segmentation-threshold", "Segmentation threshold", "Score a pixel's best class needs (else class 255)", 0.0, 1.0, DEFAULT_SEGMENTATION_THRESHOLD),
                 bool_prop("output-tensor-meta", "Output tensor meta", "Attach every output tensor as a TaoTensors meta (always on for network-type=other)", false),
                 bool_prop("post-messages", "Post messages", "Post an element message named \"taoinfer\" with the results of every inferred frame", false),
+                bool_prop("overlap", "Overlap", "Preprocess the next batch while the engine runs the current one on its own thread: more throughput, one more batch of latency (a batch leaves once the next is full, or at EOS or any serialized event)", false),
             ]
         });
         PROPERTIES.as_ref()
@@ -844,6 +897,7 @@ impl ObjectImpl for TaoInfer {
             "segmentation-threshold" => s.segmentation_threshold = get!(),
             "output-tensor-meta" => s.output_tensor_meta = get!(),
             "post-messages" => s.post_messages = get!(),
+            "overlap" => s.overlap = get!(),
             _ => return,
         }
         // Static names: the explicit set outlives this call.
@@ -898,6 +952,7 @@ impl ObjectImpl for TaoInfer {
             "segmentation-threshold" => s.segmentation_threshold.to_value(),
             "output-tensor-meta" => s.output_tensor_meta.to_value(),
             "post-messages" => s.post_messages.to_value(),
+            "overlap" => s.overlap.to_value(),
             // Write-only (key) or unknown: GObject never asks.
             _ => None::<String>.to_value(),
         }
@@ -1034,6 +1089,7 @@ impl BaseTransformImpl for TaoInfer {
         *lock(&self.state) = Some(State {
             resolved,
             held: VecDeque::new(),
+            in_flight: VecDeque::new(),
             slots_filled: 0,
             done: VecDeque::new(),
             slot,
@@ -1106,8 +1162,9 @@ impl BaseTransformImpl for TaoInfer {
             let index = state.frames_seen;
             state.frames_seen += 1;
             // A new engine is swapped in between batches only.
+            self.collect(state, false, &mut messages)?;
             if state.slots_filled == 0 {
-                self.poll_calibration(state, index);
+                self.poll_calibration(state, index, &mut messages);
             }
             let interval = u64::from(state.resolved.interval);
             let skipped = interval > 0 && index % (interval + 1) != 0;

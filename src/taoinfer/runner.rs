@@ -3,6 +3,7 @@
 //! so the element only glues.
 
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use tao_backends::{BackendChoice, Request};
@@ -350,7 +351,7 @@ pub enum CalibrationInput {
 /// when the sender went away first (the element stopped).
 pub fn calibrate(
     job: PendingCalibration,
-    inputs: std::sync::mpsc::Receiver<CalibrationInput>,
+    inputs: mpsc::Receiver<CalibrationInput>,
     r: &Resolved,
 ) -> Result<Option<(Box<Runner>, CalibrationReport)>, Failure> {
     let mut optimised = job.graph.clone();
@@ -473,14 +474,90 @@ pub struct FrameResult {
     pub segmentation: Option<(u32, u32, u32, Vec<u8>)>,
 }
 
-/// The engine with its buffers and the frame-to-tensor and tensor-to-result steps. The buffers hold
-/// `batch` frames: frames are preprocessed into slots `0..n` and inferred together.
-pub struct Runner {
-    engine: Box<dyn Engine>,
-    batch: usize,
-    /// `batch` input tensors, one after another.
+/// One engine run handed to the engine thread: the buffers travel with it and come back.
+struct EngineJob {
+    frames: usize,
     input: Vec<f32>,
-    /// Per output: `batch` results, one after another.
+    outputs: Vec<Vec<f32>>,
+    result: Result<(), String>,
+}
+
+/// A thread that owns the engine and runs one batch at a time, so the streaming thread can
+/// preprocess the next batch meanwhile.
+struct EngineThread {
+    jobs: Option<mpsc::Sender<EngineJob>>,
+    done: mpsc::Receiver<EngineJob>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineThread {
+    fn spawn(mut engine: Box<dyn Engine>) -> Result<EngineThread, Failure> {
+        let (jobs, job_rx) = mpsc::channel::<EngineJob>();
+        let (done_tx, done) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("taoinfer-engine".into())
+            .spawn(move || {
+                let max_batch = engine.max_batch().max(1);
+                for mut job in job_rx {
+                    let per_image = job.input.len() / max_batch;
+                    let mut outs: Vec<&mut [f32]> = job
+                        .outputs
+                        .iter_mut()
+                        .map(|o| {
+                            let n = o.len() / max_batch;
+                            &mut o[..job.frames * n]
+                        })
+                        .collect();
+                    job.result = engine
+                        .run(
+                            job.frames,
+                            &[&job.input[..job.frames * per_image]],
+                            &mut outs,
+                        )
+                        .map_err(|e| e.to_string());
+                    if done_tx.send(job).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| {
+                Failure::new(
+                    FailureKind::Engine,
+                    format!("cannot start the engine thread: {e}"),
+                )
+            })?;
+        Ok(EngineThread {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EngineThread {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread after the run under way.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The engine with its buffers and the frame-to-tensor and tensor-to-result steps. The buffers hold
+/// `batch` frames: frames are preprocessed into slots `0..n` of the filling input and inferred
+/// together, on the engine thread ([`Runner::start`] / [`Runner::finish`]).
+pub struct Runner {
+    engine: EngineThread,
+    /// Frames of the run under way on the engine thread.
+    running: Option<usize>,
+    batch: usize,
+    /// `batch` input tensors, one after another, being filled.
+    input: Vec<f32>,
+    /// The input of the last finished run (and the buffer filled after the next start).
+    last_input: Vec<f32>,
+    /// Per output: `batch` results of the last finished run, one after another (empty while a
+    /// run is under way).
     outputs: Vec<Vec<f32>>,
     output_descs: Vec<IoDesc>,
     spec: InputSpec,
@@ -595,14 +672,18 @@ impl Runner {
             },
             NetworkType::Other => Interpretation::Other,
         };
-        // The engine was built for batch-size; never more than it takes.
-        let batch = r.batch_size.clamp(1, engine.max_batch().max(1));
+        // The engine was built for batch-size; never more than it takes. Buffers are sized for
+        // what the engine takes, so the engine thread can slice them by its own batch.
+        let max_batch = engine.max_batch().max(1);
+        let batch = r.batch_size.clamp(1, max_batch);
         Ok(Runner {
             batch,
-            input: vec![0.0; batch * spec.elements()],
+            running: None,
+            input: vec![0.0; max_batch * spec.elements()],
+            last_input: vec![0.0; max_batch * spec.elements()],
             outputs: outputs
                 .iter()
-                .map(|o| vec![0.0; batch * o.elements_per_image()])
+                .map(|o| vec![0.0; max_batch * o.elements_per_image()])
                 .collect(),
             output_descs: outputs,
             spec,
@@ -613,8 +694,10 @@ impl Runner {
             box_norm: r.box_norm,
             classifier_threshold: r.classifier_threshold,
             segmentation_threshold: r.segmentation_threshold,
-            threads: r.threads,
-            engine,
+            // With overlap the engine's threads are busy while frames are preprocessed: one
+            // preprocessing thread then, not a second crowd on the same cores.
+            threads: if r.overlap { 1 } else { r.threads },
+            engine: EngineThread::spawn(engine)?,
         })
     }
 
@@ -632,22 +715,25 @@ impl Runner {
         slot * n..(slot + 1) * n
     }
 
-    /// The input tensor preprocessed into `slot`.
+    /// The input tensor of `slot` in the last finished run.
     pub fn input_of(&self, slot: usize) -> &[f32] {
-        &self.input[self.input_range(slot)]
+        &self.last_input[self.input_range(slot)]
     }
 
-    /// The input tensors of slots `0..frames`.
+    /// The input tensors of slots `0..frames`, being filled.
     pub fn batch_input(&self, frames: usize) -> &[f32] {
         &self.input[..frames.min(self.batch) * self.spec.elements()]
     }
 
-    /// Every output of the last run for the frame in `slot`.
+    /// Every output of the last finished run for the frame in `slot`.
     pub fn outputs_of(&self, slot: usize) -> impl Iterator<Item = &[f32]> {
-        self.outputs.iter().map(move |o| {
-            let n = o.len() / self.batch;
-            &o[slot * n..(slot + 1) * n]
-        })
+        self.output_descs
+            .iter()
+            .zip(&self.outputs)
+            .map(move |(d, o)| {
+                let n = d.elements_per_image();
+                o.get(slot * n..(slot + 1) * n).unwrap_or(&[])
+            })
     }
 
     /// Replaces the input tensor of slot 0 (a frame preprocessed earlier).
@@ -733,20 +819,77 @@ impl Runner {
             .map_err(|e| Failure::new(FailureKind::Settings, e.0))
     }
 
-    /// Runs the engine once on the frames in slots `0..frames`.
+    /// Runs the engine once on the frames in slots `0..frames` and waits for the results.
     pub fn execute(&mut self, frames: usize) -> Result<(), Failure> {
+        self.start(frames)?;
+        self.finish().map(|_| ())
+    }
+
+    /// Whether a run is under way on the engine thread.
+    pub fn running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Hands the frames in slots `0..frames` to the engine thread; preprocessing of the next batch
+    /// may go on meanwhile (into the other input buffer).
+    pub fn start(&mut self, frames: usize) -> Result<(), Failure> {
+        if self.running.is_some() {
+            return Err(Failure::new(
+                FailureKind::Engine,
+                "a batch was started while another was running",
+            ));
+        }
         let frames = frames.clamp(1, self.batch);
-        let input = &self.input[..frames * self.spec.elements()];
-        let mut outs: Vec<&mut [f32]> = self
-            .outputs
-            .iter_mut()
-            .map(|o| {
-                let n = o.len() / self.batch;
-                &mut o[..frames * n]
-            })
-            .collect();
-        self.engine
-            .run(frames, &[input], &mut outs)
+        let input = std::mem::replace(&mut self.input, std::mem::take(&mut self.last_input));
+        let job = EngineJob {
+            frames,
+            input,
+            outputs: std::mem::take(&mut self.outputs),
+            result: Ok(()),
+        };
+        let sent = self.engine.jobs.as_ref().map(|j| j.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(Failure::new(
+                FailureKind::Engine,
+                "the engine thread stopped",
+            ));
+        }
+        self.running = Some(frames);
+        Ok(())
+    }
+
+    /// Waits for the run under way (if any); returns how many frames it inferred.
+    pub fn finish(&mut self) -> Result<usize, Failure> {
+        if self.running.is_none() {
+            return Ok(0);
+        }
+        let job = self
+            .engine
+            .done
+            .recv()
+            .map_err(|_| Failure::new(FailureKind::Engine, "the engine thread stopped"))?;
+        self.take_job(job)
+    }
+
+    /// Like [`Runner::finish`] without waiting: `None` while the run is still under way.
+    pub fn try_finish(&mut self) -> Option<Result<usize, Failure>> {
+        self.running?;
+        match self.engine.done.try_recv() {
+            Ok(job) => Some(self.take_job(job)),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(Failure::new(
+                FailureKind::Engine,
+                "the engine thread stopped",
+            ))),
+        }
+    }
+
+    fn take_job(&mut self, job: EngineJob) -> Result<usize, Failure> {
+        self.running = None;
+        self.last_input = job.input;
+        self.outputs = job.outputs;
+        job.result
+            .map(|()| job.frames)
             .map_err(|e| Failure::new(FailureKind::Engine, format!("inference failed: {e}")))
     }
 

@@ -78,6 +78,7 @@ pub struct Settings {
     pub segmentation_threshold: f64,
     pub output_tensor_meta: bool,
     pub post_messages: bool,
+    pub overlap: bool,
     pub explicit: BTreeSet<&'static str>,
 }
 
@@ -126,6 +127,7 @@ impl Default for Settings {
             segmentation_threshold: DEFAULT_SEGMENTATION_THRESHOLD,
             output_tensor_meta: false,
             post_messages: false,
+            overlap: false,
             explicit: BTreeSet::new(),
         }
     }
@@ -231,6 +233,8 @@ pub struct Resolved {
     pub segmentation_threshold: f32,
     pub output_tensor_meta: bool,
     pub post_messages: bool,
+    /// Preprocess the next batch while the engine runs the current one.
+    pub overlap: bool,
     /// Lines worth an INFO log (what the config file supplied, fallbacks taken).
     pub notes: Vec<String>,
     /// Lines worth a GStreamer warning message.
@@ -719,6 +723,7 @@ impl Settings {
             segmentation_threshold,
             output_tensor_meta,
             post_messages: self.post_messages,
+            overlap: self.overlap,
             notes,
             warnings,
         })
