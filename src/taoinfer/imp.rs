@@ -20,7 +20,8 @@ use super::runner::{
 use super::settings::{self, Failure, FailureKind, Resolved, Settings};
 use super::{
     Backend, BuildPolicy, CALIBRATION_MESSAGE, CalibrationAlgorithm, ClusterMode, ColorFormat,
-    ENGINE_IN_USE_MESSAGE, InputOrder, MESSAGE_NAME, NetworkType, Precision, ScalingFilter,
+    ENGINE_IN_USE_MESSAGE, InputOrder, MESSAGE_NAME, NetworkType, Precision, ProcessMode,
+    ScalingFilter,
 };
 use crate::meta;
 use crate::preprocess::{FrameView, SourceFormat, YuvMatrix};
@@ -464,6 +465,82 @@ impl TaoInfer {
         }
     }
 
+    /// Secondary mode: classifies every region-of-interest meta of the buffer that passes the
+    /// operate-on filters (as many per engine run as the batch holds) and adds the result to it.
+    fn classify_regions(
+        &self,
+        state: &mut State,
+        mut buffer: gst::Buffer,
+    ) -> Result<gst::Buffer, gst::FlowError> {
+        let r = &state.resolved;
+        let wanted: Vec<meta::Region> = meta::regions(buffer.as_ref())
+            .into_iter()
+            .filter(|reg| r.operate_on_gie_id.is_none_or(|g| reg.gie_id == Some(g)))
+            .filter(|reg| {
+                r.operate_on_class_ids.is_empty()
+                    || reg
+                        .class_id
+                        .is_some_and(|c| r.operate_on_class_ids.contains(&c))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(buffer);
+        }
+        let gie_id = r.gie_unique_id;
+        let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        let EngineSlot::Ready(runner) = &mut state.slot else {
+            return Ok(buffer);
+        };
+        let mut results = Vec::new();
+        for group in wanted.chunks(runner.batch()) {
+            let mut in_slots = Vec::new();
+            {
+                let frame =
+                    gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info)
+                        .map_err(|_| {
+                            self.fail_flow(&Failure::new(
+                                FailureKind::Settings,
+                                "cannot map the video frame",
+                            ))
+                        })?;
+                let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+                let mut strides = [0usize; 3];
+                for i in 0..(frame.n_planes() as usize).min(3) {
+                    planes[i] = frame.plane_data(i as u32).unwrap_or(&[]);
+                    strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
+                }
+                let view = FrameView { planes, strides };
+                for reg in group {
+                    let slot = in_slots.len();
+                    let rect = (reg.x, reg.y, reg.width, reg.height);
+                    if runner
+                        .preprocess_region(slot, &view, rect)
+                        .map_err(|f| self.fail_flow(&f))?
+                    {
+                        in_slots.push(reg.position);
+                    }
+                }
+            }
+            if in_slots.is_empty() {
+                continue;
+            }
+            runner
+                .execute(in_slots.len())
+                .map_err(|f| self.fail_flow(&f))?;
+            for (slot, position) in in_slots.into_iter().enumerate() {
+                if let Some(c) = runner.results(slot).classification {
+                    results.push((position, c));
+                }
+            }
+        }
+        let buf = buffer.make_mut();
+        for (position, (class, label, confidence)) in results {
+            meta::add_region_classification(buf, position, gie_id, class, &label, confidence);
+        }
+        state.frames_inferred += 1;
+        Ok(buffer)
+    }
+
     /// A buffer that is not inferred: straight out when nothing is held, else behind the held ones.
     fn pass(state: &mut State, buffer: gst::Buffer, index: u64) {
         if state.held.is_empty() && state.in_flight.is_empty() {
@@ -551,7 +628,7 @@ impl TaoInfer {
                 }
                 let result = runner.results(slot);
                 let buf = buffer.make_mut();
-                attach(buf, &result);
+                attach(buf, &result, state.resolved.gie_unique_id);
                 if with_tensors {
                     meta::add_tensors(buf, &runner.tensors(slot));
                 }
@@ -797,7 +874,7 @@ impl ObjectImpl for TaoInfer {
                 enum_prop("input-order", "Input order", "Layout of input-dims", InputOrder::Nchw),
                 string_prop("output-blobs", "Output blobs", "Output tensors to use, ';'- or ','-separated (default: the model's outputs)"),
                 enum_prop("precision", "Precision", "Engine precision", Precision::Fp32),
-                uint_prop("batch-size", "Batch size", "Largest batch the engine is built for (frames are inferred one at a time)", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+                uint_prop("batch-size", "Batch size", "Frames inferred together in one engine run (the engine is built for it): buffers are held until the batch is full, a partial batch is inferred at EOS and before other serialized events", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE),
                 uint_prop("workspace", "Workspace (MB)", "Builder workspace in MB (for GPU backends; the CPU backend sizes its memory from the model)", 0, u32::MAX, 0),
                 string_prop("optimization-profiles", "Optimization profiles", "tao-converter style profiles (for GPU backends; the CPU backend builds for batch-size)"),
                 enum_prop("backend", "Backend", "Where the engine runs", Backend::Auto),
@@ -821,6 +898,16 @@ impl ObjectImpl for TaoInfer {
                 bool_prop("symmetric-padding", "Symmetric padding", "With maintain-aspect-ratio: centre the frame instead of padding right/bottom", false),
                 enum_prop("scaling-filter", "Scaling filter", "How frames are resized to the network input", ScalingFilter::Nearest),
                 uint_prop("interval", "Interval", "Frames skipped between inferred frames (skipped frames get no results)", 0, i32::MAX as u32, 0),
+                enum_prop("process-mode", "Process mode", "Primary: infer on whole frames; secondary: classify each object an earlier taoinfer (or any element) attached as a region-of-interest meta, adding a `classification` parameter structure to that meta", ProcessMode::Primary),
+                uint_prop("gie-unique-id", "Unique id", "Id of this inference stage, written into each object's `detection` parameters (field gie-id) and into secondary results", 0, i32::MAX as u32, DEFAULT_GIE_UNIQUE_ID),
+                glib::ParamSpecInt::builder("operate-on-gie-id")
+                    .nick("Operate on unique id")
+                    .blurb("Secondary mode: only objects whose detection gie-id is this (-1: any)")
+                    .minimum(-1)
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
+                string_prop("operate-on-class-ids", "Operate on class ids", "Secondary mode: only objects of these classes (`;`-separated; unset: any)"),
                 enum_prop("network-type", "Network type", "How the outputs are read", NetworkType::Detector),
                 uint_prop("num-classes", "Number of classes", "Classes the detector outputs (0 = from the model; otherwise checked against it)", 0, 65535, 0),
                 string_prop("labels-file", "Labels file", "Class labels: one per line, or ';'-separated on one line"),
@@ -882,6 +969,10 @@ impl ObjectImpl for TaoInfer {
             "symmetric-padding" => s.symmetric_padding = get!(),
             "scaling-filter" => s.scaling_filter = get!(),
             "interval" => s.interval = get!(),
+            "process-mode" => s.process_mode = get!(),
+            "gie-unique-id" => s.gie_unique_id = get!(),
+            "operate-on-gie-id" => s.operate_on_gie_id = get!(),
+            "operate-on-class-ids" => s.operate_on_class_ids = string(),
             "network-type" => s.network_type = get!(),
             "num-classes" => s.num_classes = get!(),
             "labels-file" => s.labels_file = string(),
@@ -937,6 +1028,10 @@ impl ObjectImpl for TaoInfer {
             "symmetric-padding" => s.symmetric_padding.to_value(),
             "scaling-filter" => s.scaling_filter.to_value(),
             "interval" => s.interval.to_value(),
+            "process-mode" => s.process_mode.to_value(),
+            "gie-unique-id" => s.gie_unique_id.to_value(),
+            "operate-on-gie-id" => s.operate_on_gie_id.to_value(),
+            "operate-on-class-ids" => s.operate_on_class_ids.to_value(),
             "network-type" => s.network_type.to_value(),
             "num-classes" => s.num_classes.to_value(),
             "labels-file" => s.labels_file.to_value(),
@@ -1181,6 +1276,11 @@ impl BaseTransformImpl for TaoInfer {
                 Self::pass(state, inbuf, index);
                 return Ok(gst::FlowSuccess::Ok);
             }
+            if state.resolved.secondary {
+                let out = self.classify_regions(state, inbuf)?;
+                Self::pass(state, out, index);
+                return Ok(gst::FlowSuccess::Ok);
+            }
             let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
             let slot = state.slots_filled;
             {
@@ -1264,8 +1364,8 @@ impl BaseTransformImpl for TaoInfer {
     }
 }
 
-fn attach(buf: &mut gst::BufferRef, result: &FrameResult) {
-    meta::add_objects(buf, &result.objects);
+fn attach(buf: &mut gst::BufferRef, result: &FrameResult, gie_id: u32) {
+    meta::add_objects(buf, &result.objects, gie_id);
     if let Some((class, label, confidence)) = &result.classification {
         meta::add_classification(buf, *class, label, *confidence);
     }

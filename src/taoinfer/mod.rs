@@ -106,6 +106,20 @@ pub enum NetworkType {
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
 #[repr(u32)]
+#[enum_type(name = "GstTaoInferProcessMode")]
+pub enum ProcessMode {
+    #[default]
+    #[enum_value(name = "Primary: whole frames", nick = "primary")]
+    Primary = 1,
+    #[enum_value(
+        name = "Secondary: each object (region-of-interest meta) of an earlier detector, classifier results on the object",
+        nick = "secondary"
+    )]
+    Secondary = 2,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
 #[enum_type(name = "GstTaoInferClusterMode")]
 pub enum ClusterMode {
     #[default]

@@ -819,6 +819,69 @@ impl Runner {
             .map_err(|e| Failure::new(FailureKind::Settings, e.0))
     }
 
+    /// Preprocesses the region `(x, y, width, height)` of a frame (clipped to it; on 4:2:0 formats
+    /// widened to even coordinates) into the input tensor of `slot`, as if it were a whole frame.
+    /// `false` when nothing of the region lies inside the frame.
+    pub fn preprocess_region(
+        &mut self,
+        slot: usize,
+        frame: &FrameView,
+        region: (u32, u32, u32, u32),
+    ) -> Result<bool, Failure> {
+        let (video, _) = self
+            .preprocessor
+            .as_ref()
+            .ok_or_else(|| Failure::new(FailureKind::Settings, "no video format negotiated yet"))?;
+        let video = *video;
+        let (mut x, mut y) = (region.0 as usize, region.1 as usize);
+        let mut right = (x + region.2 as usize).min(video.width);
+        let mut bottom = (y + region.3 as usize).min(video.height);
+        if matches!(video.format, SourceFormat::Nv12 | SourceFormat::I420) {
+            // Chroma is shared by 2x2 pixels: start and end on even coordinates.
+            x &= !1;
+            y &= !1;
+            right = (right + (right & 1)).min(video.width);
+            bottom = (bottom + (bottom & 1)).min(video.height);
+        }
+        if right <= x || bottom <= y || slot >= self.batch {
+            return Ok(false);
+        }
+        let offset = |plane: usize, column_bytes: usize, row: usize| -> &[u8] {
+            let start = row * frame.strides[plane] + column_bytes;
+            frame.planes[plane].get(start..).unwrap_or(&[])
+        };
+        let planes: [&[u8]; 3] = match video.format {
+            SourceFormat::Packed {
+                bytes_per_pixel, ..
+            } => [offset(0, x * bytes_per_pixel, y), &[], &[]],
+            SourceFormat::Gray8 => [offset(0, x, y), &[], &[]],
+            SourceFormat::Nv12 => [offset(0, x, y), offset(1, x, y / 2), &[]],
+            SourceFormat::I420 => [
+                offset(0, x, y),
+                offset(1, x / 2, y / 2),
+                offset(2, x / 2, y / 2),
+            ],
+        };
+        let crop = FrameView {
+            planes,
+            strides: frame.strides,
+        };
+        let p = Preprocessor::new(
+            &self.spec,
+            video.format,
+            right - x,
+            bottom - y,
+            video.matrix,
+            video.full_range,
+            1,
+        )
+        .map_err(|e| Failure::new(FailureKind::Settings, e.0))?;
+        let range = self.input_range(slot);
+        p.run(&crop, &mut self.input[range])
+            .map_err(|e| Failure::new(FailureKind::Settings, e.0))?;
+        Ok(true)
+    }
+
     /// Runs the engine once on the frames in slots `0..frames` and waits for the results.
     pub fn execute(&mut self, frames: usize) -> Result<(), Failure> {
         self.start(frames)?;

@@ -11,7 +11,7 @@ use tao_graph::ir::{InputOrder as GraphOrder, InputOverride};
 
 use super::{
     Backend, BuildPolicy, CalibrationAlgorithm, ClusterMode, ColorFormat, InputOrder, NetworkType,
-    Precision, ScalingFilter,
+    Precision, ProcessMode, ScalingFilter,
 };
 use crate::config::{ClassAttrs, NvinferConfig, locate_beside_config};
 use crate::postprocess::{self, ClassParams, DEFAULT_BOX_NORM};
@@ -28,6 +28,7 @@ pub const DEFAULT_DBSCAN_MIN_BOXES: u32 = 1;
 pub const DEFAULT_CLASSIFIER_THRESHOLD: f64 = 0.5;
 pub const DEFAULT_SEGMENTATION_THRESHOLD: f64 = 0.5;
 pub const DEFAULT_CALIBRATION_FRAMES: u32 = 100;
+pub const DEFAULT_GIE_UNIQUE_ID: u32 = 1;
 pub const DEFAULT_BOX_NORM_F64: f64 = DEFAULT_BOX_NORM as f64;
 /// Environment variable with the model key, as the command-line tools read it.
 pub const KEY_ENV: &str = "TAO_KEY";
@@ -63,6 +64,10 @@ pub struct Settings {
     pub symmetric_padding: bool,
     pub scaling_filter: ScalingFilter,
     pub interval: u32,
+    pub process_mode: ProcessMode,
+    pub gie_unique_id: u32,
+    pub operate_on_gie_id: i32,
+    pub operate_on_class_ids: Option<String>,
     pub network_type: NetworkType,
     pub num_classes: u32,
     pub labels_file: Option<String>,
@@ -112,6 +117,10 @@ impl Default for Settings {
             symmetric_padding: false,
             scaling_filter: ScalingFilter::Nearest,
             interval: 0,
+            process_mode: ProcessMode::Primary,
+            gie_unique_id: DEFAULT_GIE_UNIQUE_ID,
+            operate_on_gie_id: -1,
+            operate_on_class_ids: None,
             network_type: NetworkType::Detector,
             num_classes: 0,
             labels_file: None,
@@ -223,6 +232,14 @@ pub struct Resolved {
     pub symmetric_padding: bool,
     pub filter: preprocess::ScalingFilter,
     pub interval: u32,
+    /// Secondary mode: infer on the objects of an earlier detector, not on whole frames.
+    pub secondary: bool,
+    /// Written into every object's `detection` parameters, and into classifier results.
+    pub gie_unique_id: u32,
+    /// Secondary mode: only objects from this detector (none: any).
+    pub operate_on_gie_id: Option<u32>,
+    /// Secondary mode: only objects of these classes (empty: any).
+    pub operate_on_class_ids: Vec<u32>,
     pub network_type: NetworkType,
     pub num_classes: Option<usize>,
     pub labels: Vec<String>,
@@ -592,6 +609,48 @@ impl Settings {
             self.interval
         };
 
+        // Primary or secondary.
+        let mut secondary = if from_config("process-mode", cfg.process_mode.is_some()) {
+            cfg.process_mode == Some(2)
+        } else {
+            self.process_mode == ProcessMode::Secondary
+        };
+        let gie_unique_id = if from_config("gie-unique-id", cfg.gie_unique_id.is_some()) {
+            cfg.gie_unique_id.unwrap_or(DEFAULT_GIE_UNIQUE_ID)
+        } else {
+            self.gie_unique_id
+        };
+        let operate_on_gie_id = if from_config("operate-on-gie-id", cfg.operate_on_gie_id.is_some())
+        {
+            cfg.operate_on_gie_id.unwrap_or(-1)
+        } else {
+            self.operate_on_gie_id
+        };
+        let operate_on_gie_id = u32::try_from(operate_on_gie_id).ok();
+        let operate_on_class_ids =
+            if from_config("operate-on-class-ids", cfg.operate_on_class_ids.is_some()) {
+                cfg.operate_on_class_ids.clone().unwrap_or_default()
+            } else {
+                match &self.operate_on_class_ids {
+                    Some(text) => text
+                        .split([';', ','])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| {
+                            s.parse::<u32>().map_err(|_| {
+                                Failure::new(
+                                    FailureKind::Settings,
+                                    format!(
+                                        "operate-on-class-ids=\"{text}\": `{s}` is not a class id"
+                                    ),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    None => Vec::new(),
+                }
+            };
+
         // Output interpretation.
         let network_type = if from_config("network-type", cfg.network_type.is_some()) {
             match cfg.network_type {
@@ -642,6 +701,20 @@ impl Settings {
                 ClusterMode::None => postprocess::ClusterMode::None,
             }
         };
+        if secondary && network_type != NetworkType::Classifier {
+            if explicit("process-mode") {
+                return Err(Failure::new(
+                    FailureKind::Settings,
+                    "process-mode=secondary classifies objects: set network-type=classifier (secondary detectors are not supported)",
+                ));
+            }
+            // DeepStream configs of second-stage detectors (LPDNet's): run them on whole frames.
+            notes.push(format!(
+                "{}: process-mode=2 with a {network_type:?} network: secondary detectors are not supported, inferring on whole frames",
+                cfg.path.display()
+            ));
+            secondary = false;
+        }
         let class_params = self.class_params(&cfg);
         let classifier_threshold =
             if from_config("classifier-threshold", cfg.classifier_threshold.is_some()) {
@@ -713,6 +786,10 @@ impl Settings {
             symmetric_padding,
             filter,
             interval,
+            secondary,
+            gie_unique_id,
+            operate_on_gie_id,
+            operate_on_class_ids,
             network_type,
             num_classes,
             labels,
@@ -877,6 +954,48 @@ mod tests {
         // Class 1 inherits eps and minBoxes from [class-attrs-all] and adds its own threshold.
         assert_eq!(params[1].eps, 0.25);
         assert_eq!(params[1].group_threshold, Some(5));
+    }
+
+    #[test]
+    fn secondary_mode_and_its_filters_from_the_config() {
+        let text = CONFIG.replace(
+            "num-detected-classes=3\n",
+            "num-detected-classes=3\nprocess-mode=2\nnetwork-type=1\ngie-unique-id=3\noperate-on-gie-id=1\noperate-on-class-ids=0;2\n",
+        );
+        let (dir, mut s) = with_config(&text);
+        std::fs::write(dir.path().join("model.etlt"), b"m").unwrap();
+        let r = s.resolve().unwrap();
+        assert!(r.secondary);
+        assert_eq!(r.gie_unique_id, 3);
+        assert_eq!(r.operate_on_gie_id, Some(1));
+        assert_eq!(r.operate_on_class_ids, [0, 2]);
+        // Explicit properties win; -1 is any detector; a bad class list is named.
+        s.operate_on_gie_id = -1;
+        s.operate_on_class_ids = Some("1;x".into());
+        s.explicit
+            .extend(["operate-on-gie-id", "operate-on-class-ids"]);
+        let e = s.resolve().unwrap_err();
+        assert!(
+            e.message.contains("operate-on-class-ids") && e.message.contains("`x`"),
+            "{e}"
+        );
+        s.operate_on_class_ids = Some("1".into());
+        let r = s.resolve().unwrap();
+        assert_eq!(
+            (r.operate_on_gie_id, r.operate_on_class_ids),
+            (None, vec![1])
+        );
+        // A secondary detector: from the config it runs on whole frames (with a note), asked for
+        // by property it is refused.
+        s.network_type = NetworkType::Detector;
+        s.explicit.insert("network-type");
+        let r = s.resolve().unwrap();
+        assert!(!r.secondary);
+        assert!(r.notes.iter().any(|n| n.contains("secondary detectors")));
+        s.process_mode = ProcessMode::Secondary;
+        s.explicit.insert("process-mode");
+        let e = s.resolve().unwrap_err();
+        assert!(e.message.contains("process-mode=secondary"), "{e}");
     }
 
     #[test]
