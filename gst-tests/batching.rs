@@ -59,6 +59,21 @@ fn run_batched(batch: u32, cache: &tempfile::TempDir) -> Vec<gst::Buffer> {
     out
 }
 
+/// Every frame out, in order, with its timestamp and the results a one-frame-at-a-time run gave.
+fn assert_all_in_order(out: &[gst::Buffer], reference: &[Vec<FrameObject>], batch: u32) {
+    assert_eq!(
+        out.len(),
+        FRAMES as usize,
+        "batch-size={batch}: every buffer out"
+    );
+    for (i, b) in out.iter().enumerate() {
+        assert_eq!(b.offset(), i as u64, "batch-size={batch}: in order");
+        assert_eq!(b.pts(), Some(gst::ClockTime::from_mseconds(i as u64 * 33)));
+        // The engine computes each image of a batch as it would alone.
+        assert_eq!(objects(b), reference[i], "batch-size={batch}, frame {i}");
+    }
+}
+
 #[test]
 fn every_buffer_comes_out_in_order_with_its_results() {
     let cache = temp_cache();
@@ -77,17 +92,7 @@ fn every_buffer_comes_out_in_order_with_its_results() {
     }
     for batch in [3, 4] {
         let out = run_batched(batch, &cache);
-        assert_eq!(
-            out.len(),
-            FRAMES as usize,
-            "batch-size={batch}: every buffer out"
-        );
-        for (i, b) in out.iter().enumerate() {
-            assert_eq!(b.offset(), i as u64, "batch-size={batch}: in order");
-            assert_eq!(b.pts(), Some(gst::ClockTime::from_mseconds(i as u64 * 33)));
-            // Same results as one frame at a time (the engine computes each image alike).
-            assert_eq!(objects(b), reference[i], "batch-size={batch}, frame {i}");
-        }
+        assert_all_in_order(&out, &reference, batch);
     }
 }
 
@@ -114,15 +119,7 @@ fn overlap_keeps_every_buffer_in_order_with_its_results() {
         }
         assert!(h.push_event(gst::event::Eos::new()));
         out.extend(drain_output(&mut h));
-        assert_eq!(
-            out.len(),
-            FRAMES as usize,
-            "batch-size={batch}: every buffer out"
-        );
-        for (i, b) in out.iter().enumerate() {
-            assert_eq!(b.offset(), i as u64, "batch-size={batch}: in order");
-            assert_eq!(objects(b), reference[i], "batch-size={batch}, frame {i}");
-        }
+        assert_all_in_order(&out, &reference, batch);
     }
     // The latency query counts the extra batch: 4 frames at 30 per second.
     let mut h = harness_with(4, "overlap=true", &cache);

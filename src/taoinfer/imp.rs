@@ -495,21 +495,8 @@ impl TaoInfer {
         for group in wanted.chunks(runner.batch()) {
             let mut in_slots = Vec::new();
             {
-                let frame =
-                    gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info)
-                        .map_err(|_| {
-                            self.fail_flow(&Failure::new(
-                                FailureKind::Settings,
-                                "cannot map the video frame",
-                            ))
-                        })?;
-                let mut planes: [&[u8]; 3] = [&[], &[], &[]];
-                let mut strides = [0usize; 3];
-                for i in 0..(frame.n_planes() as usize).min(3) {
-                    planes[i] = frame.plane_data(i as u32).unwrap_or(&[]);
-                    strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
-                }
-                let view = FrameView { planes, strides };
+                let frame = self.map_frame(&buffer, &info)?;
+                let view = frame_view(&frame);
                 for reg in group {
                     let slot = in_slots.len();
                     let rect = (reg.x, reg.y, reg.width, reg.height);
@@ -744,10 +731,34 @@ impl TaoInfer {
         }
     }
 
+    fn map_frame<'b>(
+        &self,
+        buffer: &'b gst::Buffer,
+        info: &gst_video::VideoInfo,
+    ) -> Result<gst_video::VideoFrameRef<&'b gst::BufferRef>, gst::FlowError> {
+        gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info).map_err(|_| {
+            self.fail_flow(&Failure::new(
+                FailureKind::Settings,
+                "cannot map the video frame",
+            ))
+        })
+    }
+
     fn fail_flow(&self, f: &Failure) -> gst::FlowError {
         gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", f.message));
         gst::FlowError::Error
     }
+}
+
+/// The planes and strides of a mapped frame, as the preprocessor reads them.
+fn frame_view<'f>(frame: &'f gst_video::VideoFrameRef<&gst::BufferRef>) -> FrameView<'f> {
+    let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+    let mut strides = [0usize; 3];
+    for i in 0..(frame.n_planes() as usize).min(3) {
+        planes[i] = frame.plane_data(i as u32).unwrap_or(&[]);
+        strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
+    }
+    FrameView { planes, strides }
 }
 
 fn video_format(info: &gst_video::VideoInfo) -> Option<VideoFormat> {
@@ -1284,22 +1295,9 @@ impl BaseTransformImpl for TaoInfer {
             let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
             let slot = state.slots_filled;
             {
-                let frame =
-                    gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), info)
-                        .map_err(|_| {
-                            self.fail_flow(&Failure::new(
-                                FailureKind::Settings,
-                                "cannot map the video frame",
-                            ))
-                        })?;
-                let mut planes: [&[u8]; 3] = [&[], &[], &[]];
-                let mut strides = [0usize; 3];
-                for i in 0..(frame.n_planes() as usize).min(3) {
-                    planes[i] = frame.plane_data(i as u32).unwrap_or(&[]);
-                    strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
-                }
+                let frame = self.map_frame(&inbuf, info)?;
                 runner
-                    .preprocess(slot, &FrameView { planes, strides })
+                    .preprocess(slot, &frame_view(&frame))
                     .map_err(|f| self.fail_flow(&f))?;
             }
             let full = slot + 1 >= runner.batch();
