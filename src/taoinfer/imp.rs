@@ -710,7 +710,7 @@ impl TaoInfer {
         };
         let batch = match &state.slot {
             EngineSlot::Ready(r) => r.batch(),
-            _ => state.resolved.batch_size.max(1),
+            _ => state.resolved.frames_per_run.max(1),
         };
         let fps = state.info.as_ref().map(|i| i.fps());
         match fps {
@@ -885,7 +885,7 @@ impl ObjectImpl for TaoInfer {
                 enum_prop("input-order", "Input order", "Layout of input-dims", InputOrder::Nchw),
                 string_prop("output-blobs", "Output blobs", "Output tensors to use, ';'- or ','-separated (default: the model's outputs)"),
                 enum_prop("precision", "Precision", "Engine precision", Precision::Fp32),
-                uint_prop("batch-size", "Batch size", "Frames inferred together in one engine run (the engine is built for it): buffers are held until the batch is full, a partial batch is inferred at EOS and before other serialized events", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+                uint_prop("batch-size", "Batch size", "Frames inferred together in one engine run (the engine is built for it): buffers are held until the batch is full, a partial batch is inferred at EOS and before other serialized events. A config file's batch-size only sizes the engine", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE),
                 uint_prop("workspace", "Workspace (MB)", "Builder workspace in MB (for GPU backends; the CPU backend sizes its memory from the model)", 0, u32::MAX, 0),
                 string_prop("optimization-profiles", "Optimization profiles", "tao-converter style profiles (for GPU backends; the CPU backend builds for batch-size)"),
                 enum_prop("backend", "Backend", "Where the engine runs", Backend::Auto),

@@ -675,7 +675,7 @@ impl Runner {
         // The engine was built for batch-size; never more than it takes. Buffers are sized for
         // what the engine takes, so the engine thread can slice them by its own batch.
         let max_batch = engine.max_batch().max(1);
-        let batch = r.batch_size.clamp(1, max_batch);
+        let batch = r.frames_per_run.clamp(1, max_batch);
         Ok(Runner {
             batch,
             running: None,

@@ -219,7 +219,12 @@ pub struct Resolved {
     pub device_id: usize,
     /// With precision int8: where the calibration table comes from.
     pub int8: Option<Int8Plan>,
+    /// Largest batch the engine is built for.
     pub batch_size: usize,
+    /// Frames held and inferred together: the `batch-size` property when set. A config's
+    /// `batch-size` only sizes the engine (nvinfer batches across streams, never holds the frames
+    /// of one stream), so frames then go one at a time.
+    pub frames_per_run: usize,
     pub threads: usize,
     /// `Some` when the user named a cache directory (then failing to write it is an error).
     pub engine_cache_dir: Option<PathBuf>,
@@ -527,6 +532,16 @@ impl Settings {
         } else {
             self.batch_size
         } as usize;
+        let frames_per_run = if explicit("batch-size") {
+            batch_size
+        } else {
+            if batch_size > 1 {
+                notes.push(format!(
+                    "the config's batch-size={batch_size} sizes the engine; frames are inferred one at a time (set the batch-size property to hold and infer {batch_size} frames together)"
+                ));
+            }
+            1
+        };
         let threads = match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,
@@ -775,6 +790,7 @@ impl Settings {
             device_id,
             int8,
             batch_size,
+            frames_per_run,
             threads,
             engine_cache_dir,
             build_policy: self.build_policy,
@@ -996,6 +1012,23 @@ mod tests {
         s.explicit.insert("process-mode");
         let e = s.resolve().unwrap_err();
         assert!(e.message.contains("process-mode=secondary"), "{e}");
+    }
+
+    #[test]
+    fn config_batch_size_sizes_the_engine_the_property_batches_frames() {
+        let (dir, mut s) = with_config(&CONFIG.replace("network-mode=1\n", "batch-size=16\n"));
+        std::fs::write(dir.path().join("model.etlt"), b"m").unwrap();
+        let r = s.resolve().unwrap();
+        assert_eq!((r.batch_size, r.frames_per_run), (16, 1));
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("batch-size=16 sizes the engine"))
+        );
+        s.batch_size = 4;
+        s.explicit.insert("batch-size");
+        let r = s.resolve().unwrap();
+        assert_eq!((r.batch_size, r.frames_per_run), (4, 4));
     }
 
     #[test]
