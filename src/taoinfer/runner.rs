@@ -490,6 +490,34 @@ struct EngineThread {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Runs `job` on `engine` (buffers are sized for the engine's largest batch).
+fn run_job(engine: &mut dyn Engine, job: &mut EngineJob) {
+    let max_batch = engine.max_batch().max(1);
+    let per_image = job.input.len() / max_batch;
+    let frames = job.frames;
+    let mut outs: Vec<&mut [f32]> = job
+        .outputs
+        .iter_mut()
+        .map(|o| {
+            let n = o.len() / max_batch;
+            &mut o[..frames * n]
+        })
+        .collect();
+    job.result = engine
+        .run(frames, &[&job.input[..frames * per_image]], &mut outs)
+        .map_err(|e| e.to_string());
+}
+
+/// Where the engine runs: on the caller's thread (no hand-off per batch), or on a thread of its
+/// own so preprocessing can overlap it.
+enum EngineHost {
+    Inline {
+        engine: Box<dyn Engine>,
+        done: Option<EngineJob>,
+    },
+    Thread(EngineThread),
+}
+
 impl EngineThread {
     fn spawn(mut engine: Box<dyn Engine>) -> Result<EngineThread, Failure> {
         let (jobs, job_rx) = mpsc::channel::<EngineJob>();
@@ -497,24 +525,8 @@ impl EngineThread {
         let thread = std::thread::Builder::new()
             .name("taoinfer-engine".into())
             .spawn(move || {
-                let max_batch = engine.max_batch().max(1);
                 for mut job in job_rx {
-                    let per_image = job.input.len() / max_batch;
-                    let mut outs: Vec<&mut [f32]> = job
-                        .outputs
-                        .iter_mut()
-                        .map(|o| {
-                            let n = o.len() / max_batch;
-                            &mut o[..job.frames * n]
-                        })
-                        .collect();
-                    job.result = engine
-                        .run(
-                            job.frames,
-                            &[&job.input[..job.frames * per_image]],
-                            &mut outs,
-                        )
-                        .map_err(|e| e.to_string());
+                    run_job(engine.as_mut(), &mut job);
                     if done_tx.send(job).is_err() {
                         return;
                     }
@@ -546,9 +558,9 @@ impl Drop for EngineThread {
 
 /// The engine with its buffers and the frame-to-tensor and tensor-to-result steps. The buffers hold
 /// `batch` frames: frames are preprocessed into slots `0..n` of the filling input and inferred
-/// together, on the engine thread ([`Runner::start`] / [`Runner::finish`]).
+/// together ([`Runner::start`] / [`Runner::finish`]; with overlap on the engine thread).
 pub struct Runner {
-    engine: EngineThread,
+    engine: EngineHost,
     /// Frames of the run under way on the engine thread.
     running: Option<usize>,
     batch: usize,
@@ -697,7 +709,11 @@ impl Runner {
             // With overlap the engine's threads are busy while frames are preprocessed: one
             // preprocessing thread then, not a second crowd on the same cores.
             threads: if r.overlap { 1 } else { r.threads },
-            engine: EngineThread::spawn(engine)?,
+            engine: if r.overlap {
+                EngineHost::Thread(EngineThread::spawn(engine)?)
+            } else {
+                EngineHost::Inline { engine, done: None }
+            },
         })
     }
 
@@ -904,18 +920,26 @@ impl Runner {
         }
         let frames = frames.clamp(1, self.batch);
         let input = std::mem::replace(&mut self.input, std::mem::take(&mut self.last_input));
-        let job = EngineJob {
+        let mut job = EngineJob {
             frames,
             input,
             outputs: std::mem::take(&mut self.outputs),
             result: Ok(()),
         };
-        let sent = self.engine.jobs.as_ref().map(|j| j.send(job));
-        if !matches!(sent, Some(Ok(()))) {
-            return Err(Failure::new(
-                FailureKind::Engine,
-                "the engine thread stopped",
-            ));
+        match &mut self.engine {
+            EngineHost::Inline { engine, done } => {
+                run_job(engine.as_mut(), &mut job);
+                *done = Some(job);
+            }
+            EngineHost::Thread(thread) => {
+                let sent = thread.jobs.as_ref().map(|j| j.send(job));
+                if !matches!(sent, Some(Ok(()))) {
+                    return Err(Failure::new(
+                        FailureKind::Engine,
+                        "the engine thread stopped",
+                    ));
+                }
+            }
         }
         self.running = Some(frames);
         Ok(())
@@ -926,18 +950,22 @@ impl Runner {
         if self.running.is_none() {
             return Ok(0);
         }
-        let job = self
-            .engine
-            .done
-            .recv()
-            .map_err(|_| Failure::new(FailureKind::Engine, "the engine thread stopped"))?;
+        let job = match &mut self.engine {
+            EngineHost::Inline { done, .. } => done.take(),
+            EngineHost::Thread(thread) => thread.done.recv().ok(),
+        }
+        .ok_or_else(|| Failure::new(FailureKind::Engine, "the engine thread stopped"))?;
         self.take_job(job)
     }
 
     /// Like [`Runner::finish`] without waiting: `None` while the run is still under way.
     pub fn try_finish(&mut self) -> Option<Result<usize, Failure>> {
         self.running?;
-        match self.engine.done.try_recv() {
+        let received = match &mut self.engine {
+            EngineHost::Inline { done, .. } => done.take().ok_or(mpsc::TryRecvError::Disconnected),
+            EngineHost::Thread(thread) => thread.done.try_recv(),
+        };
+        match received {
             Ok(job) => Some(self.take_job(job)),
             Err(mpsc::TryRecvError::Empty) => None,
             Err(mpsc::TryRecvError::Disconnected) => Some(Err(Failure::new(
