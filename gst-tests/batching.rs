@@ -34,6 +34,14 @@ fn frame(i: u64) -> gst::Buffer {
     b
 }
 
+/// A flush (start, stop) and a new segment, as a seek does.
+fn flush(h: &mut gst_check::Harness) {
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+}
+
 fn drain_output(h: &mut gst_check::Harness) -> Vec<gst::Buffer> {
     std::iter::from_fn(|| h.try_pull()).collect()
 }
@@ -139,13 +147,7 @@ fn overlap_flush_drops_the_running_and_held_batches() {
         assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
         out.extend(drain_output(&mut h));
     }
-    assert!(h.push_event(gst::event::FlushStart::new()));
-    assert!(h.push_event(gst::event::FlushStop::new(true)));
-    assert!(
-        h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-            gst::ClockTime,
-        >::new()))
-    );
+    flush(&mut h);
     out.extend(drain_output(&mut h));
     let before: Vec<u64> = out.iter().map(|b| b.offset()).collect();
     // The first batch may have left before the flush; nothing held or running leaves after it.
@@ -166,13 +168,7 @@ fn flush_drops_held_frames_and_batching_goes_on() {
         assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
     }
     assert!(drain_output(&mut h).is_empty());
-    assert!(h.push_event(gst::event::FlushStart::new()));
-    assert!(h.push_event(gst::event::FlushStop::new(true)));
-    assert!(
-        h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-            gst::ClockTime,
-        >::new()))
-    );
+    flush(&mut h);
     assert!(drain_output(&mut h).is_empty(), "held frames are dropped");
     for i in 2..6 {
         assert_eq!(h.push(frame(i)), Ok(gst::FlowSuccess::Ok));
