@@ -1,8 +1,10 @@
 //! Element throughput against the bare engine on the same model, plan and threads: 1280x720 NV12
 //! frames (a real car photo) pushed through `appsrc ! taoinfer ! fakesink`, versus `Engine::run`
-//! alone on an already-preprocessed input. Prints both and their ratio.
+//! alone on an already-preprocessed input. Prints both and their ratio, first one frame at a time
+//! (`batch-size=1` against `Engine::run(1, …)`), then with cross-frame batching (`batch-size=BATCH`
+//! against `Engine::run(BATCH, …)`), and the element's batched throughput against its unbatched.
 //!
-//!     cargo run --release --example pipeline_bench -- [FRAMES] [THREADS] [fp32|int8]
+//!     cargo run --release --example pipeline_bench -- [FRAMES] [THREADS] [fp32|int8] [BATCH]
 //!
 //! Uses the real LPDNet and its DeepStream config from `../shared` (or `$TAO_SHARED_DIR`), else
 //! the bundled demo detector.
@@ -42,11 +44,213 @@ fn process_cpu_time() -> Duration {
     Duration::from_nanos(total)
 }
 
+/// Element against bare engine, both at one batch size.
+struct Measurement {
+    frames: usize,
+    element_time: Duration,
+    engine_time: Duration,
+    element_cpu: Duration,
+    engine_cpu: Duration,
+    median_ratio: f64,
+    blocks: usize,
+}
+
+impl Measurement {
+    fn print(&self, batch: usize) {
+        let fps = |d: Duration| self.frames as f64 / d.as_secs_f64();
+        let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / self.frames as f64;
+        println!(
+            "batch {batch}: bare engine {:7.2} ms/frame {:7.1} frames/s; taoinfer {:7.2} ms/frame {:7.1} frames/s",
+            per_frame(self.engine_time),
+            fps(self.engine_time),
+            per_frame(self.element_time),
+            fps(self.element_time)
+        );
+        println!(
+            "batch {batch}: element / engine throughput {:.3} (median of {} interleaved blocks: {:.3}); CPU time per frame: engine {:.2} ms, element {:.2} ms, ratio {:.3}",
+            fps(self.element_time) / fps(self.engine_time),
+            self.blocks,
+            self.median_ratio,
+            per_frame(self.engine_cpu),
+            per_frame(self.element_cpu),
+            self.engine_cpu.as_secs_f64() / self.element_cpu.as_secs_f64()
+        );
+    }
+}
+
+struct Setup<'a> {
+    frame: &'a gst::Buffer,
+    caps: &'a gst::Caps,
+    config: &'a std::path::Path,
+    model: &'a std::path::Path,
+    key: &'a str,
+    dims: Option<&'a [usize]>,
+    outputs: &'a [String],
+    table: Option<&'a std::path::Path>,
+    precision: Precision,
+    threads: usize,
+    cache_dir: &'a std::path::Path,
+}
+
+/// `frames` frames through `appsrc ! taoinfer batch-size=batch ! appsink` and through the bare
+/// engine `batch` at a time, in alternating blocks.
+fn measure(
+    s: &Setup,
+    batch: usize,
+    overlap: bool,
+    frames: usize,
+) -> Result<Measurement, Box<dyn std::error::Error>> {
+    let Setup {
+        frame,
+        caps,
+        config,
+        model,
+        key,
+        dims,
+        outputs,
+        table,
+        precision,
+        threads,
+        cache_dir,
+    } = *s;
+    // The element: appsrc ! taoinfer ! fakesink, every frame inferred.
+    let element = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=\"{caps}\" ! taoinfer config-file=\"{}\" engine-cache-dir=\"{}\" \
+         threads={threads} precision={} batch-size={batch} overlap={overlap} ! appsink name=out sync=false",
+        config.display(),
+        cache_dir.display(),
+        if precision == Precision::Int8 { "int8" } else { "fp32" }
+    ))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "not a pipeline")?;
+    let src = element
+        .by_name("src")
+        .ok_or("no src")?
+        .downcast::<gst_app::AppSrc>()
+        .map_err(|_| "not an appsrc")?;
+    src.set_property("max-buffers", 4u64);
+    src.set_property("block", true);
+    element.set_state(gst::State::Playing)?;
+    let push = |n: usize| -> Result<(), Box<dyn std::error::Error>> {
+        let mut b = frame.copy();
+        b.get_mut()
+            .ok_or("buffer not writable")?
+            .set_pts(gst::ClockTime::from_mseconds(n as u64 * 33));
+        src.push_buffer(b)?;
+        Ok(())
+    };
+    let out = element
+        .by_name("out")
+        .ok_or("no out")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| "not an appsink")?;
+    let mut pushed = 0;
+    // Pushes `n` frames and waits until all came out; returns the time taken.
+    let mut element_block = |n: usize| -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
+        let started = Instant::now();
+        let cpu = process_cpu_time();
+        for _ in 0..n {
+            push(pushed)?;
+            pushed += 1;
+        }
+        // With overlap the last batch leaves at the next serialized event (appsrc keeps it in
+        // order behind the buffers).
+        if overlap {
+            let marker = gst::Structure::new_empty("pipeline-bench-block-end");
+            src.send_event(gst::event::CustomDownstream::new(marker));
+        }
+        for _ in 0..n {
+            out.pull_sample()?;
+        }
+        Ok((started.elapsed(), process_cpu_time() - cpu))
+    };
+    // Warm up (engine loaded, caches hot).
+    element_block(batch * 2)?;
+
+    // The bare engine: the same plan from the same cache, on a preprocessed input.
+    let mut m = load_model(model, Some(key))?;
+    let options = apply_overrides(&mut m.graph, dims, None, outputs)?;
+    // Same options as the element's (max batch = batch-size), so both use one plan.
+    let config = BuildConfig {
+        max_batch: batch,
+        precision,
+        threads,
+    };
+    let cache = EngineCache::new(Some(cache_dir.to_owned()));
+    let ready = match (table, precision) {
+        (Some(t), Precision::Int8) => build_or_load(
+            &m.graph,
+            &m.sha256,
+            &options,
+            &config,
+            &CpuInt8Backend::new(CalibrationCache::parse(&std::fs::read_to_string(t)?)?),
+            &cache,
+        )?,
+        _ => build_or_load(&m.graph, &m.sha256, &options, &config, &CpuBackend, &cache)?,
+    };
+    println!(
+        "batch {batch}: engine {}",
+        ready.outcome.describe(ready.plan_path.as_deref())
+    );
+    let mut engine = ready.engine;
+    let input: Vec<f32> = (0..batch * engine.inputs()[0].elements_per_image())
+        .map(|i| (i % 251) as f32 / 255.0)
+        .collect();
+    let mut outs: Vec<Vec<f32>> = engine
+        .outputs()
+        .iter()
+        .map(|o| vec![0.0; batch * o.elements_per_image()])
+        .collect();
+    let mut run = || -> Result<(), Box<dyn std::error::Error>> {
+        let mut views: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+        engine.run(batch, &[&input], &mut views)?;
+        Ok(())
+    };
+    for _ in 0..2 {
+        run()?;
+    }
+    // Alternate blocks of the two, so both see the same load on a shared machine; compare the
+    // totals and the median of the per-block ratios.
+    // Whole batches per block, so nothing stays held at the end of a block.
+    let block = batch * 12usize.div_ceil(batch);
+    let blocks = frames.div_ceil(block);
+    let (mut element_time, mut engine_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut element_cpu, mut engine_cpu) = (Duration::ZERO, Duration::ZERO);
+    let mut ratios = Vec::new();
+    for _ in 0..blocks {
+        let (e, e_cpu) = element_block(block)?;
+        let started = Instant::now();
+        let cpu = process_cpu_time();
+        for _ in 0..block / batch {
+            run()?;
+        }
+        let b = started.elapsed();
+        engine_cpu += process_cpu_time() - cpu;
+        element_cpu += e_cpu;
+        element_time += e;
+        engine_time += b;
+        ratios.push(b.as_secs_f64() / e.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    src.end_of_stream()?;
+    element.set_state(gst::State::Null)?;
+    Ok(Measurement {
+        frames: blocks * block,
+        element_time,
+        engine_time,
+        element_cpu,
+        engine_cpu,
+        median_ratio: ratios[ratios.len() / 2],
+        blocks: ratios.len(),
+    })
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let frames: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(100);
     let threads: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(2);
     let int8 = args.get(3).is_some_and(|v| v == "int8");
+    let batched: usize = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(4).max(1);
     gst::init()?;
     gsttaoinfer::plugin_register_static()?;
 
@@ -88,8 +292,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Precision::Fp32
     };
-    // The config's batch size (16 for LPDNet), so the element and the bare engine share one plan.
-    let max_batch = if lpd.is_dir() { 16 } else { 1 };
 
     // One 1280x720 NV12 frame: the photo, else the ball pattern.
     let source = match &photo {
@@ -115,120 +317,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frame = sample.buffer_owned().ok_or("no frame")?;
     let caps = sample.caps_owned().ok_or("no caps")?;
 
-    // The element: appsrc ! taoinfer ! fakesink, every frame inferred.
-    let element = gst::parse::launch(&format!(
-        "appsrc name=src format=time caps=\"{caps}\" ! taoinfer config-file=\"{}\" engine-cache-dir=\"{}\" \
-         threads={threads} precision={} ! appsink name=out sync=false",
-        config.display(),
-        cache_dir.path().display(),
-        if precision == Precision::Int8 { "int8" } else { "fp32" }
-    ))?
-    .downcast::<gst::Pipeline>()
-    .map_err(|_| "not a pipeline")?;
-    let src = element
-        .by_name("src")
-        .ok_or("no src")?
-        .downcast::<gst_app::AppSrc>()
-        .map_err(|_| "not an appsrc")?;
-    src.set_property("max-buffers", 4u64);
-    src.set_property("block", true);
-    element.set_state(gst::State::Playing)?;
-    let push = |n: usize| -> Result<(), Box<dyn std::error::Error>> {
-        let mut b = frame.copy();
-        b.get_mut()
-            .ok_or("buffer not writable")?
-            .set_pts(gst::ClockTime::from_mseconds(n as u64 * 33));
-        src.push_buffer(b)?;
-        Ok(())
-    };
-    let out = element
-        .by_name("out")
-        .ok_or("no out")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| "not an appsink")?;
-    let mut pushed = 0;
-    // Pushes `n` frames and waits until all came out; returns the time taken.
-    let mut element_block = |n: usize| -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
-        let started = Instant::now();
-        let cpu = process_cpu_time();
-        for _ in 0..n {
-            push(pushed)?;
-            pushed += 1;
-        }
-        for _ in 0..n {
-            out.pull_sample()?;
-        }
-        Ok((started.elapsed(), process_cpu_time() - cpu))
-    };
-    // Warm up (engine loaded, caches hot).
-    element_block(5)?;
-
-    // The bare engine: the same plan from the same cache, on a preprocessed input.
-    let mut m = load_model(&model, Some(key))?;
-    let options = apply_overrides(&mut m.graph, dims.as_deref(), None, &outputs)?;
-    let config = BuildConfig {
-        max_batch,
+    let setup = Setup {
+        frame: &frame,
+        caps: &caps,
+        config: &config,
+        model: &model,
+        key,
+        dims: dims.as_deref(),
+        outputs: &outputs,
+        table: table.as_deref(),
         precision,
         threads,
+        cache_dir: cache_dir.path(),
     };
-    let cache = EngineCache::new(Some(cache_dir.path().to_owned()));
-    let ready = match (&table, precision) {
-        (Some(t), Precision::Int8) => build_or_load(
-            &m.graph,
-            &m.sha256,
-            &options,
-            &config,
-            &CpuInt8Backend::new(CalibrationCache::parse(&std::fs::read_to_string(t)?)?),
-            &cache,
-        )?,
-        _ => build_or_load(&m.graph, &m.sha256, &options, &config, &CpuBackend, &cache)?,
+    let single = measure(&setup, 1, false, frames)?;
+    let overlapped = measure(&setup, 1, true, frames)?;
+    let batched_run = if batched > 1 {
+        Some(measure(&setup, batched, true, frames)?)
+    } else {
+        None
     };
-    println!(
-        "engine: {}",
-        ready.outcome.describe(ready.plan_path.as_deref())
-    );
-    let mut engine = ready.engine;
-    let input: Vec<f32> = (0..engine.inputs()[0].elements_per_image())
-        .map(|i| (i % 251) as f32 / 255.0)
-        .collect();
-    let mut outs: Vec<Vec<f32>> = engine
-        .outputs()
-        .iter()
-        .map(|o| vec![0.0; o.elements_per_image()])
-        .collect();
-    let mut run = || -> Result<(), Box<dyn std::error::Error>> {
-        let mut views: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-        engine.run(1, &[&input], &mut views)?;
-        Ok(())
-    };
-    for _ in 0..5 {
-        run()?;
-    }
-    // Alternate blocks of the two, so both see the same load on a shared machine; compare the
-    // totals and the median of the per-block ratios.
-    let block = 10;
-    let blocks = frames.div_ceil(block);
-    let (mut element_time, mut engine_time) = (Duration::ZERO, Duration::ZERO);
-    let (mut element_cpu, mut engine_cpu) = (Duration::ZERO, Duration::ZERO);
-    let mut ratios = Vec::new();
-    for _ in 0..blocks {
-        let (e, e_cpu) = element_block(block)?;
-        let started = Instant::now();
-        let cpu = process_cpu_time();
-        for _ in 0..block {
-            run()?;
-        }
-        let b = started.elapsed();
-        engine_cpu += process_cpu_time() - cpu;
-        element_cpu += e_cpu;
-        element_time += e;
-        engine_time += b;
-        ratios.push(b.as_secs_f64() / e.as_secs_f64());
-    }
-    ratios.sort_by(f64::total_cmp);
-    let frames = blocks * block;
-    src.end_of_stream()?;
-    element.set_state(gst::State::Null)?;
+    let frames = single.frames;
 
     // Preprocessing alone on the same frame (what the element adds per frame besides metadata).
     let info = gst_video::VideoInfo::from_caps(&caps)?;
@@ -284,34 +393,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let fps = |d: Duration| frames as f64 / d.as_secs_f64();
     println!(
-        "model {} ({}), {frames} frames 1280x720 NV12, {threads} thread(s)",
+        "model {} ({}), 1280x720 NV12, {threads} thread(s)",
         model.display(),
         precision.name()
     );
-    println!(
-        "bare engine:        {:7.2} ms/frame  {:7.1} frames/s",
-        engine_time.as_secs_f64() * 1e3 / frames as f64,
-        fps(engine_time)
-    );
-    println!(
-        "taoinfer pipeline:  {:7.2} ms/frame  {:7.1} frames/s",
-        element_time.as_secs_f64() * 1e3 / frames as f64,
-        fps(element_time)
-    );
-    println!(
-        "element / engine throughput: {:.3} (median of {} interleaved blocks: {:.3})",
-        fps(element_time) / fps(engine_time),
-        ratios.len(),
-        ratios[ratios.len() / 2]
-    );
-    println!(
-        "CPU time per frame (all threads): bare engine {:.2} ms, taoinfer pipeline {:.2} ms, ratio {:.3}",
-        engine_cpu.as_secs_f64() * 1e3 / frames as f64,
-        element_cpu.as_secs_f64() * 1e3 / frames as f64,
-        engine_cpu.as_secs_f64() / element_cpu.as_secs_f64()
-    );
+    print!("overlap=false ");
+    single.print(1);
+    print!("overlap=true  ");
+    overlapped.print(1);
+    if let Some(b) = &batched_run {
+        print!("overlap=true  ");
+        b.print(batched);
+        println!(
+            "taoinfer batch-size={batched} / batch-size=1 throughput: {:.3}",
+            (b.frames as f64 / b.element_time.as_secs_f64())
+                / (single.frames as f64 / single.element_time.as_secs_f64())
+        );
+    }
     for line in pre_lines {
         println!("{line}");
     }

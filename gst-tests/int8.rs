@@ -207,3 +207,34 @@ fn a_broken_table_is_named() {
     assert!(e.matches(gst::StreamError::Format), "{e}");
     assert!(e.to_string().contains("broken.cache"), "{e}");
 }
+
+/// Live calibration with batches running on the engine thread (batch-size=4, overlap=true): the
+/// swap to INT8 still happens mid-stream and every frame comes out inferred, in order.
+#[test]
+fn live_calibration_with_overlapped_batches() {
+    let cache = temp_cache();
+    let total = 150;
+    let r = run(&calibrating_pipeline(
+        total,
+        "calibration-frames=20 batch-size=4 overlap=true",
+        cache.path(),
+    ));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let names: Vec<String> = stage_messages(&r)
+        .iter()
+        .map(|s| s.get::<String>("stage").unwrap())
+        .collect();
+    assert_eq!(names, ["collecting", "calibrating", "ready"]);
+    assert_eq!(r.buffers.len(), total as usize);
+    let frames: Vec<u64> = r
+        .element_messages("taoinfer")
+        .iter()
+        .map(|s| s.get("frame").unwrap())
+        .collect();
+    assert_eq!(frames, (0..u64::from(total)).collect::<Vec<_>>());
+    let pts: Vec<_> = r.buffers.iter().map(|(b, _)| b.pts()).collect();
+    assert!(pts.windows(2).all(|w| w[0] < w[1]), "in order");
+    for (i, (buffer, _)) in r.buffers.iter().enumerate() {
+        assert_eq!(objects(buffer).len(), 1, "frame {i}");
+    }
+}

@@ -7,7 +7,7 @@ mod common;
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-use common::{bright_box, demo_config, objects, quoted, run, temp_cache};
+use common::{ball_frame, bright_box, demo_config, objects, quoted, run, temp_cache};
 use gst::prelude::*;
 
 fn ball_pipeline(format: &str, size: (u32, u32), frames: u32, extra: &str, cache: &str) -> String {
@@ -389,6 +389,65 @@ fn second_start_loads_the_engine_from_the_cache() {
     assert!(completions(&third)[0].starts_with("built engine"));
 }
 
+/// `backend=auto` says what it chose and why, in the log's progress messages and in the summary of
+/// the ready engine; on a machine without a GPU that is the CPU with the probe's reason.
+#[test]
+fn auto_backend_says_what_it_chose() {
+    let cache = temp_cache();
+    let r = run(&ball_pipeline(
+        "RGB",
+        (320, 240),
+        1,
+        "backend=auto",
+        &quoted(cache.path()),
+    ));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let expected = tao_backends::choose(&tao_backends::Request {
+        choice: tao_backends::BackendChoice::Auto,
+        device_id: 0,
+        precision: tao_engine::backend::Precision::Fp32,
+        calibration: None,
+    })
+    .unwrap();
+    let note = expected.note.expect("auto always explains itself");
+    let progress = r.progress();
+    assert!(
+        progress
+            .iter()
+            .any(|(k, t)| *k == gst::ProgressType::Continue && *t == note),
+        "{progress:?}"
+    );
+    let done = completions(&r);
+    assert!(
+        done[0].contains(&format!("backend {}", expected.backend.name()))
+            && done[0].contains(&note),
+        "{}",
+        done[0]
+    );
+    if expected.backend.name() == "cpu" {
+        assert!(
+            note.contains("no GPU") || note.contains("does not build"),
+            "{note}"
+        );
+    }
+
+    // backend=cpu takes the CPU without a note.
+    let r = run(&ball_pipeline(
+        "RGB",
+        (320, 240),
+        1,
+        "backend=cpu",
+        &quoted(cache.path()),
+    ));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let done = completions(&r);
+    assert!(
+        done[0].contains("backend cpu") && !done[0].contains("auto:"),
+        "{}",
+        done[0]
+    );
+}
+
 #[test]
 fn engine_path_names_the_plan_in_use() {
     common::init();
@@ -494,12 +553,14 @@ fn errors_name_their_cause() {
     ));
     assert!(e.to_string().contains("model-color-format"), "{e}");
 
+    // backend=cuda without a usable GPU (device 7 exists nowhere this project runs).
     let (e, _) = start_error(&format!(
-        "config-file={} backend=cuda engine-cache-dir={c}",
+        "config-file={} backend=cuda device-id=7 engine-cache-dir={c}",
         quoted(demo_config())
     ));
+    assert!(e.matches(gst::CoreError::NotImplemented), "{e}");
     assert!(
-        e.to_string().contains("CUDA backend is not available"),
+        e.to_string().contains("backend=cuda device-id=7") && e.to_string().contains("no GPU: "),
         "{e}"
     );
 
@@ -596,19 +657,6 @@ fn unsupported_op_and_non_model_files_are_named() {
     let (e, _) = start_error(&format!("model={}", quoted(&junk)));
     assert!(e.matches(gst::StreamError::Format), "{e}");
     assert!(e.to_string().contains("notes.txt"), "{e}");
-}
-
-/// A frame with a white disc at (x, y) on black, 320x240 RGB.
-fn ball_frame(x: f64, y: f64) -> gst::Buffer {
-    let mut data = vec![0u8; 320 * 240 * 3];
-    for py in 0..240usize {
-        for px in 0..320usize {
-            if ((px as f64 + 0.5 - x).powi(2) + (py as f64 + 0.5 - y).powi(2)).sqrt() <= 20.0 {
-                data[(py * 320 + px) * 3..(py * 320 + px) * 3 + 3].fill(255);
-            }
-        }
-    }
-    gst::Buffer::from_slice(data)
 }
 
 /// build-policy=background: while the engine is being prepared (held back here by holding the
@@ -785,4 +833,45 @@ fn classifier_and_segmentation_outputs() {
         assert_eq!(&mask[..], &expected[..]);
         assert!(expected.contains(&0), "the ball's cells are class 0");
     }
+}
+
+/// Input that no network can use is reported once, as a warning message, and the stream goes on.
+#[test]
+fn suspicious_input_statistics_warn_once() {
+    let cache = temp_cache();
+    let c = quoted(cache.path());
+    let about_input = |r: &common::Run| -> Vec<String> {
+        r.warnings()
+            .into_iter()
+            .filter(|w| w.contains("preprocessed input"))
+            .collect()
+    };
+    // A uniform grey source: every value of the input is the same.
+    let r = run(&format!(
+        "videotestsrc pattern=solid-color foreground-color=0xff808080 num-buffers=6 \
+         ! video/x-raw,format=RGB,width=320,height=240 \
+         ! taoinfer config-file={} engine-cache-dir={c} ! appsink name=sink",
+        quoted(demo_config())
+    ));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.buffers.len(), 6);
+    let warned = about_input(&r);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("every value"), "{}", warned[0]);
+
+    // net-scale-factor 255 where the network wants 1/255.
+    let r = run(&ball_pipeline(
+        "RGB",
+        (320, 240),
+        4,
+        "net-scale-factor=255",
+        &c,
+    ));
+    let warned = about_input(&r);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("net-scale-factor"), "{}", warned[0]);
+
+    // The ball with the config's own scaling: nothing to say.
+    let r = run(&ball_pipeline("RGB", (320, 240), 4, "", &c));
+    assert!(about_input(&r).is_empty(), "{:?}", r.warnings());
 }

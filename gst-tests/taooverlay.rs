@@ -26,7 +26,7 @@ fn overlay(format: &str, bytes_per_pixel: usize, objects: &[FrameObject], props:
         "video/x-raw,format={format},width=64,height=48,framerate=30/1"
     ));
     let mut buffer = gst::Buffer::from_slice(vec![0u8; 64 * 48 * bytes_per_pixel]);
-    add_objects(buffer.get_mut().unwrap(), objects);
+    add_objects(buffer.get_mut().unwrap(), objects, 1);
     let out = h.push_and_pull(buffer).expect("a frame comes out");
     out.map_readable().unwrap().as_slice().to_vec()
 }

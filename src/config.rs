@@ -105,6 +105,7 @@ pub struct ClassAttrs {
     pub top_k: Option<i64>,
     pub eps: Option<f64>,
     pub min_boxes: Option<u32>,
+    pub group_threshold: Option<u32>,
     pub dbscan_min_score: Option<f64>,
     pub detected_min_w: Option<u32>,
     pub detected_min_h: Option<u32>,
@@ -126,6 +127,7 @@ impl ClassAttrs {
             top_k: self.top_k.or(fallback.top_k),
             eps: self.eps.or(fallback.eps),
             min_boxes: self.min_boxes.or(fallback.min_boxes),
+            group_threshold: self.group_threshold.or(fallback.group_threshold),
             dbscan_min_score: self.dbscan_min_score.or(fallback.dbscan_min_score),
             detected_min_w: self.detected_min_w.or(fallback.detected_min_w),
             detected_min_h: self.detected_min_h.or(fallback.detected_min_h),
@@ -180,6 +182,11 @@ pub struct NvinferConfig {
     pub segmentation_threshold: Option<f64>,
     pub output_tensor_meta: Option<bool>,
     pub interval: Option<u32>,
+    /// `process-mode`: 1 primary (whole frames), 2 secondary (objects of an earlier detector).
+    pub process_mode: Option<u32>,
+    pub gie_unique_id: Option<u32>,
+    pub operate_on_gie_id: Option<i32>,
+    pub operate_on_class_ids: Option<Vec<u32>>,
     pub class_attrs_all: ClassAttrs,
     pub class_attrs: BTreeMap<u32, ClassAttrs>,
     /// `group key=value (line N)` for every key read but not applied by this element.
@@ -335,6 +342,10 @@ impl NvinferConfig {
             "segmentation-threshold" => self.segmentation_threshold = Some(p.finite()?),
             "output-tensor-meta" => self.output_tensor_meta = Some(p.boolean()?),
             "interval" => self.interval = Some(p.number()?),
+            "process-mode" => self.process_mode = Some(p.range(1, 2)?),
+            "gie-unique-id" => self.gie_unique_id = Some(p.number()?),
+            "operate-on-gie-id" => self.operate_on_gie_id = Some(p.number()?),
+            "operate-on-class-ids" => self.operate_on_class_ids = Some(p.list::<u32>()?),
             _ => self.ignored.push(format!(
                 "[property] {}={} (line {})",
                 e.key, e.value, e.line
@@ -357,6 +368,7 @@ fn class_attr(attrs: &mut ClassAttrs, e: &Entry, path: &Path) -> Result<bool, Co
         "topk" => attrs.top_k = Some(p.number()?),
         "eps" => attrs.eps = Some(p.finite()?),
         "minBoxes" => attrs.min_boxes = Some(p.number()?),
+        "group-threshold" => attrs.group_threshold = Some(p.number()?),
         "dbscan-min-score" => attrs.dbscan_min_score = Some(p.finite()?),
         "detected-min-w" => attrs.detected_min_w = Some(p.number()?),
         "detected-min-h" => attrs.detected_min_h = Some(p.number()?),
@@ -532,7 +544,7 @@ nms-iou-threshold=0.6
         assert_eq!(cfg.class_attrs[&2].nms_iou_threshold, Some(0.6));
         let merged = cfg.class_attrs[&2].or(&cfg.class_attrs_all);
         assert_eq!(merged.pre_cluster_threshold, Some(0.3));
-        assert!(cfg.ignored.iter().any(|s| s.contains("process-mode=2")));
+        assert_eq!(cfg.process_mode, Some(2));
         assert!(cfg.ignored.iter().any(|s| s.contains("roi-top-offset")));
     }
 

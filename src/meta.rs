@@ -61,7 +61,87 @@ impl FrameObject {
     }
 }
 
-pub fn add_objects(buffer: &mut gst::BufferRef, objects: &[FrameObject]) {
+/// Name of the parameter structure a secondary classifier adds to a region-of-interest meta.
+pub const CLASSIFICATION_PARAM: &str = "classification";
+
+/// A region-of-interest meta as a secondary stage sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    /// Position among the buffer's region-of-interest metas.
+    pub position: usize,
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    /// From the `detection` parameters, when present.
+    pub class_id: Option<u32>,
+    pub gie_id: Option<u32>,
+}
+
+/// Every region-of-interest meta of the buffer, in order.
+pub fn regions(buffer: &gst::BufferRef) -> Vec<Region> {
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .enumerate()
+        .map(|(position, m)| {
+            let (x, y, width, height) = m.rect();
+            let param = m.param(DETECTION_PARAM);
+            Region {
+                position,
+                x,
+                y,
+                width,
+                height,
+                class_id: param.and_then(|p| p.get::<u32>("class-id").ok()),
+                gie_id: param.and_then(|p| p.get::<u32>("gie-id").ok()),
+            }
+        })
+        .collect()
+}
+
+/// Adds a secondary classifier's result to the region-of-interest meta at `position`:
+/// `classification, gie-id=…, class-id=…, label=…, confidence=…`.
+pub fn add_region_classification(
+    buffer: &mut gst::BufferRef,
+    position: usize,
+    gie_id: u32,
+    class_id: u32,
+    label: &str,
+    confidence: f64,
+) {
+    if let Some(mut meta) = buffer
+        .iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>()
+        .nth(position)
+    {
+        meta.add_param(
+            gst::Structure::builder(CLASSIFICATION_PARAM)
+                .field("gie-id", gie_id)
+                .field("class-id", class_id)
+                .field("label", label)
+                .field("confidence", confidence)
+                .build(),
+        );
+    }
+}
+
+/// The `classification` parameters of each region-of-interest meta (`None` where it has none):
+/// (gie-id, class-id, label, confidence).
+pub fn region_classifications(buffer: &gst::BufferRef) -> Vec<Option<(u32, u32, String, f64)>> {
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|m| {
+            let p = m.param(CLASSIFICATION_PARAM)?;
+            Some((
+                p.get::<u32>("gie-id").ok()?,
+                p.get::<u32>("class-id").ok()?,
+                p.get::<String>("label").ok()?,
+                p.get::<f64>("confidence").ok()?,
+            ))
+        })
+        .collect()
+}
+
+pub fn add_objects(buffer: &mut gst::BufferRef, objects: &[FrameObject], gie_id: u32) {
     for (id, o) in objects.iter().enumerate() {
         let mut meta = gst_video::VideoRegionOfInterestMeta::add(
             buffer,
@@ -74,6 +154,7 @@ pub fn add_objects(buffer: &mut gst::BufferRef, objects: &[FrameObject]) {
                 .field("label", &o.label)
                 .field("class-id", o.class_id)
                 .field("confidence", o.confidence)
+                .field("gie-id", gie_id)
                 .build(),
         );
     }

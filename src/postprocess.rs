@@ -55,6 +55,8 @@ pub enum ClusterMode {
     Dbscan,
     /// DBSCAN, then NMS over the merged boxes.
     Hybrid,
+    /// nvinfer's cluster-mode 0: OpenCV-style rectangle grouping (see [`group_rectangles`]).
+    GroupRectangles,
     None,
 }
 
@@ -72,6 +74,9 @@ pub struct ClassParams {
     pub min_boxes: usize,
     /// DBSCAN: smallest sum of confidences of a kept cluster.
     pub dbscan_min_score: f32,
+    /// Group rectangles: a group is kept when it has more boxes than this (nvinfer's
+    /// `group-threshold`); `None`: `min_boxes − 1`, so a group needs at least `min_boxes` boxes.
+    pub group_threshold: Option<usize>,
     /// Size limits in frame pixels; 0 means no limit.
     pub min_width: u32,
     pub min_height: u32,
@@ -89,6 +94,7 @@ impl Default for ClassParams {
             eps: 0.7,
             min_boxes: 1,
             dbscan_min_score: 0.0,
+            group_threshold: None,
             min_width: 0,
             min_height: 0,
             max_width: 0,
@@ -256,6 +262,12 @@ pub fn cluster(
             ClusterMode::Nms => nms(mine, p.nms_iou_threshold),
             ClusterMode::Dbscan => dbscan(&mine, p),
             ClusterMode::Hybrid => nms(dbscan(&mine, p), p.nms_iou_threshold),
+            ClusterMode::GroupRectangles => group_rectangles(
+                &mine,
+                p.eps,
+                p.group_threshold
+                    .unwrap_or_else(|| p.min_boxes.saturating_sub(1)),
+            ),
         };
         kept.retain(|d| d.confidence >= p.post_cluster_threshold);
         if let Some(k) = p.top_k {
@@ -351,6 +363,98 @@ pub fn dbscan(sorted: &[Detection], p: &ClassParams) -> Vec<Detection> {
                 height: acc[3] - acc[1],
             })
         })
+        .collect();
+    sort_by_confidence(&mut out);
+    out
+}
+
+/// Whether two boxes are "similar" in OpenCV's rectangle-grouping sense: every edge of one lies
+/// within `eps · (mean of the smaller width and the smaller height)` of the same edge of the other.
+fn similar_rectangles(a: &Detection, b: &Detection, eps: f32) -> bool {
+    let delta = eps * (a.width.min(b.width) + a.height.min(b.height)) * 0.5;
+    (a.x - b.x).abs() <= delta
+        && (a.y - b.y).abs() <= delta
+        && (a.right() - b.right()).abs() <= delta
+        && (a.bottom() - b.bottom()).abs() <= delta
+}
+
+/// Rectangle grouping as nvinfer's cluster-mode 0 does it (OpenCV `groupRectangles`): boxes are
+/// partitioned into groups by the transitive closure of [`similar_rectangles`]; groups of at most
+/// `group_threshold` boxes are dropped; each remaining group becomes the plain mean of its boxes,
+/// carrying the group's best confidence; finally a kept box lying inside another kept box (with
+/// an `eps`-sized margin) is dropped when the other group is clearly stronger (more than
+/// `max(3, n)` boxes against its `n`) or its own group is small (fewer than 3 boxes).
+pub fn group_rectangles(boxes: &[Detection], eps: f32, group_threshold: usize) -> Vec<Detection> {
+    let n = boxes.len();
+    // Union-find over the similarity relation.
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            if similar_rectangles(&boxes[i], &boxes[j], eps) {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                if a != b {
+                    parent[b] = a;
+                }
+            }
+        }
+    }
+    // Groups in order of their first box (input is sorted by confidence).
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in 0..n {
+        let r = root(&mut parent, i);
+        match groups.iter_mut().find(|(g, _)| *g == r) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((r, vec![i])),
+        }
+    }
+    let averaged: Vec<(Detection, usize)> = groups
+        .into_iter()
+        .filter(|(_, members)| members.len() > group_threshold)
+        .map(|(_, members)| {
+            let count = members.len() as f32;
+            let mut sum = [0f32; 4];
+            let mut best = 0f32;
+            for &m in &members {
+                let d = &boxes[m];
+                sum[0] += d.x;
+                sum[1] += d.y;
+                sum[2] += d.width;
+                sum[3] += d.height;
+                best = best.max(d.confidence);
+            }
+            let mean = Detection {
+                class_id: boxes[members[0]].class_id,
+                confidence: best,
+                x: sum[0] / count,
+                y: sum[1] / count,
+                width: sum[2] / count,
+                height: sum[3] / count,
+            };
+            (mean, members.len())
+        })
+        .collect();
+    let inside_stronger = |i: usize| {
+        let (inner, n_inner) = &averaged[i];
+        averaged.iter().enumerate().any(|(j, (outer, n_outer))| {
+            let (dx, dy) = (outer.width * eps, outer.height * eps);
+            i != j
+                && inner.x >= outer.x - dx
+                && inner.y >= outer.y - dy
+                && inner.right() <= outer.right() + dx
+                && inner.bottom() <= outer.bottom() + dy
+                && (*n_outer > (*n_inner).max(3) || *n_inner < 3)
+        })
+    };
+    let mut out: Vec<Detection> = (0..averaged.len())
+        .filter(|&i| !inside_stronger(i))
+        .map(|i| averaged[i].0)
         .collect();
     sort_by_confidence(&mut out);
     out
@@ -498,6 +602,77 @@ mod tests {
         let p1 = [ClassParams::default()];
         assert_eq!(cluster(c.clone(), ClusterMode::Dbscan, &p1).len(), 2);
         assert_eq!(cluster(c, ClusterMode::Hybrid, &p1).len(), 2);
+    }
+
+    #[test]
+    fn group_rectangles_averages_similar_boxes_and_drops_small_groups() {
+        // Three near-identical boxes, two similar ones elsewhere, one lonely box.
+        let c = vec![
+            det(0, 0.9, 10.0, 10.0, 40.0, 20.0),
+            det(0, 0.8, 12.0, 11.0, 40.0, 20.0),
+            det(0, 0.7, 14.0, 9.0, 42.0, 22.0),
+            det(0, 0.6, 200.0, 100.0, 30.0, 30.0),
+            det(0, 0.5, 203.0, 102.0, 30.0, 30.0),
+            det(0, 0.95, 400.0, 10.0, 10.0, 10.0),
+        ];
+        // eps 0.2: delta = 0.2 · (40 + 20) / 2 = 6 for the first group.
+        let out = group_rectangles(&c, 0.2, 1);
+        assert_eq!(out.len(), 2, "{out:?}");
+        // Plain means: (10 + 12 + 14) / 3 = 12, (10 + 11 + 9) / 3 = 10, widths 122 / 3, 62 / 3.
+        let first = out.iter().find(|d| d.x < 100.0).unwrap();
+        assert!((first.x - 12.0).abs() < 1e-5 && (first.y - 10.0).abs() < 1e-5);
+        assert!((first.width - 122.0 / 3.0).abs() < 1e-4);
+        assert!((first.height - 62.0 / 3.0).abs() < 1e-4);
+        assert_eq!(first.confidence, 0.9);
+        let second = out.iter().find(|d| d.x > 100.0).unwrap();
+        assert!((second.x - 201.5).abs() < 1e-5 && (second.y - 101.0).abs() < 1e-5);
+        assert_eq!(second.confidence, 0.6);
+        // Sorted by confidence.
+        assert!(out[0].confidence >= out[1].confidence);
+        // A higher threshold keeps only the group of three; threshold 0 keeps the lonely box too.
+        assert_eq!(group_rectangles(&c, 0.2, 2).len(), 1);
+        assert_eq!(group_rectangles(&c, 0.2, 0).len(), 3);
+        // eps 0 groups only identical boxes: every group has one box and threshold 1 drops all.
+        assert!(group_rectangles(&c, 0.0, 1).is_empty());
+        // Chains group transitively: a~b and b~c although a and c are far apart.
+        let chain = vec![
+            det(0, 0.9, 0.0, 0.0, 20.0, 20.0),
+            det(0, 0.8, 4.0, 0.0, 20.0, 20.0),
+            det(0, 0.7, 8.0, 0.0, 20.0, 20.0),
+        ];
+        assert!(!similar_rectangles(&chain[0], &chain[2], 0.2));
+        let grouped = group_rectangles(&chain, 0.2, 2);
+        assert_eq!(grouped.len(), 1);
+        assert!((grouped[0].x - 4.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn group_rectangles_drops_weak_boxes_inside_strong_groups() {
+        // A strong group of four around (0,0,100,100) and a pair of small boxes inside it.
+        let mut c: Vec<Detection> = (0..4)
+            .map(|i| det(0, 0.9 - 0.01 * i as f32, i as f32, 0.0, 100.0, 100.0))
+            .collect();
+        c.push(det(0, 0.95, 40.0, 40.0, 10.0, 10.0));
+        c.push(det(0, 0.94, 41.0, 40.0, 10.0, 10.0));
+        let out = group_rectangles(&c, 0.2, 1);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!((out[0].width - 100.0).abs() < 1e-5);
+        // Through cluster() with the mode and the minBoxes fallback (min_boxes 2 → threshold 1).
+        let p = [ClassParams {
+            eps: 0.2,
+            min_boxes: 2,
+            ..ClassParams::default()
+        }];
+        assert_eq!(
+            cluster(c.clone(), ClusterMode::GroupRectangles, &p).len(),
+            1
+        );
+        let explicit = [ClassParams {
+            eps: 0.2,
+            group_threshold: Some(4),
+            ..ClassParams::default()
+        }];
+        assert!(cluster(c, ClusterMode::GroupRectangles, &explicit).is_empty());
     }
 
     #[test]

@@ -205,6 +205,86 @@ impl YuvCoefficients {
     }
 }
 
+/// Largest magnitude a sound input reaches: raw 8-bit pixels (255) with a wide margin. Image
+/// networks are trained on [0, 1], [-1, 1] or mean-subtracted [-128, 128]-like ranges.
+pub const SANE_INPUT_MAGNITUDE: f32 = 1024.0;
+
+/// Checks the statistics of preprocessed input (one batch of tensors) against what any image
+/// network can use; returns why it looks wrong, or `None`. The rules, in order:
+/// 1. every value is finite;
+/// 2. not every value is the same (a network fed a constant sees no image: a blank source, or
+///    net-scale-factor 0);
+/// 3. no value exceeds [`SANE_INPUT_MAGNITUDE`] in magnitude (net-scale-factor, offsets or std on
+///    the wrong scale, e.g. 255 instead of 1/255);
+/// 4. the values spread over at least 1% of the span that net-scale-factor and std give 8-bit
+///    pixels (`255 · net-scale-factor / std`, smallest over the channels): less means the frames
+///    hold fewer than ~3 grey levels, i.e. they are blank or the scaling is off.
+pub fn input_warning(values: &[f32], spec: &InputSpec) -> Option<String> {
+    if values.is_empty() {
+        return None;
+    }
+    // Lane-wise accumulators the compiler vectorises; NaN fails both comparisons and is caught
+    // through the sum (NaN and infinities make it non-finite).
+    const LANES: usize = 16;
+    let (mut min, mut max, mut sum) = (
+        [f32::INFINITY; LANES],
+        [f32::NEG_INFINITY; LANES],
+        [0f32; LANES],
+    );
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for i in 0..LANES {
+            let v = chunk[i];
+            min[i] = if v < min[i] { v } else { min[i] };
+            max[i] = if v > max[i] { v } else { max[i] };
+            sum[i] += v;
+        }
+    }
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        min[i] = if v < min[i] { v } else { min[i] };
+        max[i] = if v > max[i] { v } else { max[i] };
+        sum[i] += v;
+    }
+    let total: f64 = sum.iter().map(|&v| f64::from(v)).sum();
+    let min = min.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !total.is_finite() || !min.is_finite() || !max.is_finite() {
+        return Some(
+            "the preprocessed input holds non-finite values (NaN or infinity): check net-scale-factor, offsets and std"
+                .to_owned(),
+        );
+    }
+    let mean = total / values.len() as f64;
+    if min == max {
+        return Some(format!(
+            "every value of the preprocessed input is {min}: the network sees no image (blank frames, or net-scale-factor {})",
+            spec.net_scale_factor
+        ));
+    }
+    let magnitude = min.abs().max(max.abs());
+    if magnitude > SANE_INPUT_MAGNITUDE {
+        return Some(format!(
+            "the preprocessed input reaches {magnitude} (range {min}..{max}, mean {mean:.3}), far beyond what image networks are trained on: check net-scale-factor ({}; 1/255 = 0.0039 maps pixels to 0..1), offsets and std",
+            spec.net_scale_factor
+        ));
+    }
+    let channels = spec.channels();
+    let std_of = |c: usize| match spec.std.len() {
+        0 => 1.0,
+        1 => spec.std[0],
+        _ => spec.std.get(c).copied().unwrap_or(1.0),
+    };
+    let span = (0..channels)
+        .map(|c| (255.0 * spec.net_scale_factor / std_of(c)).abs())
+        .fold(f32::INFINITY, f32::min);
+    if span.is_finite() && max - min < span / 100.0 {
+        return Some(format!(
+            "the preprocessed input spans only {min}..{max} (mean {mean:.3}) where net-scale-factor and std give 8-bit pixels a span of {span}: the frames are nearly uniform or the preprocessing settings are off"
+        ));
+    }
+    None
+}
+
 /// Prepared scaling and normalisation for one (frame format, frame size, network input).
 pub struct Preprocessor {
     spec: InputSpec,
@@ -819,6 +899,46 @@ impl RowSampler for YuvRow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_statistics_rules() {
+        let spec = InputSpec {
+            width: 2,
+            height: 2,
+            color: ColorOrder::Rgb,
+            layout: TensorLayout::Chw,
+            net_scale_factor: 1.0 / 255.0,
+            offsets: vec![],
+            std: vec![],
+            maintain_aspect_ratio: false,
+            symmetric_padding: false,
+            filter: ScalingFilter::Nearest,
+        };
+        let image: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
+        assert_eq!(input_warning(&image, &spec), None);
+        let w = input_warning(&[0.5; 12], &spec).unwrap();
+        assert!(w.contains("every value") && w.contains("0.5"), "{w}");
+        let mut nan = image.clone();
+        nan[3] = f32::NAN;
+        assert!(input_warning(&nan, &spec).unwrap().contains("non-finite"));
+        // net-scale-factor 255 instead of 1/255.
+        let huge: Vec<f32> = image.iter().map(|v| v * 65025.0).collect();
+        let w = input_warning(&huge, &spec).unwrap();
+        assert!(w.contains("net-scale-factor"), "{w}");
+        // Two grey levels out of 256: under 1% of the span.
+        let flat: Vec<f32> = (0..12).map(|i| (100 + i % 2) as f32 / 255.0).collect();
+        assert!(
+            input_warning(&flat, &spec)
+                .unwrap()
+                .contains("nearly uniform")
+        );
+        // The same spread is fine for a network whose settings give a span of 2.55.
+        let scaled = InputSpec {
+            net_scale_factor: 0.01,
+            ..spec.clone()
+        };
+        assert_eq!(input_warning(&image, &scaled), None);
+    }
 
     fn spec(w: usize, h: usize, color: ColorOrder) -> InputSpec {
         InputSpec {

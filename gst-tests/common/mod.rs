@@ -197,3 +197,16 @@ pub fn temp_cache() -> tempfile::TempDir {
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A frame with a white disc of radius 20 at (x, y) on black, 320x240 RGB.
+pub fn ball_frame(x: f64, y: f64) -> gst::Buffer {
+    let mut data = vec![0u8; 320 * 240 * 3];
+    for py in 0..240usize {
+        for px in 0..320usize {
+            if ((px as f64 + 0.5 - x).powi(2) + (py as f64 + 0.5 - y).powi(2)).sqrt() <= 20.0 {
+                data[(py * 320 + px) * 3..(py * 320 + px) * 3 + 3].fill(255);
+            }
+        }
+    }
+    gst::Buffer::from_slice(data)
+}

@@ -1,6 +1,7 @@
 //! GObject glue of `taoinfer`: properties, caps, start/stop with progress messages, and the
 //! in-place transform that runs the [`Runner`] and attaches results.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -19,7 +20,8 @@ use super::runner::{
 use super::settings::{self, Failure, FailureKind, Resolved, Settings};
 use super::{
     Backend, BuildPolicy, CALIBRATION_MESSAGE, CalibrationAlgorithm, ClusterMode, ColorFormat,
-    ENGINE_IN_USE_MESSAGE, InputOrder, MESSAGE_NAME, NetworkType, Precision, ScalingFilter,
+    ENGINE_IN_USE_MESSAGE, InputOrder, MESSAGE_NAME, NetworkType, Precision, ProcessMode,
+    ScalingFilter,
 };
 use crate::meta;
 use crate::preprocess::{FrameView, SourceFormat, YuvMatrix};
@@ -31,6 +33,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("TAO model inference"),
     )
 });
+
+/// The first frames inferred have their preprocessed statistics checked (see
+/// [`crate::preprocess::input_warning`]); a warning is given once.
+const INPUT_CHECK_FRAMES: u64 = 8;
 
 /// `code` of the progress messages about the engine.
 const PROGRESS_CODE: &str = "engine";
@@ -80,14 +86,33 @@ enum EngineSlot {
     Failed,
 }
 
+/// A buffer held until its batch is inferred.
+struct Held {
+    buffer: gst::Buffer,
+    index: u64,
+    /// The runner slot its frame was preprocessed into; `None`: passes through (interval, engine
+    /// not ready yet) but keeps its place in the stream.
+    slot: Option<usize>,
+}
+
 struct State {
     resolved: Resolved,
+    /// Buffers in arrival order, waiting for their batch to fill.
+    held: VecDeque<Held>,
+    /// Buffers of the batch running on the engine thread (overlap=true).
+    in_flight: VecDeque<Held>,
+    /// Slots of the runner filled by `held`.
+    slots_filled: usize,
+    /// Buffers whose batch is done, in order, for generate_output.
+    done: VecDeque<gst::Buffer>,
     slot: EngineSlot,
     calibration: Option<LiveCalibration>,
     info: Option<gst_video::VideoInfo>,
     video: Option<VideoFormat>,
     frames_seen: u64,
     frames_inferred: u64,
+    /// Inferred frames whose input statistics are still to be checked (0 once warned).
+    input_checks_left: u64,
 }
 
 #[derive(Default)]
@@ -254,7 +279,13 @@ impl TaoInfer {
 
     /// Hands the frame just inferred to the calibration worker when it has room: one in eleven is
     /// held back (with its FP32 outputs) for the agreement measurement.
-    fn offer_to_calibration(&self, cal: &mut LiveCalibration, runner: &Runner, index: u64) {
+    fn offer_to_calibration(
+        &self,
+        cal: &mut LiveCalibration,
+        runner: &Runner,
+        slot: usize,
+        index: u64,
+    ) {
         let Some(tx) = &cal.frames else {
             return;
         };
@@ -262,9 +293,12 @@ impl TaoInfer {
             && (cal.samples_sent >= cal.samples_needed
                 || (cal.samples_sent + cal.held_back_sent) % 11 == 10);
         let input = if want_held {
-            CalibrationInput::HeldBack((runner.input().to_vec(), runner.outputs().to_vec()))
+            CalibrationInput::HeldBack((
+                runner.input_of(slot).to_vec(),
+                runner.outputs_of(slot).map(<[f32]>::to_vec).collect(),
+            ))
         } else if cal.samples_sent < cal.samples_needed {
-            CalibrationInput::Sample(runner.input().to_vec())
+            CalibrationInput::Sample(runner.input_of(slot).to_vec())
         } else {
             return;
         };
@@ -296,7 +330,7 @@ impl TaoInfer {
 
     /// Swaps in the INT8 engine once the calibration worker is done (the FP32 engine keeps
     /// running until then; on failure it simply stays).
-    fn poll_calibration(&self, state: &mut State, index: u64) {
+    fn poll_calibration(&self, state: &mut State, index: u64, messages: &mut Vec<gst::Structure>) {
         let Some(cal) = &mut state.calibration else {
             return;
         };
@@ -319,6 +353,10 @@ impl TaoInfer {
                 {
                     self.calibration_failed(&f);
                     return;
+                }
+                // The batch still running on the FP32 engine finishes there first.
+                if let Err(e) = self.collect(state, true, messages) {
+                    gst::debug!(CAT, imp = self, "before the INT8 swap: {e:?}");
                 }
                 state.slot = EngineSlot::Ready(runner);
                 let plan = report.plan_path.as_ref().map(|p| p.display().to_string());
@@ -427,10 +465,300 @@ impl TaoInfer {
         }
     }
 
+    /// Secondary mode: classifies every region-of-interest meta of the buffer that passes the
+    /// operate-on filters (as many per engine run as the batch holds) and adds the result to it.
+    fn classify_regions(
+        &self,
+        state: &mut State,
+        mut buffer: gst::Buffer,
+    ) -> Result<gst::Buffer, gst::FlowError> {
+        let r = &state.resolved;
+        let wanted: Vec<meta::Region> = meta::regions(buffer.as_ref())
+            .into_iter()
+            .filter(|reg| r.operate_on_gie_id.is_none_or(|g| reg.gie_id == Some(g)))
+            .filter(|reg| {
+                r.operate_on_class_ids.is_empty()
+                    || reg
+                        .class_id
+                        .is_some_and(|c| r.operate_on_class_ids.contains(&c))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(buffer);
+        }
+        let gie_id = r.gie_unique_id;
+        let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        let EngineSlot::Ready(runner) = &mut state.slot else {
+            return Ok(buffer);
+        };
+        let mut results = Vec::new();
+        for group in wanted.chunks(runner.batch()) {
+            let mut in_slots = Vec::new();
+            {
+                let frame = self.map_frame(&buffer, &info)?;
+                let view = frame_view(&frame);
+                for reg in group {
+                    let slot = in_slots.len();
+                    let rect = (reg.x, reg.y, reg.width, reg.height);
+                    if runner
+                        .preprocess_region(slot, &view, rect)
+                        .map_err(|f| self.fail_flow(&f))?
+                    {
+                        in_slots.push(reg.position);
+                    }
+                }
+            }
+            if in_slots.is_empty() {
+                continue;
+            }
+            runner
+                .execute(in_slots.len())
+                .map_err(|f| self.fail_flow(&f))?;
+            for (slot, position) in in_slots.into_iter().enumerate() {
+                if let Some(c) = runner.results(slot).classification {
+                    results.push((position, c));
+                }
+            }
+        }
+        let buf = buffer.make_mut();
+        for (position, (class, label, confidence)) in results {
+            meta::add_region_classification(buf, position, gie_id, class, &label, confidence);
+        }
+        state.frames_inferred += 1;
+        Ok(buffer)
+    }
+
+    /// A buffer that is not inferred: straight out when nothing is held, else behind the held ones.
+    fn pass(state: &mut State, buffer: gst::Buffer, index: u64) {
+        if state.held.is_empty() && state.in_flight.is_empty() {
+            state.done.push_back(buffer);
+        } else {
+            state.held.push_back(Held {
+                buffer,
+                index,
+                slot: None,
+            });
+        }
+    }
+
+    /// Starts the engine on the held frames (after the batch before them is out). Without overlap
+    /// it waits for the results at once; with it, the batch runs while the next one fills and is
+    /// collected later. Messages to post are collected.
+    fn infer_held(
+        &self,
+        state: &mut State,
+        messages: &mut Vec<gst::Structure>,
+    ) -> Result<(), gst::FlowError> {
+        self.collect(state, true, messages)?;
+        let filled = std::mem::take(&mut state.slots_filled);
+        let held = std::mem::take(&mut state.held);
+        if filled == 0 {
+            state.done.extend(held.into_iter().map(|h| h.buffer));
+            return Ok(());
+        }
+        let EngineSlot::Ready(runner) = &mut state.slot else {
+            return Err(gst::FlowError::Error);
+        };
+        if state.input_checks_left > 0 {
+            state.input_checks_left = state.input_checks_left.saturating_sub(filled as u64);
+            let input = runner.batch_input(filled);
+            if let Some(why) = crate::preprocess::input_warning(input, runner.input_spec()) {
+                state.input_checks_left = 0;
+                gst::warning!(CAT, imp = self, "{why}");
+                gst::element_imp_warning!(self, gst::StreamError::Format, ("{}", why));
+            }
+        }
+        runner.start(filled).map_err(|f| self.fail_flow(&f))?;
+        state.in_flight = held;
+        if !state.resolved.overlap {
+            self.collect(state, true, messages)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the results of the batch on the engine thread (waiting for them when `wait`; else
+    /// only if it is done), attaches each frame's results to its buffer and moves the batch, in
+    /// order, to the output queue; frames held behind it that are not inferred follow it.
+    fn collect(
+        &self,
+        state: &mut State,
+        wait: bool,
+        messages: &mut Vec<gst::Structure>,
+    ) -> Result<(), gst::FlowError> {
+        let EngineSlot::Ready(runner) = &mut state.slot else {
+            return Ok(());
+        };
+        if !runner.running() {
+            return Ok(());
+        }
+        let finished = if wait {
+            runner.finish()
+        } else {
+            match runner.try_finish() {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        };
+        let filled = finished.map_err(|f| self.fail_flow(&f))?;
+        let with_tensors = state.resolved.output_tensor_meta || runner.always_tensors();
+        for Held {
+            mut buffer,
+            index,
+            slot,
+        } in std::mem::take(&mut state.in_flight)
+        {
+            if let Some(slot) = slot {
+                if let Some(cal) = &mut state.calibration
+                    && cal.collecting()
+                {
+                    self.offer_to_calibration(cal, runner, slot, index);
+                }
+                let result = runner.results(slot);
+                let buf = buffer.make_mut();
+                attach(buf, &result, state.resolved.gie_unique_id);
+                if with_tensors {
+                    meta::add_tensors(buf, &runner.tensors(slot));
+                }
+                state.frames_inferred += 1;
+                if state.resolved.post_messages {
+                    let names: Vec<String> = runner
+                        .tensors(slot)
+                        .iter()
+                        .map(|t| t.name.to_owned())
+                        .collect();
+                    messages.push(results_message(index, buf.pts(), &result, &names));
+                }
+            }
+            state.done.push_back(buffer);
+        }
+        if state.slots_filled == 0 {
+            state.done.extend(
+                std::mem::take(&mut state.held)
+                    .into_iter()
+                    .map(|h| h.buffer),
+            );
+        }
+        gst::trace!(CAT, imp = self, "batch of {filled} collected");
+        Ok(())
+    }
+
+    fn post_results(&self, messages: Vec<gst::Structure>) {
+        for s in messages {
+            self.post_element_message(s);
+        }
+    }
+
+    /// Infers a partial batch and pushes everything held, in order (before EOS and other
+    /// serialized events).
+    fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut messages = Vec::new();
+        let out = {
+            let mut guard = lock(&self.state);
+            let Some(state) = guard.as_mut() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            if state.held.is_empty() && state.in_flight.is_empty() && state.done.is_empty() {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "draining {} held frame(s), {} to infer",
+                state.held.len(),
+                state.slots_filled
+            );
+            let inferred = self
+                .infer_held(state, &mut messages)
+                .and_then(|()| self.collect(state, true, &mut messages));
+            let out = std::mem::take(&mut state.done);
+            inferred.map(|()| out)?
+        };
+        self.post_results(messages);
+        let src = self.obj().src_pad().clone();
+        for buffer in out {
+            src.push(buffer)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn drop_held(&self) {
+        if let Some(state) = lock(&self.state).as_mut() {
+            if !state.held.is_empty() {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "flush: dropping {} held frame(s)",
+                    state.held.len()
+                );
+            }
+            // A run under way cannot be cancelled: wait for it, then forget it.
+            if let EngineSlot::Ready(runner) = &mut state.slot {
+                let _ = runner.finish();
+            }
+            state.held.clear();
+            state.in_flight.clear();
+            state.done.clear();
+            state.slots_filled = 0;
+        }
+    }
+
+    /// How long the first frame of a batch waits for the last: `batch − 1` frame durations.
+    fn batching_latency(&self) -> gst::ClockTime {
+        let guard = lock(&self.state);
+        let Some(state) = guard.as_ref() else {
+            return gst::ClockTime::ZERO;
+        };
+        let batch = match &state.slot {
+            EngineSlot::Ready(r) => r.batch(),
+            _ => state.resolved.frames_per_run.max(1),
+        };
+        let fps = state.info.as_ref().map(|i| i.fps());
+        match fps {
+            Some(fps)
+                if (batch > 1 || state.resolved.overlap) && fps.numer() > 0 && fps.denom() > 0 =>
+            {
+                // With overlap a batch also waits for the next one to fill before it leaves.
+                let waits = if state.resolved.overlap {
+                    batch
+                } else {
+                    batch - 1
+                };
+                gst::ClockTime::SECOND
+                    .mul_div_floor(fps.denom() as u64 * waits as u64, fps.numer() as u64)
+                    .unwrap_or(gst::ClockTime::ZERO)
+            }
+            _ => gst::ClockTime::ZERO,
+        }
+    }
+
+    fn map_frame<'b>(
+        &self,
+        buffer: &'b gst::Buffer,
+        info: &gst_video::VideoInfo,
+    ) -> Result<gst_video::VideoFrameRef<&'b gst::BufferRef>, gst::FlowError> {
+        gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info).map_err(|_| {
+            self.fail_flow(&Failure::new(
+                FailureKind::Settings,
+                "cannot map the video frame",
+            ))
+        })
+    }
+
     fn fail_flow(&self, f: &Failure) -> gst::FlowError {
         gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", f.message));
         gst::FlowError::Error
     }
+}
+
+/// The planes and strides of a mapped frame, as the preprocessor reads them.
+fn frame_view<'f>(frame: &'f gst_video::VideoFrameRef<&gst::BufferRef>) -> FrameView<'f> {
+    let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+    let mut strides = [0usize; 3];
+    for i in 0..(frame.n_planes() as usize).min(3) {
+        planes[i] = frame.plane_data(i as u32).unwrap_or(&[]);
+        strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
+    }
+    FrameView { planes, strides }
 }
 
 fn video_format(info: &gst_video::VideoInfo) -> Option<VideoFormat> {
@@ -557,11 +885,11 @@ impl ObjectImpl for TaoInfer {
                 enum_prop("input-order", "Input order", "Layout of input-dims", InputOrder::Nchw),
                 string_prop("output-blobs", "Output blobs", "Output tensors to use, ';'- or ','-separated (default: the model's outputs)"),
                 enum_prop("precision", "Precision", "Engine precision", Precision::Fp32),
-                uint_prop("batch-size", "Batch size", "Largest batch the engine is built for (frames are inferred one at a time)", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+                uint_prop("batch-size", "Batch size", "Frames inferred together in one engine run (the engine is built for it): buffers are held until the batch is full, a partial batch is inferred at EOS and before other serialized events. A config file's batch-size only sizes the engine", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE),
                 uint_prop("workspace", "Workspace (MB)", "Builder workspace in MB (for GPU backends; the CPU backend sizes its memory from the model)", 0, u32::MAX, 0),
                 string_prop("optimization-profiles", "Optimization profiles", "tao-converter style profiles (for GPU backends; the CPU backend builds for batch-size)"),
                 enum_prop("backend", "Backend", "Where the engine runs", Backend::Auto),
-                uint_prop("device-id", "Device id", "GPU index for GPU backends", 0, 255, 0),
+                uint_prop("device-id", "Device id", "GPU index for the CUDA backend (the config's gpu-id when not set)", 0, 255, 0),
                 uint_prop("threads", "Threads", "CPU threads for the engine and preprocessing (0 = all cores)", 0, 1024, 0),
                 string_prop("engine-cache-dir", "Engine cache directory", "Where engines are cached (default $TAO_ENGINE_CACHE, else $XDG_CACHE_HOME/tao-infer/engines); when set, failing to write there is an error"),
                 glib::ParamSpecString::builder("engine-path")
@@ -581,6 +909,16 @@ impl ObjectImpl for TaoInfer {
                 bool_prop("symmetric-padding", "Symmetric padding", "With maintain-aspect-ratio: centre the frame instead of padding right/bottom", false),
                 enum_prop("scaling-filter", "Scaling filter", "How frames are resized to the network input", ScalingFilter::Nearest),
                 uint_prop("interval", "Interval", "Frames skipped between inferred frames (skipped frames get no results)", 0, i32::MAX as u32, 0),
+                enum_prop("process-mode", "Process mode", "Primary: infer on whole frames; secondary: classify each object an earlier taoinfer (or any element) attached as a region-of-interest meta, adding a `classification` parameter structure to that meta", ProcessMode::Primary),
+                uint_prop("gie-unique-id", "Unique id", "Id of this inference stage, written into each object's `detection` parameters (field gie-id) and into secondary results", 0, i32::MAX as u32, DEFAULT_GIE_UNIQUE_ID),
+                glib::ParamSpecInt::builder("operate-on-gie-id")
+                    .nick("Operate on unique id")
+                    .blurb("Secondary mode: only objects whose detection gie-id is this (-1: any)")
+                    .minimum(-1)
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
+                string_prop("operate-on-class-ids", "Operate on class ids", "Secondary mode: only objects of these classes (`;`-separated; unset: any)"),
                 enum_prop("network-type", "Network type", "How the outputs are read", NetworkType::Detector),
                 uint_prop("num-classes", "Number of classes", "Classes the detector outputs (0 = from the model; otherwise checked against it)", 0, 65535, 0),
                 string_prop("labels-file", "Labels file", "Class labels: one per line, or ';'-separated on one line"),
@@ -589,13 +927,14 @@ impl ObjectImpl for TaoInfer {
                 double_prop("nms-iou-threshold", "NMS IoU threshold", "Overlap above which NMS suppresses the weaker box", 0.0, 1.0, DEFAULT_NMS_IOU_THRESHOLD),
                 uint_prop("top-k", "Top K", "Objects kept per class and frame (0 = all)", 0, u32::MAX, 0),
                 enum_prop("cluster-mode", "Cluster mode", "How candidate boxes are merged", ClusterMode::Nms),
-                double_prop("dbscan-eps", "DBSCAN eps", "DBSCAN: boxes with 1 - IoU <= eps are neighbours", 0.0, 1.0, DEFAULT_DBSCAN_EPS),
-                uint_prop("dbscan-min-boxes", "DBSCAN min boxes", "DBSCAN: neighbours (itself included) a box needs to seed a cluster", 1, 1000, DEFAULT_DBSCAN_MIN_BOXES),
+                double_prop("dbscan-eps", "DBSCAN eps", "DBSCAN: boxes with 1 - IoU <= eps are neighbours; group-rectangles: edges within eps * mean box side are similar (the config's eps)", 0.0, 1.0, DEFAULT_DBSCAN_EPS),
+                uint_prop("dbscan-min-boxes", "DBSCAN min boxes", "DBSCAN: neighbours (itself included) a box needs to seed a cluster; group-rectangles: boxes a group needs unless the config gives group-threshold (the config's minBoxes)", 1, 1000, DEFAULT_DBSCAN_MIN_BOXES),
                 double_prop("box-norm", "Box normalization", "DetectNet_v2 bbox normalization", 0.0, 1e6, DEFAULT_BOX_NORM_F64),
                 double_prop("classifier-threshold", "Classifier threshold", "Score the top class needs to be reported", 0.0, 1.0, DEFAULT_CLASSIFIER_THRESHOLD),
                 double_prop("segmentation-threshold", "Segmentation threshold", "Score a pixel's best class needs (else class 255)", 0.0, 1.0, DEFAULT_SEGMENTATION_THRESHOLD),
                 bool_prop("output-tensor-meta", "Output tensor meta", "Attach every output tensor as a TaoTensors meta (always on for network-type=other)", false),
                 bool_prop("post-messages", "Post messages", "Post an element message named \"taoinfer\" with the results of every inferred frame", false),
+                bool_prop("overlap", "Overlap", "Preprocess the next batch while the engine runs the current one on its own thread: more throughput, one more batch of latency (a batch leaves once the next is full, or at EOS or any serialized event)", false),
             ]
         });
         PROPERTIES.as_ref()
@@ -641,6 +980,10 @@ impl ObjectImpl for TaoInfer {
             "symmetric-padding" => s.symmetric_padding = get!(),
             "scaling-filter" => s.scaling_filter = get!(),
             "interval" => s.interval = get!(),
+            "process-mode" => s.process_mode = get!(),
+            "gie-unique-id" => s.gie_unique_id = get!(),
+            "operate-on-gie-id" => s.operate_on_gie_id = get!(),
+            "operate-on-class-ids" => s.operate_on_class_ids = string(),
             "network-type" => s.network_type = get!(),
             "num-classes" => s.num_classes = get!(),
             "labels-file" => s.labels_file = string(),
@@ -656,6 +999,7 @@ impl ObjectImpl for TaoInfer {
             "segmentation-threshold" => s.segmentation_threshold = get!(),
             "output-tensor-meta" => s.output_tensor_meta = get!(),
             "post-messages" => s.post_messages = get!(),
+            "overlap" => s.overlap = get!(),
             _ => return,
         }
         // Static names: the explicit set outlives this call.
@@ -695,6 +1039,10 @@ impl ObjectImpl for TaoInfer {
             "symmetric-padding" => s.symmetric_padding.to_value(),
             "scaling-filter" => s.scaling_filter.to_value(),
             "interval" => s.interval.to_value(),
+            "process-mode" => s.process_mode.to_value(),
+            "gie-unique-id" => s.gie_unique_id.to_value(),
+            "operate-on-gie-id" => s.operate_on_gie_id.to_value(),
+            "operate-on-class-ids" => s.operate_on_class_ids.to_value(),
             "network-type" => s.network_type.to_value(),
             "num-classes" => s.num_classes.to_value(),
             "labels-file" => s.labels_file.to_value(),
@@ -710,6 +1058,7 @@ impl ObjectImpl for TaoInfer {
             "segmentation-threshold" => s.segmentation_threshold.to_value(),
             "output-tensor-meta" => s.output_tensor_meta.to_value(),
             "post-messages" => s.post_messages.to_value(),
+            "overlap" => s.overlap.to_value(),
             // Write-only (key) or unknown: GObject never asks.
             _ => None::<String>.to_value(),
         }
@@ -845,12 +1194,17 @@ impl BaseTransformImpl for TaoInfer {
         };
         *lock(&self.state) = Some(State {
             resolved,
+            held: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            slots_filled: 0,
+            done: VecDeque::new(),
             slot,
             calibration,
             info: None,
             video: None,
             frames_seen: 0,
             frames_inferred: 0,
+            input_checks_left: INPUT_CHECK_FRAMES,
         });
         Ok(())
     }
@@ -900,8 +1254,12 @@ impl BaseTransformImpl for TaoInfer {
         Ok(())
     }
 
-    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut message = None;
+    fn submit_input_buffer(
+        &self,
+        _is_discont: bool,
+        inbuf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut messages = Vec::new();
         {
             let mut guard = lock(&self.state);
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -909,84 +1267,103 @@ impl BaseTransformImpl for TaoInfer {
             // Frames are numbered from start, passed-through ones included.
             let index = state.frames_seen;
             state.frames_seen += 1;
-            self.poll_calibration(state, index);
+            // A new engine is swapped in between batches only.
+            self.collect(state, false, &mut messages)?;
+            if state.slots_filled == 0 {
+                self.poll_calibration(state, index, &mut messages);
+            }
+            let interval = u64::from(state.resolved.interval);
+            let skipped = interval > 0 && index % (interval + 1) != 0;
             let runner = match &mut state.slot {
                 EngineSlot::Ready(r) => r,
                 EngineSlot::Building { passed_through, .. } => {
                     *passed_through += 1;
+                    Self::pass(state, inbuf, index);
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 EngineSlot::Failed => return Err(gst::FlowError::Error),
             };
-            let interval = u64::from(state.resolved.interval);
-            if interval > 0 && index % (interval + 1) != 0 {
+            if skipped {
+                Self::pass(state, inbuf, index);
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            if state.resolved.secondary {
+                let out = self.classify_regions(state, inbuf)?;
+                Self::pass(state, out, index);
                 return Ok(gst::FlowSuccess::Ok);
             }
             let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-            let started = Instant::now();
+            let slot = state.slots_filled;
             {
-                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, info)
-                    .map_err(|_| {
-                        self.fail_flow(&Failure::new(
-                            FailureKind::Settings,
-                            "cannot map the video frame",
-                        ))
-                    })?;
-                let mut planes: [&[u8]; 3] = [&[], &[], &[]];
-                let mut strides = [0usize; 3];
-                for i in 0..(frame.n_planes() as usize).min(3) {
-                    planes[i] = frame.plane_data(i as u32).unwrap_or(&[]);
-                    strides[i] = usize::try_from(frame.plane_stride()[i]).unwrap_or(0);
-                }
+                let frame = self.map_frame(&inbuf, info)?;
                 runner
-                    .preprocess(&FrameView { planes, strides })
+                    .preprocess(slot, &frame_view(&frame))
                     .map_err(|f| self.fail_flow(&f))?;
             }
-            let preprocessed = Instant::now();
-            runner.execute().map_err(|f| self.fail_flow(&f))?;
-            let executed = Instant::now();
-            if let Some(cal) = &mut state.calibration
-                && cal.collecting()
-            {
-                self.offer_to_calibration(cal, runner, index);
-            }
-            let result = runner.results();
-            attach(buf, &result);
-            if state.resolved.output_tensor_meta || runner.always_tensors() {
-                meta::add_tensors(buf, &runner.tensors());
-            }
-            state.frames_inferred += 1;
-            gst::trace!(
-                CAT,
-                imp = self,
-                "frame {index}: preprocess {:?}, engine {:?}, results {:?}",
-                preprocessed - started,
-                executed - preprocessed,
-                executed.elapsed()
-            );
-            if state.resolved.post_messages {
-                message = Some(results_message(
-                    index,
-                    buf.pts(),
-                    &result,
-                    &runner
-                        .tensors()
-                        .iter()
-                        .map(|t| t.name.to_owned())
-                        .collect::<Vec<_>>(),
-                ));
+            let full = slot + 1 >= runner.batch();
+            state.slots_filled += 1;
+            state.held.push_back(Held {
+                buffer: inbuf,
+                index,
+                slot: Some(slot),
+            });
+            if full {
+                self.infer_held(state, &mut messages)?;
             }
         }
-        if let Some(s) = message {
-            let obj = self.obj();
-            let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
-        }
+        self.post_results(messages);
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn generate_output(
+        &self,
+    ) -> Result<gst_base::subclass::base_transform::GenerateOutputSuccess, gst::FlowError> {
+        let mut guard = lock(&self.state);
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        Ok(match state.done.pop_front() {
+            Some(buffer) => {
+                gst_base::subclass::base_transform::GenerateOutputSuccess::Buffer(buffer)
+            }
+            None => gst_base::subclass::base_transform::GenerateOutputSuccess::NoOutput,
+        })
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.type_() {
+            // Flushing: held frames are dropped, never pushed after the flush.
+            gst::EventType::FlushStart | gst::EventType::FlushStop => self.drop_held(),
+            // Everything else that travels with the data (EOS, caps, segment, gap, …) must
+            // stay behind the frames before it: infer the partial batch and push it first.
+            _ if event.is_serialized() => {
+                if let Err(e) = self.drain() {
+                    gst::debug!(CAT, imp = self, "drain before {:?}: {e:?}", event.type_());
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if !BaseTransformImplExt::parent_query(self, direction, query) {
+            return false;
+        }
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            let (live, min, max) = q.result();
+            let added = self.batching_latency();
+            if live && added > gst::ClockTime::ZERO {
+                gst::debug!(CAT, imp = self, "batching adds {added} of latency");
+                q.set(live, min + added, max.map(|m| m + added));
+            }
+        }
+        true
     }
 }
 
-fn attach(buf: &mut gst::BufferRef, result: &FrameResult) {
-    meta::add_objects(buf, &result.objects);
+fn attach(buf: &mut gst::BufferRef, result: &FrameResult, gie_id: u32) {
+    meta::add_objects(buf, &result.objects, gie_id);
     if let Some((class, label, confidence)) = &result.classification {
         meta::add_classification(buf, *class, label, *confidence);
     }

@@ -42,11 +42,14 @@ pub enum Precision {
 #[enum_type(name = "GstTaoInferBackend")]
 pub enum Backend {
     #[default]
-    #[enum_value(name = "Best available (CPU in this build)", nick = "auto")]
+    #[enum_value(
+        name = "Best available: CUDA when a usable GPU runs the precision, else CPU",
+        nick = "auto"
+    )]
     Auto,
     #[enum_value(name = "CPU", nick = "cpu")]
     Cpu,
-    #[enum_value(name = "CUDA (not available in this build)", nick = "cuda")]
+    #[enum_value(name = "CUDA (an error when there is no usable GPU)", nick = "cuda")]
     Cuda,
 }
 
@@ -103,6 +106,20 @@ pub enum NetworkType {
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
 #[repr(u32)]
+#[enum_type(name = "GstTaoInferProcessMode")]
+pub enum ProcessMode {
+    #[default]
+    #[enum_value(name = "Primary: whole frames", nick = "primary")]
+    Primary = 1,
+    #[enum_value(
+        name = "Secondary: each object (region-of-interest meta) of an earlier detector, classifier results on the object",
+        nick = "secondary"
+    )]
+    Secondary = 2,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
 #[enum_type(name = "GstTaoInferClusterMode")]
 pub enum ClusterMode {
     #[default]
@@ -114,6 +131,11 @@ pub enum ClusterMode {
     DbscanNms,
     #[enum_value(name = "No clustering", nick = "none")]
     None,
+    #[enum_value(
+        name = "Group rectangles (nvinfer cluster-mode 0: boxes within eps grouped, groups above the group threshold averaged)",
+        nick = "group-rectangles"
+    )]
+    GroupRectangles,
 }
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]

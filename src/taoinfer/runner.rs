@@ -3,14 +3,15 @@
 //! so the element only glues.
 
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use tao_engine::backend::{Backend, BuildConfig, Engine, IoDesc, Precision};
+use tao_backends::{BackendChoice, Request};
+use tao_engine::backend::{BuildConfig, Engine, IoDesc, Precision};
 use tao_engine::build::build_or_load;
 use tao_engine::cache::{EngineCache, Outcome, sha256_hex};
 use tao_engine::calibration::{CalibrationCache, Calibrator, Method};
-use tao_engine::cpu::int8::CpuInt8Backend;
-use tao_engine::cpu::{CpuBackend, CpuEngine, PrepareFresh, lower};
+use tao_engine::cpu::{CpuEngine, PrepareFresh, lower};
 use tao_engine::model::{ModelError, apply_overrides, load_model};
 use tao_engine::optimize::optimize;
 use tao_graph::ir::{Graph, InputOrder as GraphOrder};
@@ -97,6 +98,33 @@ fn engine_failure(r: &Resolved, e: impl std::fmt::Display) -> Failure {
     )
 }
 
+fn backend_failure(r: &Resolved, why: String) -> Failure {
+    Failure::new(
+        FailureKind::Unavailable,
+        format!(
+            "backend={} device-id={}: {why}",
+            r.backend.name(),
+            r.device_id
+        ),
+    )
+}
+
+/// The backend for `precision` as the `backend` and `device-id` properties ask (auto: a GPU
+/// when there is a usable one, else the CPU, with a note saying why).
+fn choose_backend(
+    r: &Resolved,
+    precision: Precision,
+    calibration: Option<CalibrationCache>,
+) -> Result<tao_backends::Chosen, Failure> {
+    tao_backends::choose(&Request {
+        choice: r.backend,
+        device_id: r.device_id,
+        precision,
+        calibration,
+    })
+    .map_err(|why| backend_failure(r, why))
+}
+
 fn model_failure(e: ModelError) -> Failure {
     let kind = match &e {
         ModelError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -153,7 +181,7 @@ pub fn prepare_engine(
     };
     // INT8: from a table when there is one (given, or written by an earlier live calibration),
     // else FP32 now and INT8 once calibrated on the first frames.
-    let mut int8_backend = None;
+    let mut table = None;
     let mut calibration = None;
     let mut precision_note = r.precision.name().to_owned();
     if let Some(plan) = &r.int8 {
@@ -166,10 +194,17 @@ pub fn prepare_engine(
         match table_path.filter(|p| p.is_file()) {
             Some(path) => {
                 progress(&format!("reading calibration table {}", path.display()));
-                int8_backend = Some(CpuInt8Backend::new(read_table(&path)?));
+                table = Some(read_table(&path)?);
                 precision_note = format!("int8, calibration table {}", path.display());
             }
             None => {
+                // The INT8 engine comes later from the same choice: refuse now what cannot be.
+                if r.backend == BackendChoice::Cuda && !tao_backends::cuda_supports(r.precision) {
+                    return Err(backend_failure(
+                        r,
+                        "the CUDA backend does not build int8 engines yet".into(),
+                    ));
+                }
                 config.precision = Precision::Fp32;
                 precision_note = format!(
                     "fp32 until INT8 calibration on the first {} frames",
@@ -195,24 +230,25 @@ pub fn prepare_engine(
             }
         }
     }
+    let chosen = choose_backend(r, config.precision, table)?;
+    if let Some(note) = &chosen.note {
+        progress(note);
+    }
     progress(&format!(
-        "looking up the engine cache{} ({})",
+        "looking up the engine cache{} ({}, backend {})",
         cache
             .dir()
             .map(|d| format!(" in {}", d.display()))
             .unwrap_or_default(),
-        config.canonical()
+        config.canonical(),
+        chosen.backend.name()
     ));
-    let backend: &dyn Backend = match &int8_backend {
-        Some(b) => b,
-        None => &CpuBackend,
-    };
     let ready = build_or_load(
         &model.graph,
         &model.sha256,
         &options,
         &config,
-        backend,
+        chosen.backend.as_ref(),
         &cache,
     )
     .map_err(|e| engine_failure(r, e))?;
@@ -226,8 +262,14 @@ pub fn prepare_engine(
         ));
     }
     let description = format!(
-        "{}; precision {precision_note}",
-        ready.outcome.describe(ready.plan_path.as_deref())
+        "{}; precision {precision_note}; backend {}{}",
+        ready.outcome.describe(ready.plan_path.as_deref()),
+        chosen.backend.name(),
+        chosen
+            .note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
     );
     // Only reached without engine-cache-dir (with it, this is an error above).
     let warning = match &ready.outcome {
@@ -309,7 +351,7 @@ pub enum CalibrationInput {
 /// when the sender went away first (the element stopped).
 pub fn calibrate(
     job: PendingCalibration,
-    inputs: std::sync::mpsc::Receiver<CalibrationInput>,
+    inputs: mpsc::Receiver<CalibrationInput>,
     r: &Resolved,
 ) -> Result<Option<(Box<Runner>, CalibrationReport)>, Failure> {
     let mut optimised = job.graph.clone();
@@ -342,12 +384,13 @@ pub fn calibrate(
             )
         })?;
     }
+    let chosen = choose_backend(r, Precision::Int8, Some(table))?;
     let ready = build_or_load(
         &job.graph,
         &job.model_sha256,
         &job.options,
         &job.config,
-        &CpuInt8Backend::new(table),
+        chosen.backend.as_ref(),
         &job.cache,
     )
     .map_err(|e| engine_failure(r, e))?;
@@ -366,8 +409,9 @@ pub fn calibrate(
     };
     for (input, fp32_outputs) in &held_back {
         runner.load_input(input)?;
-        runner.execute()?;
-        for (a, b) in fp32_outputs.iter().zip(&runner.outputs) {
+        runner.execute(1)?;
+        let int8_outputs: Vec<Vec<f32>> = runner.outputs_of(0).map(<[f32]>::to_vec).collect();
+        for (a, b) in fp32_outputs.iter().zip(&int8_outputs) {
             let diff: f64 = a
                 .iter()
                 .zip(b)
@@ -379,7 +423,7 @@ pub fn calibrate(
             report.max_relative_error = report.max_relative_error.max(relative);
         }
         let reference = runner.network_detections(fp32_outputs);
-        let got = runner.network_detections(&runner.outputs);
+        let got = runner.network_detections(&int8_outputs);
         let mut used = vec![false; got.len()];
         for d in &reference {
             let hit = got
@@ -430,10 +474,102 @@ pub struct FrameResult {
     pub segmentation: Option<(u32, u32, u32, Vec<u8>)>,
 }
 
-/// The engine with its buffers and the frame-to-tensor and tensor-to-result steps.
-pub struct Runner {
-    engine: Box<dyn Engine>,
+/// One engine run handed to the engine thread: the buffers travel with it and come back.
+struct EngineJob {
+    frames: usize,
     input: Vec<f32>,
+    outputs: Vec<Vec<f32>>,
+    result: Result<(), String>,
+}
+
+/// A thread that owns the engine and runs one batch at a time, so the streaming thread can
+/// preprocess the next batch meanwhile.
+struct EngineThread {
+    jobs: Option<mpsc::Sender<EngineJob>>,
+    done: mpsc::Receiver<EngineJob>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Runs `job` on `engine` (buffers are sized for the engine's largest batch).
+fn run_job(engine: &mut dyn Engine, job: &mut EngineJob) {
+    let max_batch = engine.max_batch().max(1);
+    let per_image = job.input.len() / max_batch;
+    let frames = job.frames;
+    let mut outs: Vec<&mut [f32]> = job
+        .outputs
+        .iter_mut()
+        .map(|o| {
+            let n = o.len() / max_batch;
+            &mut o[..frames * n]
+        })
+        .collect();
+    job.result = engine
+        .run(frames, &[&job.input[..frames * per_image]], &mut outs)
+        .map_err(|e| e.to_string());
+}
+
+/// Where the engine runs: on the caller's thread (no hand-off per batch), or on a thread of its
+/// own so preprocessing can overlap it.
+enum EngineHost {
+    Inline {
+        engine: Box<dyn Engine>,
+        done: Option<EngineJob>,
+    },
+    Thread(EngineThread),
+}
+
+impl EngineThread {
+    fn spawn(mut engine: Box<dyn Engine>) -> Result<EngineThread, Failure> {
+        let (jobs, job_rx) = mpsc::channel::<EngineJob>();
+        let (done_tx, done) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("taoinfer-engine".into())
+            .spawn(move || {
+                for mut job in job_rx {
+                    run_job(engine.as_mut(), &mut job);
+                    if done_tx.send(job).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| {
+                Failure::new(
+                    FailureKind::Engine,
+                    format!("cannot start the engine thread: {e}"),
+                )
+            })?;
+        Ok(EngineThread {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EngineThread {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread after the run under way.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The engine with its buffers and the frame-to-tensor and tensor-to-result steps. The buffers hold
+/// `batch` frames: frames are preprocessed into slots `0..n` of the filling input and inferred
+/// together ([`Runner::start`] / [`Runner::finish`]; with overlap on the engine thread).
+pub struct Runner {
+    engine: EngineHost,
+    /// Frames of the run under way on the engine thread.
+    running: Option<usize>,
+    batch: usize,
+    /// `batch` input tensors, one after another, being filled.
+    input: Vec<f32>,
+    /// The input of the last finished run (and the buffer filled after the next start).
+    last_input: Vec<f32>,
+    /// Per output: `batch` results of the last finished run, one after another (empty while a
+    /// run is under way).
     outputs: Vec<Vec<f32>>,
     output_descs: Vec<IoDesc>,
     spec: InputSpec,
@@ -548,11 +684,18 @@ impl Runner {
             },
             NetworkType::Other => Interpretation::Other,
         };
+        // The engine was built for batch-size; never more than it takes. Buffers are sized for
+        // what the engine takes, so the engine thread can slice them by its own batch.
+        let max_batch = engine.max_batch().max(1);
+        let batch = r.frames_per_run.clamp(1, max_batch);
         Ok(Runner {
-            input: vec![0.0; spec.elements()],
+            batch,
+            running: None,
+            input: vec![0.0; max_batch * spec.elements()],
+            last_input: vec![0.0; max_batch * spec.elements()],
             outputs: outputs
                 .iter()
-                .map(|o| vec![0.0; o.elements_per_image()])
+                .map(|o| vec![0.0; max_batch * o.elements_per_image()])
                 .collect(),
             output_descs: outputs,
             spec,
@@ -563,8 +706,14 @@ impl Runner {
             box_norm: r.box_norm,
             classifier_threshold: r.classifier_threshold,
             segmentation_threshold: r.segmentation_threshold,
-            threads: r.threads,
-            engine,
+            // With overlap the engine's threads are busy while frames are preprocessed: one
+            // preprocessing thread then, not a second crowd on the same cores.
+            threads: if r.overlap { 1 } else { r.threads },
+            engine: if r.overlap {
+                EngineHost::Thread(EngineThread::spawn(engine)?)
+            } else {
+                EngineHost::Inline { engine, done: None }
+            },
         })
     }
 
@@ -572,29 +721,51 @@ impl Runner {
         &self.spec
     }
 
-    /// The input tensor of the last preprocessed frame.
-    pub fn input(&self) -> &[f32] {
-        &self.input
+    /// Frames inferred together.
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
-    /// The outputs of the last run.
-    pub fn outputs(&self) -> &[Vec<f32>] {
-        &self.outputs
+    fn input_range(&self, slot: usize) -> std::ops::Range<usize> {
+        let n = self.spec.elements();
+        slot * n..(slot + 1) * n
     }
 
-    /// Replaces the input tensor (a frame preprocessed earlier).
+    /// The input tensor of `slot` in the last finished run.
+    pub fn input_of(&self, slot: usize) -> &[f32] {
+        &self.last_input[self.input_range(slot)]
+    }
+
+    /// The input tensors of slots `0..frames`, being filled.
+    pub fn batch_input(&self, frames: usize) -> &[f32] {
+        &self.input[..frames.min(self.batch) * self.spec.elements()]
+    }
+
+    /// Every output of the last finished run for the frame in `slot`.
+    pub fn outputs_of(&self, slot: usize) -> impl Iterator<Item = &[f32]> {
+        self.output_descs
+            .iter()
+            .zip(&self.outputs)
+            .map(move |(d, o)| {
+                let n = d.elements_per_image();
+                o.get(slot * n..(slot + 1) * n).unwrap_or(&[])
+            })
+    }
+
+    /// Replaces the input tensor of slot 0 (a frame preprocessed earlier).
     pub fn load_input(&mut self, input: &[f32]) -> Result<(), Failure> {
-        if input.len() != self.input.len() {
+        let range = self.input_range(0);
+        if input.len() != range.len() {
             return Err(Failure::new(
                 FailureKind::Engine,
                 format!(
                     "input of {} values where the engine takes {}",
                     input.len(),
-                    self.input.len()
+                    range.len()
                 ),
             ));
         }
-        self.input.copy_from_slice(input);
+        self.input[range].copy_from_slice(input);
         Ok(())
     }
 
@@ -607,6 +778,16 @@ impl Runner {
         else {
             return Vec::new();
         };
+        self.detections(layout, params, cov, boxes)
+    }
+
+    fn detections(
+        &self,
+        layout: &DetectNetLayout,
+        params: &[ClassParams],
+        cov: &[f32],
+        boxes: &[f32],
+    ) -> Vec<postprocess::Detection> {
         let candidates = layout.decode(
             cov,
             boxes,
@@ -637,21 +818,169 @@ impl Runner {
         Ok(())
     }
 
-    /// Preprocesses a frame into the input tensor.
-    pub fn preprocess(&mut self, frame: &FrameView) -> Result<(), Failure> {
+    /// Preprocesses a frame into the input tensor of `slot`.
+    pub fn preprocess(&mut self, slot: usize, frame: &FrameView) -> Result<(), Failure> {
+        if slot >= self.batch {
+            return Err(Failure::new(
+                FailureKind::Engine,
+                format!("slot {slot} of a batch of {}", self.batch),
+            ));
+        }
+        let range = self.input_range(slot);
         let (_, p) = self
             .preprocessor
             .as_ref()
             .ok_or_else(|| Failure::new(FailureKind::Settings, "no video format negotiated yet"))?;
-        p.run(frame, &mut self.input)
+        p.run(frame, &mut self.input[range])
             .map_err(|e| Failure::new(FailureKind::Settings, e.0))
     }
 
-    /// Runs the engine on the preprocessed input.
-    pub fn execute(&mut self) -> Result<(), Failure> {
-        let mut outs: Vec<&mut [f32]> = self.outputs.iter_mut().map(Vec::as_mut_slice).collect();
-        self.engine
-            .run(1, &[&self.input], &mut outs)
+    /// Preprocesses the region `(x, y, width, height)` of a frame (clipped to it; on 4:2:0 formats
+    /// widened to even coordinates) into the input tensor of `slot`, as if it were a whole frame.
+    /// `false` when nothing of the region lies inside the frame.
+    pub fn preprocess_region(
+        &mut self,
+        slot: usize,
+        frame: &FrameView,
+        region: (u32, u32, u32, u32),
+    ) -> Result<bool, Failure> {
+        let (video, _) = self
+            .preprocessor
+            .as_ref()
+            .ok_or_else(|| Failure::new(FailureKind::Settings, "no video format negotiated yet"))?;
+        let video = *video;
+        let (mut x, mut y) = (region.0 as usize, region.1 as usize);
+        let mut right = (x + region.2 as usize).min(video.width);
+        let mut bottom = (y + region.3 as usize).min(video.height);
+        if matches!(video.format, SourceFormat::Nv12 | SourceFormat::I420) {
+            // Chroma is shared by 2x2 pixels: start and end on even coordinates.
+            x &= !1;
+            y &= !1;
+            right = (right + (right & 1)).min(video.width);
+            bottom = (bottom + (bottom & 1)).min(video.height);
+        }
+        if right <= x || bottom <= y || slot >= self.batch {
+            return Ok(false);
+        }
+        let offset = |plane: usize, column_bytes: usize, row: usize| -> &[u8] {
+            let start = row * frame.strides[plane] + column_bytes;
+            frame.planes[plane].get(start..).unwrap_or(&[])
+        };
+        let planes: [&[u8]; 3] = match video.format {
+            SourceFormat::Packed {
+                bytes_per_pixel, ..
+            } => [offset(0, x * bytes_per_pixel, y), &[], &[]],
+            SourceFormat::Gray8 => [offset(0, x, y), &[], &[]],
+            SourceFormat::Nv12 => [offset(0, x, y), offset(1, x, y / 2), &[]],
+            SourceFormat::I420 => [
+                offset(0, x, y),
+                offset(1, x / 2, y / 2),
+                offset(2, x / 2, y / 2),
+            ],
+        };
+        let crop = FrameView {
+            planes,
+            strides: frame.strides,
+        };
+        let p = Preprocessor::new(
+            &self.spec,
+            video.format,
+            right - x,
+            bottom - y,
+            video.matrix,
+            video.full_range,
+            1,
+        )
+        .map_err(|e| Failure::new(FailureKind::Settings, e.0))?;
+        let range = self.input_range(slot);
+        p.run(&crop, &mut self.input[range])
+            .map_err(|e| Failure::new(FailureKind::Settings, e.0))?;
+        Ok(true)
+    }
+
+    /// Runs the engine once on the frames in slots `0..frames` and waits for the results.
+    pub fn execute(&mut self, frames: usize) -> Result<(), Failure> {
+        self.start(frames)?;
+        self.finish().map(|_| ())
+    }
+
+    /// Whether a run is under way on the engine thread.
+    pub fn running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Hands the frames in slots `0..frames` to the engine thread; preprocessing of the next batch
+    /// may go on meanwhile (into the other input buffer).
+    pub fn start(&mut self, frames: usize) -> Result<(), Failure> {
+        if self.running.is_some() {
+            return Err(Failure::new(
+                FailureKind::Engine,
+                "a batch was started while another was running",
+            ));
+        }
+        let frames = frames.clamp(1, self.batch);
+        let input = std::mem::replace(&mut self.input, std::mem::take(&mut self.last_input));
+        let mut job = EngineJob {
+            frames,
+            input,
+            outputs: std::mem::take(&mut self.outputs),
+            result: Ok(()),
+        };
+        match &mut self.engine {
+            EngineHost::Inline { engine, done } => {
+                run_job(engine.as_mut(), &mut job);
+                *done = Some(job);
+            }
+            EngineHost::Thread(thread) => {
+                let sent = thread.jobs.as_ref().map(|j| j.send(job));
+                if !matches!(sent, Some(Ok(()))) {
+                    return Err(Failure::new(
+                        FailureKind::Engine,
+                        "the engine thread stopped",
+                    ));
+                }
+            }
+        }
+        self.running = Some(frames);
+        Ok(())
+    }
+
+    /// Waits for the run under way (if any); returns how many frames it inferred.
+    pub fn finish(&mut self) -> Result<usize, Failure> {
+        if self.running.is_none() {
+            return Ok(0);
+        }
+        let job = match &mut self.engine {
+            EngineHost::Inline { done, .. } => done.take(),
+            EngineHost::Thread(thread) => thread.done.recv().ok(),
+        }
+        .ok_or_else(|| Failure::new(FailureKind::Engine, "the engine thread stopped"))?;
+        self.take_job(job)
+    }
+
+    /// Like [`Runner::finish`] without waiting: `None` while the run is still under way.
+    pub fn try_finish(&mut self) -> Option<Result<usize, Failure>> {
+        self.running?;
+        let received = match &mut self.engine {
+            EngineHost::Inline { done, .. } => done.take().ok_or(mpsc::TryRecvError::Disconnected),
+            EngineHost::Thread(thread) => thread.done.try_recv(),
+        };
+        match received {
+            Ok(job) => Some(self.take_job(job)),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(Failure::new(
+                FailureKind::Engine,
+                "the engine thread stopped",
+            ))),
+        }
+    }
+
+    fn take_job(&mut self, job: EngineJob) -> Result<usize, Failure> {
+        self.running = None;
+        self.last_input = job.input;
+        self.outputs = job.outputs;
+        job.result
+            .map(|()| job.frames)
             .map_err(|e| Failure::new(FailureKind::Engine, format!("inference failed: {e}")))
     }
 
@@ -662,24 +991,23 @@ impl Runner {
             .unwrap_or_else(|| format!("class{class}"))
     }
 
-    /// Interprets the outputs of the last [`Runner::execute`].
-    pub fn results(&self) -> FrameResult {
+    /// Interprets the outputs of the last [`Runner::execute`] for the frame in `slot`.
+    pub fn results(&self, slot: usize) -> FrameResult {
         let mut result = FrameResult::default();
+        let outputs: Vec<&[f32]> = self.outputs_of(slot).collect();
         match &self.interpretation {
             Interpretation::Detector { layout, params } => {
                 let Some((_, pre)) = &self.preprocessor else {
                     return result;
                 };
-                let candidates = layout.decode(
-                    &self.outputs[layout.coverage],
-                    &self.outputs[layout.boxes],
-                    params,
-                    self.box_norm,
-                    self.spec.width,
-                    self.spec.height,
-                );
                 let (fw, fh) = pre.frame_size();
-                for d in postprocess::cluster(candidates, self.cluster_mode, params) {
+                let found = self.detections(
+                    layout,
+                    params,
+                    outputs[layout.coverage],
+                    outputs[layout.boxes],
+                );
+                for d in found {
                     let (x1, y1) = pre.to_frame(d.x, d.y);
                     let (x2, y2) = pre.to_frame(d.x + d.width, d.y + d.height);
                     let x1 = x1.clamp(0.0, fw as f32);
@@ -706,7 +1034,7 @@ impl Runner {
             }
             Interpretation::Classifier => {
                 if let Some((class, confidence)) =
-                    postprocess::classify(&self.outputs[0], self.classifier_threshold)
+                    postprocess::classify(outputs[0], self.classifier_threshold)
                 {
                     result.classification = Some((class, self.label(class), f64::from(confidence)));
                 }
@@ -716,8 +1044,7 @@ impl Runner {
                 width,
                 height,
             } => {
-                let mask =
-                    postprocess::segment(&self.outputs[0], *classes, self.segmentation_threshold);
+                let mask = postprocess::segment(outputs[0], *classes, self.segmentation_threshold);
                 result.segmentation = Some((*width as u32, *height as u32, *classes as u32, mask));
             }
             Interpretation::Other => {}
@@ -725,11 +1052,11 @@ impl Runner {
         result
     }
 
-    /// Every output of the last run, batch dimension included.
-    pub fn tensors(&self) -> Vec<TensorView<'_>> {
+    /// Every output of the last run for the frame in `slot`, with a batch dimension of 1.
+    pub fn tensors(&self, slot: usize) -> Vec<TensorView<'_>> {
         self.output_descs
             .iter()
-            .zip(&self.outputs)
+            .zip(self.outputs_of(slot))
             .map(|(d, data)| TensorView {
                 name: &d.name,
                 dims: std::iter::once(1)

@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use tao_backends::BackendChoice;
 use tao_engine::backend::Precision as EnginePrecision;
 use tao_engine::calibration::Method;
 use tao_graph::ir::{InputOrder as GraphOrder, InputOverride};
 
 use super::{
     Backend, BuildPolicy, CalibrationAlgorithm, ClusterMode, ColorFormat, InputOrder, NetworkType,
-    Precision, ScalingFilter,
+    Precision, ProcessMode, ScalingFilter,
 };
 use crate::config::{ClassAttrs, NvinferConfig, locate_beside_config};
 use crate::postprocess::{self, ClassParams, DEFAULT_BOX_NORM};
@@ -27,6 +28,7 @@ pub const DEFAULT_DBSCAN_MIN_BOXES: u32 = 1;
 pub const DEFAULT_CLASSIFIER_THRESHOLD: f64 = 0.5;
 pub const DEFAULT_SEGMENTATION_THRESHOLD: f64 = 0.5;
 pub const DEFAULT_CALIBRATION_FRAMES: u32 = 100;
+pub const DEFAULT_GIE_UNIQUE_ID: u32 = 1;
 pub const DEFAULT_BOX_NORM_F64: f64 = DEFAULT_BOX_NORM as f64;
 /// Environment variable with the model key, as the command-line tools read it.
 pub const KEY_ENV: &str = "TAO_KEY";
@@ -62,6 +64,10 @@ pub struct Settings {
     pub symmetric_padding: bool,
     pub scaling_filter: ScalingFilter,
     pub interval: u32,
+    pub process_mode: ProcessMode,
+    pub gie_unique_id: u32,
+    pub operate_on_gie_id: i32,
+    pub operate_on_class_ids: Option<String>,
     pub network_type: NetworkType,
     pub num_classes: u32,
     pub labels_file: Option<String>,
@@ -77,6 +83,7 @@ pub struct Settings {
     pub segmentation_threshold: f64,
     pub output_tensor_meta: bool,
     pub post_messages: bool,
+    pub overlap: bool,
     pub explicit: BTreeSet<&'static str>,
 }
 
@@ -110,6 +117,10 @@ impl Default for Settings {
             symmetric_padding: false,
             scaling_filter: ScalingFilter::Nearest,
             interval: 0,
+            process_mode: ProcessMode::Primary,
+            gie_unique_id: DEFAULT_GIE_UNIQUE_ID,
+            operate_on_gie_id: -1,
+            operate_on_class_ids: None,
             network_type: NetworkType::Detector,
             num_classes: 0,
             labels_file: None,
@@ -125,6 +136,7 @@ impl Default for Settings {
             segmentation_threshold: DEFAULT_SEGMENTATION_THRESHOLD,
             output_tensor_meta: false,
             post_messages: false,
+            overlap: false,
             explicit: BTreeSet::new(),
         }
     }
@@ -202,9 +214,17 @@ pub struct Resolved {
     pub input_order: Option<GraphOrder>,
     pub output_blobs: Vec<String>,
     pub precision: EnginePrecision,
+    pub backend: BackendChoice,
+    /// The GPU (`device-id`, or the config's `gpu-id`).
+    pub device_id: usize,
     /// With precision int8: where the calibration table comes from.
     pub int8: Option<Int8Plan>,
+    /// Largest batch the engine is built for.
     pub batch_size: usize,
+    /// Frames held and inferred together: the `batch-size` property when set. A config's
+    /// `batch-size` only sizes the engine (nvinfer batches across streams, never holds the frames
+    /// of one stream), so frames then go one at a time.
+    pub frames_per_run: usize,
     pub threads: usize,
     /// `Some` when the user named a cache directory (then failing to write it is an error).
     pub engine_cache_dir: Option<PathBuf>,
@@ -217,6 +237,14 @@ pub struct Resolved {
     pub symmetric_padding: bool,
     pub filter: preprocess::ScalingFilter,
     pub interval: u32,
+    /// Secondary mode: infer on the objects of an earlier detector, not on whole frames.
+    pub secondary: bool,
+    /// Written into every object's `detection` parameters, and into classifier results.
+    pub gie_unique_id: u32,
+    /// Secondary mode: only objects from this detector (none: any).
+    pub operate_on_gie_id: Option<u32>,
+    /// Secondary mode: only objects of these classes (empty: any).
+    pub operate_on_class_ids: Vec<u32>,
     pub network_type: NetworkType,
     pub num_classes: Option<usize>,
     pub labels: Vec<String>,
@@ -227,6 +255,8 @@ pub struct Resolved {
     pub segmentation_threshold: f32,
     pub output_tensor_meta: bool,
     pub post_messages: bool,
+    /// Preprocess the next batch while the engine runs the current one.
+    pub overlap: bool,
     /// Lines worth an INFO log (what the config file supplied, fallbacks taken).
     pub notes: Vec<String>,
     /// Lines worth a GStreamer warning message.
@@ -442,13 +472,17 @@ impl Settings {
                 .unwrap_or_default()
         };
 
-        // Backend and precision.
-        if self.backend == Backend::Cuda {
-            return Err(Failure::new(
-                FailureKind::Unavailable,
-                "backend=cuda: the CUDA backend is not available in this build; use backend=cpu or auto",
-            ));
-        }
+        // Backend (chosen at start, where a GPU is probed) and precision.
+        let backend = match self.backend {
+            Backend::Auto => BackendChoice::Auto,
+            Backend::Cpu => BackendChoice::Cpu,
+            Backend::Cuda => BackendChoice::Cuda,
+        };
+        let device_id = if from_config("device-id", cfg.gpu_id.is_some()) {
+            cfg.gpu_id.unwrap_or(0)
+        } else {
+            self.device_id
+        } as usize;
         let precision = if explicit("precision") {
             match self.precision {
                 Precision::Int8 => EnginePrecision::Int8,
@@ -462,7 +496,7 @@ impl Settings {
                 _ => EnginePrecision::Fp32,
             }
         };
-        if precision == EnginePrecision::Fp16 {
+        if precision == EnginePrecision::Fp16 && backend == BackendChoice::Cpu {
             notes.push("precision fp16: the CPU backend computes in FP32".into());
         }
         let int8 = if precision == EnginePrecision::Int8 {
@@ -498,6 +532,16 @@ impl Settings {
         } else {
             self.batch_size
         } as usize;
+        let frames_per_run = if explicit("batch-size") {
+            batch_size
+        } else {
+            if batch_size > 1 {
+                notes.push(format!(
+                    "the config's batch-size={batch_size} sizes the engine; frames are inferred one at a time (set the batch-size property to hold and infer {batch_size} frames together)"
+                ));
+            }
+            1
+        };
         let threads = match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,
@@ -580,6 +624,48 @@ impl Settings {
             self.interval
         };
 
+        // Primary or secondary.
+        let mut secondary = if from_config("process-mode", cfg.process_mode.is_some()) {
+            cfg.process_mode == Some(2)
+        } else {
+            self.process_mode == ProcessMode::Secondary
+        };
+        let gie_unique_id = if from_config("gie-unique-id", cfg.gie_unique_id.is_some()) {
+            cfg.gie_unique_id.unwrap_or(DEFAULT_GIE_UNIQUE_ID)
+        } else {
+            self.gie_unique_id
+        };
+        let operate_on_gie_id = if from_config("operate-on-gie-id", cfg.operate_on_gie_id.is_some())
+        {
+            cfg.operate_on_gie_id.unwrap_or(-1)
+        } else {
+            self.operate_on_gie_id
+        };
+        let operate_on_gie_id = u32::try_from(operate_on_gie_id).ok();
+        let operate_on_class_ids =
+            if from_config("operate-on-class-ids", cfg.operate_on_class_ids.is_some()) {
+                cfg.operate_on_class_ids.clone().unwrap_or_default()
+            } else {
+                match &self.operate_on_class_ids {
+                    Some(text) => text
+                        .split([';', ','])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| {
+                            s.parse::<u32>().map_err(|_| {
+                                Failure::new(
+                                    FailureKind::Settings,
+                                    format!(
+                                        "operate-on-class-ids=\"{text}\": `{s}` is not a class id"
+                                    ),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    None => Vec::new(),
+                }
+            };
+
         // Output interpretation.
         let network_type = if from_config("network-type", cfg.network_type.is_some()) {
             match cfg.network_type {
@@ -615,13 +701,7 @@ impl Settings {
         };
         let cluster_mode = if from_config("cluster-mode", cfg.cluster_mode.is_some()) {
             match cfg.cluster_mode {
-                Some(0) => {
-                    notes.push(
-                        "cluster-mode=0 (group rectangles) is done as DBSCAN+NMS by taoinfer"
-                            .into(),
-                    );
-                    postprocess::ClusterMode::Hybrid
-                }
+                Some(0) => postprocess::ClusterMode::GroupRectangles,
                 Some(1) => postprocess::ClusterMode::Dbscan,
                 Some(3) => postprocess::ClusterMode::Hybrid,
                 Some(4) => postprocess::ClusterMode::None,
@@ -632,9 +712,24 @@ impl Settings {
                 ClusterMode::Nms => postprocess::ClusterMode::Nms,
                 ClusterMode::Dbscan => postprocess::ClusterMode::Dbscan,
                 ClusterMode::DbscanNms => postprocess::ClusterMode::Hybrid,
+                ClusterMode::GroupRectangles => postprocess::ClusterMode::GroupRectangles,
                 ClusterMode::None => postprocess::ClusterMode::None,
             }
         };
+        if secondary && network_type != NetworkType::Classifier {
+            if explicit("process-mode") {
+                return Err(Failure::new(
+                    FailureKind::Settings,
+                    "process-mode=secondary classifies objects: set network-type=classifier (secondary detectors are not supported)",
+                ));
+            }
+            // DeepStream configs of second-stage detectors (LPDNet's): run them on whole frames.
+            notes.push(format!(
+                "{}: process-mode=2 with a {network_type:?} network: secondary detectors are not supported, inferring on whole frames",
+                cfg.path.display()
+            ));
+            secondary = false;
+        }
         let class_params = self.class_params(&cfg);
         let classifier_threshold =
             if from_config("classifier-threshold", cfg.classifier_threshold.is_some()) {
@@ -664,9 +759,8 @@ impl Settings {
                 "optimization-profiles",
                 "shapes GPU engines; the CPU engine is built for batch-size",
             ),
-            ("device-id", "picks a GPU"),
         ] {
-            if explicit(property) {
+            if explicit(property) && backend == BackendChoice::Cpu {
                 notes.push(format!("{property} {why}: the CPU backend does not use it"));
             }
         }
@@ -692,8 +786,11 @@ impl Settings {
             input_order,
             output_blobs,
             precision,
+            backend,
+            device_id,
             int8,
             batch_size,
+            frames_per_run,
             threads,
             engine_cache_dir,
             build_policy: self.build_policy,
@@ -705,6 +802,10 @@ impl Settings {
             symmetric_padding,
             filter,
             interval,
+            secondary,
+            gie_unique_id,
+            operate_on_gie_id,
+            operate_on_class_ids,
             network_type,
             num_classes,
             labels,
@@ -715,6 +816,7 @@ impl Settings {
             segmentation_threshold,
             output_tensor_meta,
             post_messages: self.post_messages,
+            overlap: self.overlap,
             notes,
             warnings,
         })
@@ -764,6 +866,7 @@ impl Settings {
                     _ => props.min_boxes,
                 },
                 dbscan_min_score: attrs.dbscan_min_score.unwrap_or(0.0) as f32,
+                group_threshold: attrs.group_threshold.map(|g| g as usize),
                 min_width: attrs.detected_min_w.unwrap_or(0),
                 min_height: attrs.detected_min_h.unwrap_or(0),
                 max_width: attrs.detected_max_w.unwrap_or(0),
@@ -849,6 +952,86 @@ mod tests {
     }
 
     #[test]
+    fn cluster_mode_zero_groups_rectangles_with_the_config_eps_and_threshold() {
+        let text = CONFIG
+            .replace("cluster-mode=1\n", "cluster-mode=0\ngpu-id=2\n")
+            .replace(
+                "[class-attrs-1]\n",
+                "eps=0.25\nminBoxes=3\n[class-attrs-1]\ngroup-threshold=5\n",
+            );
+        let (dir, s) = with_config(&text);
+        std::fs::write(dir.path().join("model.etlt"), b"m").unwrap();
+        let r = s.resolve().unwrap();
+        assert_eq!(r.cluster_mode, postprocess::ClusterMode::GroupRectangles);
+        assert_eq!(r.device_id, 2);
+        let params = r.class_params.expand(3);
+        assert_eq!((params[0].eps, params[0].min_boxes), (0.25, 3));
+        assert_eq!(params[0].group_threshold, None);
+        // Class 1 inherits eps and minBoxes from [class-attrs-all] and adds its own threshold.
+        assert_eq!(params[1].eps, 0.25);
+        assert_eq!(params[1].group_threshold, Some(5));
+    }
+
+    #[test]
+    fn secondary_mode_and_its_filters_from_the_config() {
+        let text = CONFIG.replace(
+            "num-detected-classes=3\n",
+            "num-detected-classes=3\nprocess-mode=2\nnetwork-type=1\ngie-unique-id=3\noperate-on-gie-id=1\noperate-on-class-ids=0;2\n",
+        );
+        let (dir, mut s) = with_config(&text);
+        std::fs::write(dir.path().join("model.etlt"), b"m").unwrap();
+        let r = s.resolve().unwrap();
+        assert!(r.secondary);
+        assert_eq!(r.gie_unique_id, 3);
+        assert_eq!(r.operate_on_gie_id, Some(1));
+        assert_eq!(r.operate_on_class_ids, [0, 2]);
+        // Explicit properties win; -1 is any detector; a bad class list is named.
+        s.operate_on_gie_id = -1;
+        s.operate_on_class_ids = Some("1;x".into());
+        s.explicit
+            .extend(["operate-on-gie-id", "operate-on-class-ids"]);
+        let e = s.resolve().unwrap_err();
+        assert!(
+            e.message.contains("operate-on-class-ids") && e.message.contains("`x`"),
+            "{e}"
+        );
+        s.operate_on_class_ids = Some("1".into());
+        let r = s.resolve().unwrap();
+        assert_eq!(
+            (r.operate_on_gie_id, r.operate_on_class_ids),
+            (None, vec![1])
+        );
+        // A secondary detector: from the config it runs on whole frames (with a note), asked for
+        // by property it is refused.
+        s.network_type = NetworkType::Detector;
+        s.explicit.insert("network-type");
+        let r = s.resolve().unwrap();
+        assert!(!r.secondary);
+        assert!(r.notes.iter().any(|n| n.contains("secondary detectors")));
+        s.process_mode = ProcessMode::Secondary;
+        s.explicit.insert("process-mode");
+        let e = s.resolve().unwrap_err();
+        assert!(e.message.contains("process-mode=secondary"), "{e}");
+    }
+
+    #[test]
+    fn config_batch_size_sizes_the_engine_the_property_batches_frames() {
+        let (dir, mut s) = with_config(&CONFIG.replace("network-mode=1\n", "batch-size=16\n"));
+        std::fs::write(dir.path().join("model.etlt"), b"m").unwrap();
+        let r = s.resolve().unwrap();
+        assert_eq!((r.batch_size, r.frames_per_run), (16, 1));
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("batch-size=16 sizes the engine"))
+        );
+        s.batch_size = 4;
+        s.explicit.insert("batch-size");
+        let r = s.resolve().unwrap();
+        assert_eq!((r.batch_size, r.frames_per_run), (4, 4));
+    }
+
+    #[test]
     fn explicit_properties_win() {
         let (dir, mut s) = with_config(CONFIG);
         let model = dir.path().join("mine.onnx");
@@ -898,11 +1081,6 @@ mod tests {
         assert!(e.message.contains("input-dims"), "{e}");
 
         s.input_dims = None;
-        s.backend = Backend::Cuda;
-        let e = s.resolve().unwrap_err();
-        assert_eq!(e.kind, FailureKind::Unavailable);
-        assert!(e.message.contains("CUDA"), "{e}");
-
         s.backend = Backend::Cpu;
         s.key_file = Some("/no/such/key/file".into());
         let e = s.resolve().unwrap_err();
