@@ -86,27 +86,55 @@ pub fn build_or_load_observed(
     };
     let started = Instant::now();
     let mut build_time = Duration::ZERO;
-    let cached = cache
-        .get_or_build(&identity, || {
-            on_stage(Stage::Optimise);
-            let mut optimised = graph.clone();
-            optimize::optimize(&mut optimised)?;
-            on_stage(Stage::Build);
-            let plan = identity
-                .stamp(backend.build(&optimised, config)?)
-                .header("model-name", graph.name.clone());
-            let bytes = plan.header("options", options.to_owned()).to_bytes();
-            build_time = started.elapsed();
-            on_stage(Stage::Write);
-            Ok::<_, EngineError>(bytes)
-        })
-        .map_err(|e| match e {
-            CacheError::Build(e) => e,
-            CacheError::InvalidBuild(e) => EngineError::Plan(e),
-        })?;
+    let mut fetch = |on_stage: &mut dyn FnMut(Stage)| {
+        cache
+            .get_or_build(&identity, || {
+                on_stage(Stage::Optimise);
+                let mut optimised = graph.clone();
+                optimize::optimize(&mut optimised)?;
+                on_stage(Stage::Build);
+                let plan = identity
+                    .stamp(backend.build(&optimised, config)?)
+                    .header("model-name", graph.name.clone());
+                let bytes = plan.header("options", options.to_owned()).to_bytes();
+                build_time = started.elapsed();
+                on_stage(Stage::Write);
+                Ok::<_, EngineError>(bytes)
+            })
+            .map_err(|e| match e {
+                CacheError::Build(e) => e,
+                CacheError::InvalidBuild(e) => EngineError::Plan(e),
+            })
+    };
+    let mut cached = fetch(on_stage)?;
     on_stage(Stage::Load);
-    let load_started = Instant::now();
-    let engine = backend.load(&cached.plan, config.threads)?;
+    let mut load_started = Instant::now();
+    let engine = match backend.load(&cached.plan, config.threads) {
+        Ok(engine) => engine,
+        // A cached plan can pass every check of the container and still be refused by the backend
+        // (e.g. weights packed by an older kernel layout): rebuild it, saying why, never fail on it.
+        Err(e) if cached.outcome == Outcome::Loaded => {
+            let why = format!(
+                "cached engine {} could not be loaded: {e}",
+                cached
+                    .path
+                    .as_deref()
+                    .map_or_else(|| "(in memory)".to_owned(), |p| p.display().to_string())
+            );
+            cache.discard(&identity);
+            cached = fetch(on_stage)?;
+            cached.outcome = match cached.outcome {
+                Outcome::Built { .. } | Outcome::Loaded => Outcome::Built { reason: why },
+                Outcome::BuiltUncached { reason } => Outcome::BuiltUncached {
+                    reason: format!("{why}; {reason}"),
+                },
+            };
+            on_stage(Stage::Load);
+            load_started = Instant::now();
+            backend.load(&cached.plan, config.threads)?
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Ready {
         engine,
         outcome: cached.outcome,

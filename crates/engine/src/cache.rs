@@ -143,6 +143,13 @@ impl EngineCache {
             .map(|d| d.join(format!("{}.{PLAN_EXTENSION}", key.hex())))
     }
 
+    /// Removes the cached plan for `identity` (one a backend refused to load), so the next
+    /// [`EngineCache::get_or_build`] builds it again. Returns the path removed, if any.
+    pub fn discard(&self, identity: &PlanIdentity) -> Option<PathBuf> {
+        let path = self.plan_path(&CacheKey::new(identity))?;
+        std::fs::remove_file(&path).ok().map(|()| path)
+    }
+
     /// Loads the plan for `identity`, or builds it with `build` (which returns plan bytes stamped with
     /// that identity) and stores it.
     pub fn get_or_build<E>(

@@ -160,3 +160,95 @@ fn second_start_loads_from_the_cache() {
         run_engine(b.as_mut(), 1, &input)
     );
 }
+
+/// A CPU backend whose plans carry a weight-layout version that `load` insists on, as a backend
+/// does after its packed layout changes while the container format stays the same.
+struct LayoutVersioned(&'static str);
+
+impl Backend for LayoutVersioned {
+    fn name(&self) -> &'static str {
+        CpuBackend.name()
+    }
+
+    fn device(&self) -> String {
+        CpuBackend.device()
+    }
+
+    fn build(
+        &self,
+        graph: &Graph,
+        config: &BuildConfig,
+    ) -> tao_engine::backend::EngineResult<tao_engine::plan::PlanBuilder> {
+        Ok(CpuBackend
+            .build(graph, config)?
+            .header("test-layout", self.0))
+    }
+
+    fn load(
+        &self,
+        plan: &Plan,
+        threads: usize,
+    ) -> tao_engine::backend::EngineResult<Box<dyn Engine>> {
+        match plan.header("test-layout") {
+            Some(v) if v == self.0 => CpuBackend.load(plan, threads),
+            other => Err(tao_engine::backend::EngineError::Invalid(format!(
+                "packed layout {other:?}, this build reads {}",
+                self.0
+            ))),
+        }
+    }
+}
+
+#[test]
+fn a_cached_plan_the_backend_refuses_is_rebuilt_with_the_reason() {
+    let g = one_conv_graph();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tao_engine::cache::EngineCache::new(Some(dir.path().to_path_buf()));
+    let config = BuildConfig {
+        threads: 1,
+        ..BuildConfig::default()
+    };
+    let build = |backend: &dyn Backend| {
+        tao_engine::build::build_or_load(&g, "model-hash", "", &config, backend, &cache).unwrap()
+    };
+    let old = build(&LayoutVersioned("1"));
+    assert!(old.outcome.was_built());
+    // Same identity, newer layout: the cached plan parses and matches but cannot be loaded.
+    let new = build(&LayoutVersioned("2"));
+    let tao_engine::cache::Outcome::Built { reason } = &new.outcome else {
+        panic!("expected a rebuild, got {:?}", new.outcome);
+    };
+    assert!(
+        reason.contains("could not be loaded") && reason.contains("this build reads 2"),
+        "{reason}"
+    );
+    assert_eq!(new.plan_path, old.plan_path);
+    // The rebuilt plan replaced the old one: the next start loads it.
+    assert_eq!(
+        build(&LayoutVersioned("2")).outcome,
+        tao_engine::cache::Outcome::Loaded
+    );
+}
+
+/// `relu(conv3x3(x))` on a 1×2×6×6 input, no fixture needed.
+fn one_conv_graph() -> Graph {
+    use tao_graph::ir::{Conv, DType, Node, Op, Shape, UnaryOp, ValueInfo};
+    let mut g = Graph::new("one-conv");
+    g.inputs
+        .push(ValueInfo::new("x", DType::F32, Shape::fixed(&[1, 2, 6, 6])));
+    g.constants.insert(
+        "w".into(),
+        Tensor::from_f32(vec![3, 2, 3, 3], common::noise(54, 1, -1.0, 1.0)).unwrap(),
+    );
+    let conv = Conv {
+        pads: vec![1, 1, 1, 1],
+        group: 1,
+        ..Conv::default()
+    };
+    g.nodes = vec![
+        Node::new("conv", Op::Conv(conv), ["x", "w"], ["y"]),
+        Node::new("relu", Op::Unary(UnaryOp::Relu), ["y"], ["out"]),
+    ];
+    g.outputs = vec!["out".into()];
+    g
+}
