@@ -406,7 +406,8 @@ pub(crate) fn section_name(node: &str) -> String {
     format!("packed-int8/{node}")
 }
 
-/// The INT8 kernels' threads and scratch memory of one engine (none without INT8 steps).
+/// The INT8 kernels' context (on the FP32 kernels' threads) and scratch memory of one engine
+/// (none without INT8 steps).
 #[derive(Debug, Default)]
 pub(crate) struct Int8Runtime {
     ctx: Option<QContext>,
@@ -414,7 +415,8 @@ pub(crate) struct Int8Runtime {
 }
 
 impl Int8Runtime {
-    pub fn new(program: &Program, threads: usize) -> EngineResult<Int8Runtime> {
+    pub fn new(program: &Program, fp32: &tao_kernels::Context) -> EngineResult<Int8Runtime> {
+        let threads = fp32.threads();
         let mut need = None;
         for step in &program.steps {
             if let Step::ConvInt8 { node, conv, .. } = step {
@@ -427,7 +429,7 @@ impl Int8Runtime {
         let Some(len) = need else {
             return Ok(Int8Runtime::default());
         };
-        let ctx = QContext::new(threads.max(1)).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let ctx = QContext::sharing(fp32.pool().clone());
         Ok(Int8Runtime {
             ctx: Some(ctx),
             scratch: vec![0; len],
@@ -522,7 +524,7 @@ pub fn measure_layer_errors(
     // Graph inputs are observed as given (NCHW); every other 4-D value in NHWC.
     let graph_inputs: HashSet<String> = fp32.inputs.iter().map(|(d, _)| d.name.clone()).collect();
     let mut engine = CpuEngine::new(fp32, 1, threads)?;
-    let ctx = QContext::new(threads.max(1)).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let ctx = QContext::sharing(engine.memory.ctx.pool().clone());
     // Per node: Σ (diff²), Σ (ref²), max |diff|.
     let mut sums: HashMap<String, (f64, f64, f32)> = HashMap::new();
     for image in images {

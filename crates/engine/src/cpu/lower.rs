@@ -103,6 +103,7 @@ pub enum Step {
         output: usize,
     },
     Binary {
+        kind: BinaryOp,
         op: &'static str,
         f: fn(f32, f32) -> f32,
         shape: BroadcastShape,
@@ -131,6 +132,14 @@ pub enum Step {
         outer: usize,
         blocks: Vec<usize>,
         inputs: Vec<usize>,
+        output: usize,
+    },
+    /// Pure data movement (reshape, squeeze, slice, transpose, gather by constant indices, ...):
+    /// per image, `output[i] = input[map[i]]` on NCHW values.
+    Rearrange {
+        node: String,
+        map: Vec<u32>,
+        input: usize,
         output: usize,
     },
     /// Ops without a fast kernel: the reference evaluation on NCHW copies (allocates per run).
@@ -215,6 +224,7 @@ impl Step {
             }
             Step::Reduce { kind, output, .. } => format!("reduce-{kind:?} -> {}", v(output)),
             Step::Concat { output, .. } => format!("concat -> {}", v(output)),
+            Step::Rearrange { node, output, .. } => format!("rearrange {node} -> {}", v(output)),
             Step::Reference { node, .. } => format!("reference {} ({})", node.name, node.op_type()),
         }
     }
@@ -553,7 +563,7 @@ impl Lowering<'_> {
                     });
                     return Ok(());
                 }
-                if self.lower_generic(i)? {
+                if self.lower_generic(i)? || self.lower_rearrange(i)? {
                     return Ok(());
                 }
                 self.lower_reference(i)
@@ -624,6 +634,7 @@ impl Lowering<'_> {
                     b: sb,
                 };
                 self.steps.push(Step::Binary {
+                    kind: *op,
                     op: node.op_type(),
                     f,
                     shape,
@@ -997,6 +1008,98 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// Ops that only move elements, when every input but the data is a constant: running the op
+    /// once on element indices gives, per output element, the input element it copies. Used only
+    /// when the op treats every image alike (checked by running it on two images).
+    fn lower_rearrange(&mut self, i: usize) -> EngineResult<bool> {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        let moves_data = matches!(
+            node.op,
+            Op::Reshape(_)
+                | Op::Flatten(_)
+                | Op::Transpose(_)
+                | Op::Squeeze
+                | Op::Unsqueeze
+                | Op::Slice
+                | Op::Gather(_)
+                | Op::Expand
+                | Op::Tile
+                | Op::Identity
+        );
+        let Some(x) = node.input(0) else {
+            return Ok(false);
+        };
+        let constant_rest = node
+            .inputs
+            .iter()
+            .skip(1)
+            .flatten()
+            .all(|n| graph.constants.contains_key(n));
+        if !moves_data
+            || node.outputs.len() != 1
+            || graph.constants.contains_key(x)
+            || !constant_rest
+        {
+            return Ok(false);
+        }
+        let is_f32 = |name: &str| {
+            self.facts
+                .get(name)
+                .is_some_and(|f| f.dtype == tao_graph::ir::DType::F32)
+        };
+        let (xs, ys) = (self.shape_of(x)?, self.shape_of(&node.outputs[0])?);
+        let per_image: usize = xs.iter().skip(1).product();
+        // Indices travel as f32: exact below 2^24 for both images of the check.
+        if !is_f32(x)
+            || xs.first() != Some(&1)
+            || ys.first() != Some(&1)
+            || 2 * per_image >= 1 << 24
+        {
+            return Ok(false);
+        }
+        let indices = |images: usize| -> Option<Vec<f32>> {
+            let mut shape = xs.clone();
+            shape[0] = images;
+            let data = (0..per_image * images).map(|k| k as f32).collect();
+            let input = Tensor::from_f32(shape, data).ok()?;
+            let mut args: Vec<Option<&Tensor>> = vec![Some(&input)];
+            args.extend(
+                node.inputs
+                    .iter()
+                    .skip(1)
+                    .map(|n| n.as_deref().and_then(|n| graph.constants.get(n))),
+            );
+            let out = node.op.eval(&args, 1).ok()?.into_iter().next()?;
+            out.as_f32().map(<[f32]>::to_vec)
+        };
+        let (Some(one), Some(two)) = (indices(1), indices(2)) else {
+            return Ok(false);
+        };
+        let per_output: usize = ys.iter().skip(1).product();
+        let same_per_image = one.len() == per_output
+            && two.len() == 2 * per_output
+            && two[..per_output] == one[..]
+            && two[per_output..]
+                .iter()
+                .zip(&one)
+                .all(|(b, a)| *b == a + per_image as f32);
+        if !same_per_image {
+            return Ok(false);
+        }
+        let map = one.iter().map(|&k| k as u32).collect();
+        let (x, y) = (x.to_owned(), node.outputs[0].clone());
+        let input = self.value_in(&x, Layout::Nchw)?;
+        let output = self.new_value(&y, ys, Layout::Nchw);
+        self.steps.push(Step::Rearrange {
+            node: node.name.clone(),
+            map,
+            input,
+            output,
+        });
+        Ok(true)
+    }
+
     fn lower_reference(&mut self, i: usize) -> EngineResult<()> {
         let node = &self.graph.nodes[i];
         let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -1112,7 +1215,9 @@ pub fn step_values(step: &Step) -> Vec<(usize, bool)> {
             v.push((*output, true));
             v
         }
-        Step::Unary { input, output, .. } | Step::Reduce { input, output, .. } => {
+        Step::Unary { input, output, .. }
+        | Step::Reduce { input, output, .. }
+        | Step::Rearrange { input, output, .. } => {
             vec![(*input, false), (*output, true)]
         }
         Step::Binary { a, b, output, .. } => {

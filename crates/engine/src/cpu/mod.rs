@@ -185,16 +185,25 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+/// Called after each step of a run with the step, the program's values and the arena.
+type AfterStep<'a> = dyn FnMut(&Step, &[Value], &[f32]) + 'a;
+
 /// A runnable CPU engine: the program, its arena for `max_batch` images and the kernel context.
 pub struct CpuEngine {
     program: Program,
     max_batch: usize,
+    memory: Memory,
+    inputs: Vec<IoDesc>,
+    outputs: Vec<IoDesc>,
+}
+
+/// What the steps run on, all sized when the engine is made: the activation arena, the kernels'
+/// scratch memory and their threads.
+struct Memory {
     arena: Vec<f32>,
     scratch: Vec<f32>,
     ctx: Context,
     int8: int8::Int8Runtime,
-    inputs: Vec<IoDesc>,
-    outputs: Vec<IoDesc>,
 }
 
 impl CpuEngine {
@@ -216,15 +225,17 @@ impl CpuEngine {
             .checked_mul(max_batch)
             .ok_or_else(|| EngineError::Invalid("engine memory size overflows".into()))?;
         Ok(CpuEngine {
-            int8: int8::Int8Runtime::new(&program, threads)?,
+            memory: Memory {
+                int8: int8::Int8Runtime::new(&program, &ctx)?,
+                arena: vec![0.0; arena_len],
+                // Scratch is sized per image by the kernels; batches reuse it.
+                scratch: vec![0.0; scratch_len.max(1)],
+                ctx,
+            },
             inputs: program.inputs.iter().map(|(d, _)| d.clone()).collect(),
             outputs: program.outputs.iter().map(|(d, _)| d.clone()).collect(),
-            arena: vec![0.0; arena_len],
-            // Scratch is sized per image by the kernels; batches reuse it.
-            scratch: vec![0.0; scratch_len.max(1)],
             program,
             max_batch,
-            ctx,
         })
     }
 
@@ -242,38 +253,21 @@ impl CpuEngine {
         outputs: &mut [&mut [f32]],
         observe: &mut dyn FnMut(&str, &[f32]),
     ) -> EngineResult<()> {
-        self.run(batch, inputs, outputs)?;
-        let values = &self.program.values;
-        // The inputs as given: their arena blocks may already hold later values, so they are
-        // also copied back for the step-by-step re-run below.
-        for ((desc, v), data) in self.program.inputs.iter().zip(inputs) {
-            observe(&desc.name, data);
-            self.arena[region(values, self.max_batch, *v, batch)].copy_from_slice(data);
+        for (desc, data) in self.program.inputs.iter().zip(inputs) {
+            observe(&desc.0.name, data);
         }
-        // Re-run step by step: cheaper to write than hooks in the hot loop, and calibration is offline.
-        for step in &self.program.steps {
-            run_step(
-                step,
-                values,
-                self.max_batch,
-                batch,
-                &mut self.arena,
-                &mut self.scratch,
-                &self.ctx,
-                &mut self.int8,
-            )?;
+        let max_batch = self.max_batch;
+        self.run_with(batch, inputs, outputs, &mut |step, values, arena| {
+            // Layout conversions repeat a tensor already seen.
+            if matches!(step, Step::ToNhwc { .. } | Step::ToNchw { .. }) {
+                return;
+            }
             for (v, writes) in lower::step_values(step) {
-                // Layout conversions repeat a tensor already seen.
-                let conversion = matches!(step, Step::ToNhwc { .. } | Step::ToNchw { .. });
-                if writes && !conversion {
-                    observe(
-                        &values[v].name,
-                        &self.arena[region(values, self.max_batch, v, batch)],
-                    );
+                if writes {
+                    observe(&values[v].name, &arena[region(values, max_batch, v, batch)]);
                 }
             }
-        }
-        Ok(())
+        })
     }
 
     /// Runs once like [`Engine::run`] and returns each step's description and time.
@@ -283,29 +277,81 @@ impl CpuEngine {
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
     ) -> EngineResult<Vec<(String, std::time::Duration)>> {
-        self.run(batch, inputs, outputs)?;
-        let values = &self.program.values;
         let mut times = Vec::with_capacity(self.program.steps.len());
-        for step in &self.program.steps {
-            let t = std::time::Instant::now();
-            run_step(
-                step,
-                values,
-                self.max_batch,
-                batch,
-                &mut self.arena,
-                &mut self.scratch,
-                &self.ctx,
-                &mut self.int8,
-            )?;
-            times.push((step.describe(values), t.elapsed()));
-        }
+        let mut started = std::time::Instant::now();
+        self.run_with(batch, inputs, outputs, &mut |step, values, _| {
+            times.push((step.describe(values), started.elapsed()));
+            started = std::time::Instant::now();
+        })?;
         Ok(times)
     }
 
     /// Bytes of activation memory held for `max_batch` images.
     pub fn arena_bytes(&self) -> usize {
-        self.arena.len() * 4
+        self.memory.arena.len() * 4
+    }
+
+    /// Checks the buffers, runs every step (calling `after_step` with the arena after each) and
+    /// copies the outputs out. Allocates nothing when `after_step` does not.
+    fn run_with(
+        &mut self,
+        batch: usize,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        after_step: &mut AfterStep<'_>,
+    ) -> EngineResult<()> {
+        if batch == 0 || batch > self.max_batch {
+            return Err(EngineError::Invalid(format!(
+                "batch {batch} is outside 1..={}",
+                self.max_batch
+            )));
+        }
+        if inputs.len() != self.inputs.len() || outputs.len() != self.outputs.len() {
+            return Err(EngineError::Invalid(format!(
+                "engine takes {} inputs and {} outputs, got {} and {}",
+                self.inputs.len(),
+                self.outputs.len(),
+                inputs.len(),
+                outputs.len()
+            )));
+        }
+        let values = &self.program.values;
+        for ((desc, v), data) in self.program.inputs.iter().zip(inputs) {
+            let want = desc.elements_per_image() * batch;
+            if data.len() != want {
+                return Err(EngineError::Invalid(format!(
+                    "input `{}` has {} values, {batch} images of {:?} need {want}",
+                    desc.name,
+                    data.len(),
+                    desc.shape
+                )));
+            }
+            self.memory.arena[region(values, self.max_batch, *v, batch)].copy_from_slice(data);
+        }
+        for (desc, out) in self.outputs.iter().zip(outputs.iter()) {
+            let want = desc.elements_per_image() * batch;
+            if out.len() != want {
+                return Err(EngineError::Invalid(format!(
+                    "output `{}` buffer has {} values, {batch} images of {:?} need {want}",
+                    desc.name,
+                    out.len(),
+                    desc.shape
+                )));
+            }
+        }
+        let shapes = Shapes {
+            values,
+            max_batch: self.max_batch,
+            batch,
+        };
+        for step in &self.program.steps {
+            run_step(step, &shapes, &mut self.memory)?;
+            after_step(step, values, &self.memory.arena);
+        }
+        for ((_, v), out) in self.program.outputs.iter().zip(outputs.iter_mut()) {
+            out.copy_from_slice(&self.memory.arena[region(values, self.max_batch, *v, batch)]);
+        }
+        Ok(())
     }
 }
 
@@ -335,129 +381,137 @@ impl Engine for CpuEngine {
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
     ) -> EngineResult<()> {
-        if batch == 0 || batch > self.max_batch {
-            return Err(EngineError::Invalid(format!(
-                "batch {batch} is outside 1..={}",
-                self.max_batch
-            )));
-        }
-        if inputs.len() != self.inputs.len() || outputs.len() != self.outputs.len() {
-            return Err(EngineError::Invalid(format!(
-                "engine takes {} inputs and {} outputs, got {} and {}",
-                self.inputs.len(),
-                self.outputs.len(),
-                inputs.len(),
-                outputs.len()
-            )));
-        }
-        let values = &self.program.values;
-        for ((desc, v), data) in self.program.inputs.iter().zip(inputs) {
-            let want = desc.elements_per_image() * batch;
-            if data.len() != want {
-                return Err(EngineError::Invalid(format!(
-                    "input `{}` has {} values, {batch} images of {:?} need {want}",
-                    desc.name,
-                    data.len(),
-                    desc.shape
-                )));
-            }
-            self.arena[region(values, self.max_batch, *v, batch)].copy_from_slice(data);
-        }
-        for (desc, out) in self.outputs.iter().zip(outputs.iter()) {
-            let want = desc.elements_per_image() * batch;
-            if out.len() != want {
-                return Err(EngineError::Invalid(format!(
-                    "output `{}` buffer has {} values, {batch} images of {:?} need {want}",
-                    desc.name,
-                    out.len(),
-                    desc.shape
-                )));
-            }
-        }
-        for step in &self.program.steps {
-            run_step(
-                step,
-                values,
-                self.max_batch,
-                batch,
-                &mut self.arena,
-                &mut self.scratch,
-                &self.ctx,
-                &mut self.int8,
-            )?;
-        }
-        for ((_, v), out) in self.program.outputs.iter().zip(outputs.iter_mut()) {
-            out.copy_from_slice(&self.arena[region(values, self.max_batch, *v, batch)]);
-        }
-        Ok(())
+        self.run_with(batch, inputs, outputs, &mut |_, _, _| {})
     }
 }
 
-/// Splits the arena into a read view of `reads` and a write view of `write`. Liveness assignment
-/// guarantees a step's output block never overlaps the blocks it reads.
-fn views<'a>(
-    arena: &'a mut [f32],
-    reads: &[std::ops::Range<usize>],
-    write: std::ops::Range<usize>,
-) -> (Vec<&'a [f32]>, &'a mut [f32]) {
-    for r in reads {
-        assert!(
-            r.end <= write.start || write.end <= r.start,
-            "arena regions overlap"
-        );
-    }
-    assert!(write.end <= arena.len());
-    let base = arena.as_mut_ptr();
-    // SAFETY: every range is inside the arena (asserted above and by construction), and the written
-    // range is disjoint from every read range (asserted above), so the shared and the mutable slices
-    // never alias. Read ranges may overlap one another; they are only read.
-    unsafe {
-        let reads = reads
-            .iter()
-            .map(|r| std::slice::from_raw_parts(base.add(r.start), r.len()))
-            .collect();
-        let write = std::slice::from_raw_parts_mut(base.add(write.start), write.len());
-        (reads, write)
-    }
-}
-
-fn nhwc_dims(v: &Value, batch: usize) -> [usize; 4] {
-    let [h, w, c] = v.hwc();
-    [batch, h, w, c]
-}
-
-// The FP32 and the INT8 kernels each bring their context; the rest is the step's memory.
-#[allow(clippy::too_many_arguments)]
-fn run_step(
-    step: &Step,
-    values: &[Value],
+/// Where the values of one run are: their arena blocks and NHWC dimensions for `batch` images.
+struct Shapes<'p> {
+    values: &'p [Value],
     max_batch: usize,
     batch: usize,
-    arena: &mut [f32],
-    scratch: &mut [f32],
-    ctx: &Context,
-    int8: &mut int8::Int8Runtime,
-) -> EngineResult<()> {
-    let at = |v: usize| region(values, max_batch, v, batch);
+}
+
+impl Shapes<'_> {
+    fn at(&self, v: usize) -> std::ops::Range<usize> {
+        region(self.values, self.max_batch, v, self.batch)
+    }
+
+    fn nhwc_dims(&self, v: usize) -> [usize; 4] {
+        let [h, w, c] = self.values[v].hwc();
+        [self.batch, h, w, c]
+    }
+
+    fn nhwc<'a>(&self, data: &'a [f32], v: usize) -> EngineResult<Nhwc<'a>> {
+        Nhwc::new(data, self.nhwc_dims(v)).map_err(|e| EngineError::Invalid(e.to_string()))
+    }
+
+    fn nhwc_mut<'a>(&self, data: &'a mut [f32], v: usize) -> EngineResult<NhwcMut<'a>> {
+        NhwcMut::new(data, self.nhwc_dims(v)).map_err(|e| EngineError::Invalid(e.to_string()))
+    }
+}
+
+/// One step's view of the arena: the block it writes, borrowed mutably, beside shared views of the
+/// blocks it reads. Liveness assignment keeps a step's output apart from its inputs; `read`
+/// checks it.
+struct Reads<'a> {
+    base: *const f32,
+    len: usize,
+    write: std::ops::Range<usize>,
+    _arena: std::marker::PhantomData<&'a [f32]>,
+}
+
+impl<'a> Reads<'a> {
+    fn split(arena: &'a mut [f32], write: std::ops::Range<usize>) -> (Reads<'a>, &'a mut [f32]) {
+        assert!(
+            write.start <= write.end && write.end <= arena.len(),
+            "arena write out of bounds"
+        );
+        let len = arena.len();
+        let base = arena.as_mut_ptr();
+        // SAFETY: the range is inside the arena (asserted); `read` only hands out ranges disjoint
+        // from it, so this mutable slice is never aliased while `'a` lasts.
+        let out = unsafe { std::slice::from_raw_parts_mut(base.add(write.start), write.len()) };
+        let reads = Reads {
+            base,
+            len,
+            write,
+            _arena: std::marker::PhantomData,
+        };
+        (reads, out)
+    }
+
+    fn read(&self, r: std::ops::Range<usize>) -> &'a [f32] {
+        assert!(
+            r.start <= r.end && r.end <= self.len,
+            "arena read out of bounds"
+        );
+        assert!(
+            r.end <= self.write.start || self.write.end <= r.start,
+            "arena regions overlap"
+        );
+        // SAFETY: inside the arena and disjoint from the only mutable view (asserted above);
+        // read ranges may overlap one another, they are only read.
+        unsafe { std::slice::from_raw_parts(self.base.add(r.start), r.len()) }
+    }
+}
+
+/// The operands every convolution step has: its input data, its NHWC output and the residual it
+/// adds, for either precision.
+struct ConvOperands<'a> {
+    input: &'a [f32],
+    output: NhwcMut<'a>,
+    residual: Option<Nhwc<'a>>,
+}
+
+fn conv_operands<'a>(
+    shapes: &Shapes<'_>,
+    arena: &'a mut [f32],
+    input: usize,
+    output: usize,
+    residual: Option<usize>,
+) -> EngineResult<ConvOperands<'a>> {
+    let (reads, y) = Reads::split(arena, shapes.at(output));
+    Ok(ConvOperands {
+        input: reads.read(shapes.at(input)),
+        output: shapes.nhwc_mut(y, output)?,
+        residual: match residual {
+            Some(r) => Some(shapes.nhwc(reads.read(shapes.at(r)), r)?),
+            None => None,
+        },
+    })
+}
+
+/// The views of a step with one input and one output.
+fn in_out<'a>(
+    shapes: &Shapes<'_>,
+    arena: &'a mut [f32],
+    input: usize,
+    output: usize,
+) -> (&'a [f32], &'a mut [f32]) {
+    let (reads, y) = Reads::split(arena, shapes.at(output));
+    (reads.read(shapes.at(input)), y)
+}
+
+/// A binary operand's data: its arena block for a value, the step's own data for a constant.
+fn operand_data<'a>(o: &'a generic::Operand, reads: &Reads<'a>, shapes: &Shapes<'_>) -> &'a [f32] {
+    match o {
+        generic::Operand::Value(v) => reads.read(shapes.at(*v)),
+        generic::Operand::Constant(c) => c.as_slice(),
+    }
+}
+
+fn run_step(step: &Step, shapes: &Shapes<'_>, memory: &mut Memory) -> EngineResult<()> {
     let kernel = |e: tao_kernels::KernelError| EngineError::Invalid(e.to_string());
+    let ctx = &memory.ctx;
     match step {
         Step::ToNhwc { src, dst } => {
-            let (r, w) = views(arena, &[at(*src)], at(*dst));
-            nchw_to_nhwc(
-                ctx,
-                r[0],
-                NhwcMut::new(w, nhwc_dims(&values[*dst], batch)).map_err(kernel)?,
-            )
-            .map_err(kernel)
+            let (x, y) = in_out(shapes, &mut memory.arena, *src, *dst);
+            nchw_to_nhwc(ctx, x, shapes.nhwc_mut(y, *dst)?).map_err(kernel)
         }
         Step::ToNchw { src, dst } => {
-            let (r, w) = views(arena, &[at(*src)], at(*dst));
-            nhwc_to_nchw(
-                ctx,
-                Nhwc::new(r[0], nhwc_dims(&values[*src], batch)).map_err(kernel)?,
-                w,
-            )
-            .map_err(kernel)
+            let (x, y) = in_out(shapes, &mut memory.arena, *src, *dst);
+            nhwc_to_nchw(ctx, shapes.nhwc(x, *src)?, y).map_err(kernel)
         }
         Step::Conv {
             node,
@@ -466,18 +520,10 @@ fn run_step(
             output,
             residual,
         } => {
-            let mut reads = vec![at(*input)];
-            reads.extend(residual.map(at));
-            let (r, w) = views(arena, &reads, at(*output));
-            let x = Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?;
-            let y = NhwcMut::new(w, nhwc_dims(&values[*output], batch)).map_err(kernel)?;
-            let res = match residual {
-                Some(rv) => Residual::Tensor(
-                    Nhwc::new(r[1], nhwc_dims(&values[*rv], batch)).map_err(kernel)?,
-                ),
-                None => Residual::None,
-            };
-            conv.execute(ctx, x, y, res, scratch)
+            let ops = conv_operands(shapes, &mut memory.arena, *input, *output, *residual)?;
+            let residual = ops.residual.map_or(Residual::None, Residual::Tensor);
+            let x = shapes.nhwc(ops.input, *input)?;
+            conv.execute(ctx, x, ops.output, residual, &mut memory.scratch)
                 .map_err(|e| kernel_error(node, "Conv", e))
         }
         Step::ConvInt8 {
@@ -488,26 +534,17 @@ fn run_step(
             output,
             residual,
         } => {
-            let mut reads = vec![at(*input)];
-            reads.extend(residual.map(at));
-            let (r, w) = views(arena, &reads, at(*output));
+            let ops = conv_operands(shapes, &mut memory.arena, *input, *output, *residual)?;
             let x = if *input_nchw {
-                let [h, wd, c] = values[*input].hwc();
+                let [n, h, w, c] = shapes.nhwc_dims(*input);
                 tao_kernels_int8::QInput::F32Nchw {
-                    data: r[0],
-                    dims: [batch, c, h, wd],
+                    data: ops.input,
+                    dims: [n, c, h, w],
                 }
             } else {
-                tao_kernels_int8::QInput::F32(
-                    Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?,
-                )
+                tao_kernels_int8::QInput::F32(shapes.nhwc(ops.input, *input)?)
             };
-            let y = NhwcMut::new(w, nhwc_dims(&values[*output], batch)).map_err(kernel)?;
-            let res = match residual {
-                Some(rv) => Some(Nhwc::new(r[1], nhwc_dims(&values[*rv], batch)).map_err(kernel)?),
-                None => None,
-            };
-            int8.run(node, conv, x, y, res)
+            memory.int8.run(node, conv, x, ops.output, ops.residual)
         }
         Step::ConvTranspose {
             node,
@@ -515,10 +552,9 @@ fn run_step(
             input,
             output,
         } => {
-            let (r, w) = views(arena, &[at(*input)], at(*output));
-            let x = Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?;
-            let y = NhwcMut::new(w, nhwc_dims(&values[*output], batch)).map_err(kernel)?;
-            conv.execute(ctx, x, y, Residual::None, scratch)
+            let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
+            let (x, y) = (shapes.nhwc(x, *input)?, shapes.nhwc_mut(y, *output)?);
+            conv.execute(ctx, x, y, Residual::None, &mut memory.scratch)
                 .map_err(|e| kernel_error(node, "ConvTranspose", e))
         }
         Step::Pool {
@@ -526,32 +562,45 @@ fn run_step(
             input,
             output,
         } => {
-            let (r, w) = views(arena, &[at(*input)], at(*output));
-            let x = Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?;
-            let y = NhwcMut::new(w, nhwc_dims(&values[*output], batch)).map_err(kernel)?;
-            pool2d(ctx, spec, x, y).map_err(kernel)
+            let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
+            pool2d(
+                ctx,
+                spec,
+                shapes.nhwc(x, *input)?,
+                shapes.nhwc_mut(y, *output)?,
+            )
+            .map_err(kernel)
         }
         Step::GlobalPool {
             kind,
             input,
             output,
         } => {
-            let (r, w) = views(arena, &[at(*input)], at(*output));
-            let x = Nhwc::new(r[0], nhwc_dims(&values[*input], batch)).map_err(kernel)?;
-            let y = NhwcMut::new(w, nhwc_dims(&values[*output], batch)).map_err(kernel)?;
-            global_pool(ctx, *kind, x, y).map_err(kernel)
+            let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
+            global_pool(
+                ctx,
+                *kind,
+                shapes.nhwc(x, *input)?,
+                shapes.nhwc_mut(y, *output)?,
+            )
+            .map_err(kernel)
         }
         Step::Elementwise { f, inputs, output } => {
-            let reads: Vec<_> = inputs.iter().map(|v| at(*v)).collect();
-            let (r, w) = views(arena, &reads, at(*output));
+            let (reads, w) = Reads::split(&mut memory.arena, shapes.at(*output));
+            let operand = |k: usize| -> EngineResult<&[f32]> {
+                let v = inputs.get(k).ok_or_else(|| {
+                    EngineError::Invalid("elementwise step lost an operand".into())
+                })?;
+                Ok(reads.read(shapes.at(*v)))
+            };
             match f {
                 Elementwise::Activation(act) => {
-                    for (y, x) in w.iter_mut().zip(r[0]) {
+                    for (y, x) in w.iter_mut().zip(operand(0)?) {
                         *y = act.apply(*x);
                     }
                 }
                 Elementwise::Add => {
-                    for ((y, a), b) in w.iter_mut().zip(r[0]).zip(r[1]) {
+                    for ((y, a), b) in w.iter_mut().zip(operand(0)?).zip(operand(1)?) {
                         *y = a + b;
                     }
                 }
@@ -559,6 +608,7 @@ fn run_step(
             Ok(())
         }
         Step::Binary {
+            kind,
             f,
             shape,
             a,
@@ -566,21 +616,12 @@ fn run_step(
             output,
             ..
         } => {
-            let reads: Vec<_> = [a, b]
-                .iter()
-                .filter_map(|o| match o {
-                    generic::Operand::Value(v) => Some(at(*v)),
-                    generic::Operand::Constant(_) => None,
-                })
-                .collect();
-            let (r, w) = views(arena, &reads, at(*output));
-            let mut next = r.into_iter();
-            let x = operand_slice(a, &mut next);
-            let z = operand_slice(b, &mut next);
-            let (Some(x), Some(z)) = (x, z) else {
-                return Err(EngineError::Invalid("binary step lost an operand".into()));
-            };
-            generic::broadcast_binary(*f, shape, batch, x, z, w);
+            let (reads, w) = Reads::split(&mut memory.arena, shapes.at(*output));
+            let (a, b) = (
+                operand_data(a, &reads, shapes),
+                operand_data(b, &reads, shapes),
+            );
+            generic::broadcast_binary(*kind, *f, shape, shapes.batch, a, b, w);
             Ok(())
         }
         Step::Unary {
@@ -590,8 +631,8 @@ fn run_step(
             output,
             ..
         } => {
-            let (r, w) = views(arena, &[at(*input)], at(*output));
-            generic::unary(*kind, *f, r[0], w);
+            let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
+            generic::unary(*kind, *f, x, y);
             Ok(())
         }
         Step::Reduce {
@@ -602,8 +643,8 @@ fn run_step(
             input,
             output,
         } => {
-            let (r, w) = views(arena, &[at(*input)], at(*output));
-            generic::reduce(*kind, outer * batch, *reduced, *inner, r[0], w);
+            let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
+            generic::reduce(*kind, outer * shapes.batch, *reduced, *inner, x, y);
             Ok(())
         }
         Step::Concat {
@@ -612,9 +653,20 @@ fn run_step(
             inputs,
             output,
         } => {
-            let reads: Vec<_> = inputs.iter().map(|v| at(*v)).collect();
-            let (r, w) = views(arena, &reads, at(*output));
-            generic::concat(outer * batch, blocks, &r, w);
+            let (reads, w) = Reads::split(&mut memory.arena, shapes.at(*output));
+            generic::concat(
+                outer * shapes.batch,
+                blocks,
+                |k| reads.read(shapes.at(inputs[k])),
+                w,
+            );
+            Ok(())
+        }
+        Step::Rearrange {
+            map, input, output, ..
+        } => {
+            let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
+            generic::rearrange(map, x, y);
             Ok(())
         }
         Step::Reference {
@@ -622,15 +674,16 @@ fn run_step(
             inputs,
             outputs,
         } => {
+            let arena = &mut memory.arena;
             let mut tensors: Vec<Option<Tensor>> = Vec::with_capacity(inputs.len());
             for input in inputs {
                 tensors.push(match input {
                     None => None,
                     Some(RefInput::Constant(t)) => Some((**t).clone()),
                     Some(RefInput::Value(v)) => {
-                        let mut shape = values[*v].shape.clone();
-                        shape[0] = batch;
-                        Some(Tensor::from_f32(shape, arena[at(*v)].to_vec())?)
+                        let mut shape = shapes.values[*v].shape.clone();
+                        shape[0] = shapes.batch;
+                        Some(Tensor::from_f32(shape, arena[shapes.at(*v)].to_vec())?)
                     }
                 });
             }
@@ -641,7 +694,7 @@ fn run_step(
                 .map_err(|e| e.at(&node.name, node.op_type()))?;
             for (v, t) in outputs.iter().zip(results) {
                 let data = t.to_f32_vec();
-                let dst = &mut arena[at(*v)];
+                let dst = &mut arena[shapes.at(*v)];
                 if data.len() != dst.len() {
                     return Err(kernel_error(
                         &node.name,
@@ -657,16 +710,5 @@ fn run_step(
             }
             Ok(())
         }
-    }
-}
-
-/// A binary operand's data: the next arena view for a value, the step's own data for a constant.
-fn operand_slice<'a>(
-    o: &'a generic::Operand,
-    views: &mut impl Iterator<Item = &'a [f32]>,
-) -> Option<&'a [f32]> {
-    match o {
-        generic::Operand::Value(_) => views.next(),
-        generic::Operand::Constant(c) => Some(c.as_slice()),
     }
 }
