@@ -168,6 +168,20 @@ fn lpdnet_listing_names_each_convolutions_precision() {
         .filter(|s| s.starts_with("conv[fp32"))
         .count();
     assert_eq!((int8, fp32), (21, 2));
+    // Activations stay s8 between INT8 convolutions wherever every reader is one (a value also
+    // read as a residual stays f32): 12 such edges in LPDNet, and each s8 input comes from one.
+    let s8_out = listing.iter().filter(|s| s.contains("s8 out]")).count();
+    assert_eq!(s8_out, 12);
+    let s8_values: Vec<&str> = program
+        .values
+        .iter()
+        .filter(|v| v.s8_scale.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(s8_values.len(), 12);
+    for line in listing.iter().filter(|s| s.contains(", s8 in")) {
+        assert!(line.starts_with("conv[int8"), "{line}");
+    }
     for c in &choices {
         let line = listing
             .iter()

@@ -69,35 +69,45 @@ pub fn unary_fn(op: UnaryOp) -> Option<fn(f32) -> f32> {
     })
 }
 
-/// `out = f(a, b)` with broadcasting over `batch` images; `op` names `f` so the common ones run as
-/// inlined, vectorised loops instead of a call per element.
+/// The operands of a broadcasting binary step over `batch` images.
+pub struct BinaryArgs<'a> {
+    pub shape: &'a BroadcastShape,
+    pub batch: usize,
+    pub a: &'a [f32],
+    pub b: &'a [f32],
+}
+
+/// Length of the output rows [`broadcast_binary`] works in (its innermost axis).
+pub fn binary_row_len(shape: &BroadcastShape) -> usize {
+    shape.out.last().copied().unwrap_or(1).max(1)
+}
+
+/// `out = f(a, b)` with broadcasting, for the output rows from `first_row` on that `out` holds;
+/// `op` names `f` so the common ones run as inlined, vectorised loops instead of a call per element.
 pub fn broadcast_binary(
     op: BinaryOp,
     f: fn(f32, f32) -> f32,
-    shape: &BroadcastShape,
-    batch: usize,
-    a: &[f32],
-    b: &[f32],
+    args: &BinaryArgs<'_>,
+    first_row: usize,
     out: &mut [f32],
 ) {
     match op {
-        BinaryOp::Add => broadcast_with(|x, z| x + z, shape, batch, a, b, out),
-        BinaryOp::Sub => broadcast_with(|x, z| x - z, shape, batch, a, b, out),
-        BinaryOp::Mul => broadcast_with(|x, z| x * z, shape, batch, a, b, out),
-        BinaryOp::Div => broadcast_with(|x, z| x / z, shape, batch, a, b, out),
-        _ => broadcast_with(f, shape, batch, a, b, out),
+        BinaryOp::Add => broadcast_with(|x, z| x + z, args, first_row, out),
+        BinaryOp::Sub => broadcast_with(|x, z| x - z, args, first_row, out),
+        BinaryOp::Mul => broadcast_with(|x, z| x * z, args, first_row, out),
+        BinaryOp::Div => broadcast_with(|x, z| x / z, args, first_row, out),
+        _ => broadcast_with(f, args, first_row, out),
     }
 }
 
 #[inline(always)]
 fn broadcast_with(
     f: impl Fn(f32, f32) -> f32 + Copy,
-    shape: &BroadcastShape,
-    batch: usize,
-    a: &[f32],
-    b: &[f32],
+    args: &BinaryArgs<'_>,
+    first_row: usize,
     out: &mut [f32],
 ) {
+    let BinaryArgs { shape, batch, a, b } = *args;
     let rank = shape.out.len();
     let mut dims = [1usize; MAX_RANK];
     let (mut sa, mut sb) = ([0usize; MAX_RANK], [0usize; MAX_RANK]);
@@ -113,7 +123,13 @@ fn broadcast_with(
     } else {
         (0, 0)
     };
+    // The multi-index of the first row over all but the innermost axis.
     let mut idx = [0usize; MAX_RANK];
+    let mut rest = first_row;
+    for i in (0..rank.saturating_sub(1)).rev() {
+        idx[i] = rest % dims[i];
+        rest /= dims[i];
+    }
     let mut o = 0;
     while o < out.len() {
         let (mut pa, mut pb) = (0, 0);
@@ -282,8 +298,18 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         let b = [10.0, 100.0];
         let mut y = [0.0; 8];
-        broadcast_binary(BinaryOp::Mul, |x, z| x * z, &shape, 2, &a, &b, &mut y);
+        let args = BinaryArgs {
+            shape: &shape,
+            batch: 2,
+            a: &a,
+            b: &b,
+        };
+        broadcast_binary(BinaryOp::Mul, |x, z| x * z, &args, 0, &mut y);
         assert_eq!(y, [10.0, 20.0, 300.0, 400.0, 50.0, 60.0, 700.0, 800.0]);
+        // From a later row on (as a thread's part): rows 3.. are image 1's second row on.
+        let mut tail = [0.0; 2];
+        broadcast_binary(BinaryOp::Mul, |x, z| x * z, &args, 3, &mut tail);
+        assert_eq!(tail, [700.0, 800.0]);
     }
 
     #[test]
@@ -329,15 +355,19 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
     // Round to nearest through the float adder (no SSE4.1 round instruction needed).
     const SHIFTER: f32 = 12_582_912.0; // 1.5 * 2^23
-    let n = (x * LOG2E + SHIFTER) - SHIFTER;
+    let shifted = x * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Taylor coefficients 1/k! for e^r on |r| <= ln2/2.
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // 2^n through the exponent bits (n is within the normal range after the clamp).
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n through the exponent bits (n is within the normal range after the clamp). n sits in the
+    // low mantissa bits of `shifted`; reading it there keeps the loop free of float-to-int
+    // conversions, which do not vectorise.
+    let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     p * scale
 }
 

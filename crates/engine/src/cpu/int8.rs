@@ -442,21 +442,15 @@ impl Int8Runtime {
         node: &str,
         conv: &PreparedQConv,
         input: QInput<'_>,
-        output: NhwcMut<'_>,
+        output: QOutput<'_>,
         residual: Option<Nhwc<'_>>,
     ) -> EngineResult<()> {
         let Some(ctx) = &self.ctx else {
             return Err(kernel_error(node, "Conv", "engine has no INT8 context"));
         };
         let residual = residual.map_or(Residual::None, Residual::Tensor);
-        conv.execute(
-            ctx,
-            input,
-            QOutput::F32(output),
-            residual,
-            &mut self.scratch,
-        )
-        .map_err(|e| kernel_error(node, "Conv", e))
+        conv.execute(ctx, input, output, residual, &mut self.scratch)
+            .map_err(|e| kernel_error(node, "Conv", e))
     }
 }
 

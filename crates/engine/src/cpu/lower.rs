@@ -35,11 +35,23 @@ pub struct Value {
     pub layout: Layout,
     /// Offset in the arena, in floats.
     pub offset: usize,
+    /// Held as s8 (quantized with this scale) instead of f32: an INT8 convolution's output read
+    /// only by INT8 convolutions with that input scale.
+    pub s8_scale: Option<f32>,
 }
 
 impl Value {
     pub fn per_image(&self) -> usize {
         self.shape.iter().skip(1).product()
+    }
+
+    /// Arena floats that `images` images of this value take (s8 values pack four per float).
+    pub fn floats(&self, images: usize) -> usize {
+        let elements = self.per_image() * images;
+        match self.s8_scale {
+            Some(_) => elements.div_ceil(4),
+            None => elements,
+        }
     }
 
     /// `[H, W, C]` of a 4-D value.
@@ -200,11 +212,19 @@ impl Step {
             Step::ConvInt8 {
                 node,
                 conv,
+                input,
                 output,
                 residual,
                 ..
             } => {
-                let kernel = format!("int8 {}", conv.algorithm().name());
+                let mut kernel = format!("int8 {}", conv.algorithm().name());
+                // Where the activations stay in s8 between INT8 layers.
+                if values[*input].s8_scale.is_some() {
+                    kernel += ", s8 in";
+                }
+                if values[*output].s8_scale.is_some() {
+                    kernel += ", s8 out";
+                }
                 describe_conv(
                     &kernel,
                     node,
@@ -375,6 +395,7 @@ pub fn lower(graph: &Graph, prepared: &mut dyn Prepared) -> EngineResult<Program
             id,
         ));
     }
+    keep_s8_between_int8_convs(&mut l.values, &l.steps, &outputs);
     let arena_per_image = assign_offsets(&mut l.values, &l.steps, &inputs, &outputs);
     Ok(Program {
         values: l.values,
@@ -393,6 +414,7 @@ impl Lowering<'_> {
             shape,
             layout,
             offset: 0,
+            s8_scale: None,
         });
         self.by_name.insert((name.to_owned(), layout), id);
         id
@@ -1133,6 +1155,52 @@ impl Lowering<'_> {
     }
 }
 
+/// An INT8 convolution whose output is read only by INT8 convolutions, as their (NHWC) input, all
+/// with one input scale, writes that output as s8 requantized in its epilogue: the readers skip
+/// their quantizing pass and the f32 round trip through memory. A reader that quantizes to
+/// [0, 127] (non-negative input) needs a producer whose epilogue ends non-negative.
+fn keep_s8_between_int8_convs(values: &mut [Value], steps: &[Step], outputs: &[(IoDesc, usize)]) {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); values.len()];
+    for (s, step) in steps.iter().enumerate() {
+        for (v, writes) in step_values(step) {
+            if !writes {
+                readers[v].push(s);
+            }
+        }
+    }
+    for step in steps {
+        let Step::ConvInt8 { conv, output, .. } = step else {
+            continue;
+        };
+        if outputs.iter().any(|(_, o)| o == output) || readers[*output].is_empty() {
+            continue;
+        }
+        let epilogue = conv.spec().epilogue;
+        let nonnegative = matches!(
+            epilogue.activation,
+            Activation::Relu | Activation::Relu6 | Activation::Sigmoid
+        ) && epilogue.residual != ResidualAdd::AfterActivation;
+        let mut scale = None;
+        let all_int8 = readers[*output].iter().all(|&r| match &steps[r] {
+            Step::ConvInt8 {
+                conv: reader,
+                input,
+                input_nchw: false,
+                residual,
+                ..
+            } if input == output && *residual != Some(*output) => {
+                let s = reader.input_scale();
+                let same = *scale.get_or_insert(s) == s;
+                same && (nonnegative || !reader.nonnegative_input())
+            }
+            _ => false,
+        });
+        if all_int8 {
+            values[*output].s8_scale = scale;
+        }
+    }
+}
+
 /// Gives every value an arena offset: a value lives from the step that writes it to the last step
 /// that reads it; later values reuse freed space (first fit). Graph inputs live from the start and
 /// outputs to the end. Returns the arena size per image, in floats.
@@ -1160,7 +1228,7 @@ fn assign_offsets(
         last[*id] = n;
     }
     // Pad each value to 16 floats (64 bytes) so every one starts cache-line and SIMD aligned.
-    let size = |v: &Value| v.per_image().next_multiple_of(16);
+    let size = |v: &Value| v.floats(1).next_multiple_of(16);
     let mut order: Vec<usize> = (0..values.len())
         .filter(|&v| first[v] != usize::MAX)
         .collect();

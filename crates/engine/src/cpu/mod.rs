@@ -21,6 +21,7 @@ use tao_kernels::{
 pub use lower::PrepareFresh;
 use lower::{Elementwise, Prepared, RefInput, algorithm_from_name, kernel_error};
 pub use lower::{Layout, Program, Step, Value, lower, step_values};
+use tao_kernels_int8::{NhwcI8, NhwcI8Mut, QInput, QOutput};
 
 use crate::backend::{Backend, BuildConfig, Engine, EngineError, EngineResult, IoDesc, Precision};
 use crate::device::cpu_fingerprint;
@@ -263,7 +264,8 @@ impl CpuEngine {
                 return;
             }
             for (v, writes) in lower::step_values(step) {
-                if writes {
+                // s8 values (INT8 engines only) are seen as the f32 values they quantize.
+                if writes && values[v].s8_scale.is_none() {
                     observe(&values[v].name, &arena[region(values, max_batch, v, batch)]);
                 }
             }
@@ -359,7 +361,21 @@ impl CpuEngine {
 fn region(values: &[Value], max_batch: usize, v: usize, batch: usize) -> std::ops::Range<usize> {
     let value = &values[v];
     let start = value.offset * max_batch;
-    start..start + value.per_image() * batch
+    start..start + value.floats(batch)
+}
+
+/// An s8 value's bytes inside its arena block.
+fn s8_view(data: &[f32], elements: usize) -> &[i8] {
+    assert!(elements <= data.len() * 4, "s8 value outside its block");
+    // SAFETY: the bytes lie inside `data` (asserted), i8 has no alignment or validity
+    // requirement, and the shared borrow of `data` covers the returned slice's lifetime.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<i8>(), elements) }
+}
+
+fn s8_view_mut(data: &mut [f32], elements: usize) -> &mut [i8] {
+    assert!(elements <= data.len() * 4, "s8 value outside its block");
+    // SAFETY: as in `s8_view`, with the exclusive borrow of `data`.
+    unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<i8>(), elements) }
 }
 
 impl Engine for CpuEngine {
@@ -456,11 +472,11 @@ impl<'a> Reads<'a> {
     }
 }
 
-/// The operands every convolution step has: its input data, its NHWC output and the residual it
+/// The operands every convolution step has: its input and output blocks and the residual it
 /// adds, for either precision.
 struct ConvOperands<'a> {
     input: &'a [f32],
-    output: NhwcMut<'a>,
+    output: &'a mut [f32],
     residual: Option<Nhwc<'a>>,
 }
 
@@ -474,7 +490,7 @@ fn conv_operands<'a>(
     let (reads, y) = Reads::split(arena, shapes.at(output));
     Ok(ConvOperands {
         input: reads.read(shapes.at(input)),
-        output: shapes.nhwc_mut(y, output)?,
+        output: y,
         residual: match residual {
             Some(r) => Some(shapes.nhwc(reads.read(shapes.at(r)), r)?),
             None => None,
@@ -491,6 +507,56 @@ fn in_out<'a>(
 ) -> (&'a [f32], &'a mut [f32]) {
     let (reads, y) = Reads::split(arena, shapes.at(output));
     (reads.read(shapes.at(input)), y)
+}
+
+/// Outputs smaller than this (in floats) are computed by the calling thread alone: waking the
+/// others costs more than it saves.
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// The output pointer handed to the pool's threads, each writing its own rows.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: the threads write disjoint parts (see `split_rows`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Calls `f(rows, part)` on contiguous parts of `out` made of whole rows of `row_len` floats, one
+/// part per thread of the pool (the caller alone for small outputs). Allocates nothing.
+fn split_rows(
+    ctx: &Context,
+    out: &mut [f32],
+    row_len: usize,
+    f: &(dyn Fn(std::ops::Range<usize>, &mut [f32]) + Sync),
+) {
+    let rows = out.len() / row_len.max(1);
+    let threads = if out.len() < PARALLEL_MIN {
+        1
+    } else {
+        ctx.threads().min(rows)
+    };
+    if threads <= 1 {
+        f(0..rows, out);
+        return;
+    }
+    let base = SharedOut(out.as_mut_ptr());
+    ctx.pool().run(&|t| {
+        if t >= threads {
+            return;
+        }
+        let (first, end) = (rows * t / threads, rows * (t + 1) / threads);
+        // SAFETY: thread indices are distinct, so the row ranges are disjoint, and all lie
+        // inside `out`, which is borrowed exclusively for the whole run.
+        let part = unsafe {
+            std::slice::from_raw_parts_mut(base.get().add(first * row_len), (end - first) * row_len)
+        };
+        f(first..end, part);
+    });
 }
 
 /// A binary operand's data: its arena block for a value, the step's own data for a constant.
@@ -523,7 +589,8 @@ fn run_step(step: &Step, shapes: &Shapes<'_>, memory: &mut Memory) -> EngineResu
             let ops = conv_operands(shapes, &mut memory.arena, *input, *output, *residual)?;
             let residual = ops.residual.map_or(Residual::None, Residual::Tensor);
             let x = shapes.nhwc(ops.input, *input)?;
-            conv.execute(ctx, x, ops.output, residual, &mut memory.scratch)
+            let y = shapes.nhwc_mut(ops.output, *output)?;
+            conv.execute(ctx, x, y, residual, &mut memory.scratch)
                 .map_err(|e| kernel_error(node, "Conv", e))
         }
         Step::ConvInt8 {
@@ -535,16 +602,31 @@ fn run_step(step: &Step, shapes: &Shapes<'_>, memory: &mut Memory) -> EngineResu
             residual,
         } => {
             let ops = conv_operands(shapes, &mut memory.arena, *input, *output, *residual)?;
+            let x_dims = shapes.nhwc_dims(*input);
             let x = if *input_nchw {
-                let [n, h, w, c] = shapes.nhwc_dims(*input);
-                tao_kernels_int8::QInput::F32Nchw {
+                let [n, h, w, c] = x_dims;
+                QInput::F32Nchw {
                     data: ops.input,
                     dims: [n, c, h, w],
                 }
+            } else if shapes.values[*input].s8_scale.is_some() {
+                let elements = x_dims.iter().product();
+                QInput::S8(NhwcI8::new(s8_view(ops.input, elements), x_dims))
             } else {
-                tao_kernels_int8::QInput::F32(shapes.nhwc(ops.input, *input)?)
+                QInput::F32(shapes.nhwc(ops.input, *input)?)
             };
-            memory.int8.run(node, conv, x, ops.output, ops.residual)
+            let y = match shapes.values[*output].s8_scale {
+                Some(scale) => {
+                    let y_dims = shapes.nhwc_dims(*output);
+                    let elements = y_dims.iter().product();
+                    QOutput::S8 {
+                        output: NhwcI8Mut::new(s8_view_mut(ops.output, elements), y_dims),
+                        scale,
+                    }
+                }
+                None => QOutput::F32(shapes.nhwc_mut(ops.output, *output)?),
+            };
+            memory.int8.run(node, conv, x, y, ops.residual)
         }
         Step::ConvTranspose {
             node,
@@ -595,14 +677,20 @@ fn run_step(step: &Step, shapes: &Shapes<'_>, memory: &mut Memory) -> EngineResu
             };
             match f {
                 Elementwise::Activation(act) => {
-                    for (y, x) in w.iter_mut().zip(operand(0)?) {
-                        *y = act.apply(*x);
-                    }
+                    let x = operand(0)?;
+                    split_rows(ctx, w, 1, &|r, part| {
+                        for (y, x) in part.iter_mut().zip(&x[r]) {
+                            *y = act.apply(*x);
+                        }
+                    });
                 }
                 Elementwise::Add => {
-                    for ((y, a), b) in w.iter_mut().zip(operand(0)?).zip(operand(1)?) {
-                        *y = a + b;
-                    }
+                    let (a, b) = (operand(0)?, operand(1)?);
+                    split_rows(ctx, w, 1, &|r, part| {
+                        for ((y, a), b) in part.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+                            *y = a + b;
+                        }
+                    });
                 }
             }
             Ok(())
@@ -617,11 +705,16 @@ fn run_step(step: &Step, shapes: &Shapes<'_>, memory: &mut Memory) -> EngineResu
             ..
         } => {
             let (reads, w) = Reads::split(&mut memory.arena, shapes.at(*output));
-            let (a, b) = (
-                operand_data(a, &reads, shapes),
-                operand_data(b, &reads, shapes),
-            );
-            generic::broadcast_binary(*kind, *f, shape, shapes.batch, a, b, w);
+            let args = generic::BinaryArgs {
+                shape,
+                batch: shapes.batch,
+                a: operand_data(a, &reads, shapes),
+                b: operand_data(b, &reads, shapes),
+            };
+            let row = generic::binary_row_len(shape);
+            split_rows(ctx, w, row, &|r, part| {
+                generic::broadcast_binary(*kind, *f, &args, r.start, part)
+            });
             Ok(())
         }
         Step::Unary {
@@ -632,19 +725,23 @@ fn run_step(step: &Step, shapes: &Shapes<'_>, memory: &mut Memory) -> EngineResu
             ..
         } => {
             let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
-            generic::unary(*kind, *f, x, y);
+            split_rows(ctx, y, 1, &|r, part| generic::unary(*kind, *f, &x[r], part));
             Ok(())
         }
         Step::Reduce {
             kind,
-            outer,
             reduced,
             inner,
             input,
             output,
+            ..
         } => {
             let (x, y) = in_out(shapes, &mut memory.arena, *input, *output);
-            generic::reduce(*kind, outer * shapes.batch, *reduced, *inner, x, y);
+            let block = reduced * inner;
+            split_rows(ctx, y, *inner, &|r, part| {
+                let x = &x[r.start * block..r.end * block];
+                generic::reduce(*kind, r.len(), *reduced, *inner, x, part)
+            });
             Ok(())
         }
         Step::Concat {
