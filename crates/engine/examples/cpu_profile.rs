@@ -1,6 +1,9 @@
 //! Per-step times of the CPU engine on one model (least of 10 runs), slowest first.
 //!
 //!     cargo run --release -p tao-engine --example cpu_profile -- MODEL.onnx|MODEL.etlt [KEY] [BATCH]
+//!         [CALIBRATION_CACHE]
+//!
+//! With a calibration cache the INT8 engine is profiled.
 
 use tao_engine::backend::Engine;
 use tao_engine::cpu::CpuEngine;
@@ -22,7 +25,15 @@ fn main() {
         tao_graph::onnx::import(&bytes).unwrap()
     };
     tao_engine::optimize::optimize(&mut graph).unwrap();
-    let program = tao_engine::cpu::lower(&graph, &mut tao_engine::cpu::PrepareFresh).unwrap();
+    let program = match args.get(4) {
+        Some(cache) => {
+            let text = std::fs::read_to_string(cache).unwrap();
+            let cache = tao_engine::calibration::CalibrationCache::parse(&text).unwrap();
+            let backend = tao_engine::cpu::int8::CpuInt8Backend::new(cache);
+            backend.lower(&graph).unwrap().0
+        }
+        None => tao_engine::cpu::lower(&graph, &mut tao_engine::cpu::PrepareFresh).unwrap(),
+    };
     let mut engine = CpuEngine::new(program, batch, 2).unwrap();
     let inputs: Vec<Vec<f32>> = engine
         .inputs()

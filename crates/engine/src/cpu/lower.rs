@@ -279,6 +279,12 @@ pub trait Prepared {
     }
 }
 
+/// The kernel chosen for one convolution.
+enum ConvKernel {
+    Fp32(Box<PreparedConv>),
+    Int8(Box<PreparedQConv>),
+}
+
 /// Builds kernels from the weights (the build step).
 pub struct PrepareFresh;
 
@@ -880,45 +886,54 @@ impl Lowering<'_> {
             ));
         }
         let weights = w.as_f32().unwrap_or_default();
-        if let Some(q) = prepared.conv_int8(&node.name, &spec, weights, bias.as_deref(), &x)? {
-            // A value only held in NCHW (a network input) is read as it is.
-            let (input, input_nchw) = match (
-                self.by_name.get(&(x.clone(), Layout::Nhwc)),
-                self.by_name.get(&(x.clone(), Layout::Nchw)),
-            ) {
-                (None, Some(&id)) if self.values[id].shape.len() == 4 => (id, true),
-                _ => (self.value_in(&x, Layout::Nhwc)?, false),
-            };
-            let residual = match residual {
-                Some(r) => Some(self.value_in(&r, Layout::Nhwc)?),
-                None => None,
-            };
-            let [oh, ow] = q.output_size();
-            let output = self.new_value(&out, vec![1, m, oh, ow], Layout::Nhwc);
-            self.steps.push(Step::ConvInt8 {
-                node: node.name.clone(),
-                conv: Box::new(q),
-                input,
-                input_nchw,
-                output,
-                residual,
-            });
-            return Ok(());
-        }
-        let prepared_conv = prepared.conv(&node.name, &spec, weights, bias.as_deref())?;
-        let input = self.value_in(&x, Layout::Nhwc)?;
+        let int8 = prepared.conv_int8(&node.name, &spec, weights, bias.as_deref(), &x)?;
+        // An INT8 convolution reads a value only held in NCHW (a network input) as it is.
+        let nchw_only = match (
+            self.by_name.get(&(x.clone(), Layout::Nhwc)),
+            self.by_name.get(&(x.clone(), Layout::Nchw)),
+        ) {
+            (None, Some(&id)) if self.values[id].shape.len() == 4 => Some(id),
+            _ => None,
+        };
+        let (input, input_nchw) = match (&int8, nchw_only) {
+            (Some(_), Some(id)) => (id, true),
+            _ => (self.value_in(&x, Layout::Nhwc)?, false),
+        };
         let residual = match residual {
             Some(r) => Some(self.value_in(&r, Layout::Nhwc)?),
             None => None,
         };
-        let [oh, ow] = prepared_conv.output_size();
+        let kernel = match int8 {
+            Some(q) => ConvKernel::Int8(Box::new(q)),
+            None => ConvKernel::Fp32(Box::new(prepared.conv(
+                &node.name,
+                &spec,
+                weights,
+                bias.as_deref(),
+            )?)),
+        };
+        let [oh, ow] = match &kernel {
+            ConvKernel::Int8(q) => q.output_size(),
+            ConvKernel::Fp32(c) => c.output_size(),
+        };
         let output = self.new_value(&out, vec![1, m, oh, ow], Layout::Nhwc);
-        self.steps.push(Step::Conv {
-            node: node.name.clone(),
-            conv: Box::new(prepared_conv),
-            input,
-            output,
-            residual,
+        let node = node.name.clone();
+        self.steps.push(match kernel {
+            ConvKernel::Int8(conv) => Step::ConvInt8 {
+                node,
+                conv,
+                input,
+                input_nchw,
+                output,
+                residual,
+            },
+            ConvKernel::Fp32(conv) => Step::Conv {
+                node,
+                conv,
+                input,
+                output,
+                residual,
+            },
         });
         Ok(())
     }
