@@ -51,6 +51,9 @@ pub struct Int8Policy {
     pub keep_first_fp32: bool,
     /// Node names that stay FP32.
     pub fp32_nodes: HashSet<String>,
+    /// INT8 convolutions hand activations to INT8 readers as s8 (requantised in the epilogue);
+    /// off, every activation goes through memory as f32 (same results, slower; for comparison).
+    pub s8_activations: bool,
 }
 
 impl Default for Int8Policy {
@@ -59,6 +62,7 @@ impl Default for Int8Policy {
             keep_heads_fp32: true,
             keep_first_fp32: false,
             fp32_nodes: HashSet::new(),
+            s8_activations: true,
         }
     }
 }
@@ -81,9 +85,10 @@ impl Int8Policy {
         let mut nodes: Vec<&str> = self.fp32_nodes.iter().map(String::as_str).collect();
         nodes.sort_unstable();
         format!(
-            "heads-fp32={};first-fp32={};fp32-nodes={}",
+            "heads-fp32={};first-fp32={};s8-activations={};fp32-nodes={}",
             self.keep_heads_fp32,
             self.keep_first_fp32,
+            self.s8_activations,
             nodes.join(",")
         )
     }
@@ -242,6 +247,10 @@ fn conv_downstream(graph: &Graph, tensor: &str, memo: &mut HashMap<String, bool>
 }
 
 impl Prepared for PrepareInt8 {
+    fn s8_activations(&self) -> bool {
+        self.policy.s8_activations
+    }
+
     fn conv(
         &mut self,
         node: &str,
@@ -479,7 +488,7 @@ pub fn measure_layer_errors(
     let policy = Int8Policy {
         keep_heads_fp32: false,
         keep_first_fp32: false,
-        fp32_nodes: HashSet::new(),
+        ..Int8Policy::default()
     };
     let mut prepared = PrepareInt8::new(graph, calibration, policy);
     let quantized = lower(graph, &mut prepared)?;

@@ -266,6 +266,11 @@ pub trait Prepared {
         weights: &[f32],
         bias: Option<&[f32]>,
     ) -> EngineResult<PreparedConvTranspose>;
+    /// Whether INT8 convolutions may hand s8 activations to one another (see
+    /// `keep_s8_between_int8_convs`); otherwise every activation goes through memory as f32.
+    fn s8_activations(&self) -> bool {
+        true
+    }
     /// An INT8 kernel for the convolution reading tensor `input`, or `None` to keep FP32.
     fn conv_int8(
         &mut self,
@@ -401,7 +406,9 @@ pub fn lower(graph: &Graph, prepared: &mut dyn Prepared) -> EngineResult<Program
             id,
         ));
     }
-    keep_s8_between_int8_convs(&mut l.values, &l.steps, &outputs);
+    if prepared.s8_activations() {
+        keep_s8_between_int8_convs(&mut l.values, &l.steps, &outputs);
+    }
     let arena_per_image = assign_offsets(&mut l.values, &l.steps, &inputs, &outputs);
     Ok(Program {
         values: l.values,

@@ -30,6 +30,8 @@ use crate::plan::{Plan, PlanBuilder};
 pub const BACKEND_NAME: &str = "cpu";
 const GRAPH_SECTION: &str = "graph.onnx";
 const CHOICES_SECTION: &str = "cpu.choices";
+/// The plan line of engines whose INT8 convolutions pass activations as f32 only.
+const S8_OFF_LINE: &str = "s8-activations off";
 
 pub struct CpuBackend;
 
@@ -68,6 +70,10 @@ fn build_plan(
         let program = lower(graph, prepared)?;
         let onnx = export(graph, &ExportOptions::default())?;
         let mut choices = format!("max-batch {}\n", config.max_batch);
+        if !prepared.s8_activations() {
+            choices += S8_OFF_LINE;
+            choices += "\n";
+        }
         let mut builder = PlanBuilder::new();
         for step in &program.steps {
             let (node, kind, algorithm, packed) = match step {
@@ -99,6 +105,7 @@ fn load_plan(plan: &Plan, threads: usize) -> EngineResult<Box<dyn Engine>> {
         let choices = std::str::from_utf8(plan.section(CHOICES_SECTION)?)
             .map_err(|_| EngineError::Invalid("plan choices are not UTF-8".into()))?;
         let mut max_batch = 1;
+        let mut s8_activations = true;
         let mut algorithms = HashMap::new();
         for line in choices.lines() {
             let fields: Vec<&str> = line.split('\t').collect();
@@ -106,6 +113,7 @@ fn load_plan(plan: &Plan, threads: usize) -> EngineResult<Box<dyn Engine>> {
                 [kind, algorithm, node] => {
                     algorithms.insert(node.to_string(), (kind.to_string(), algorithm.to_string()));
                 }
+                _ if line == S8_OFF_LINE => s8_activations = false,
                 _ => {
                     if let Some(n) = line.strip_prefix("max-batch ") {
                         max_batch = n
@@ -115,7 +123,11 @@ fn load_plan(plan: &Plan, threads: usize) -> EngineResult<Box<dyn Engine>> {
                 }
             }
         }
-        let mut stored = FromPlan { plan, algorithms };
+        let mut stored = FromPlan {
+            plan,
+            algorithms,
+            s8_activations,
+        };
         let program = lower(&graph, &mut stored)?;
         Ok(Box::new(CpuEngine::new(program, max_batch, threads)?))
     }
@@ -125,6 +137,7 @@ fn load_plan(plan: &Plan, threads: usize) -> EngineResult<Box<dyn Engine>> {
 struct FromPlan<'p> {
     plan: &'p Plan,
     algorithms: HashMap<String, (String, String)>,
+    s8_activations: bool,
 }
 
 impl FromPlan<'_> {
@@ -138,6 +151,10 @@ impl FromPlan<'_> {
 }
 
 impl Prepared for FromPlan<'_> {
+    fn s8_activations(&self) -> bool {
+        self.s8_activations
+    }
+
     fn conv(
         &mut self,
         node: &str,
