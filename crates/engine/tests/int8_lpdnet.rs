@@ -4,7 +4,7 @@
 mod common;
 mod int8_support;
 
-use int8_support::{decode, engines, iou, run};
+use int8_support::{build_and_load, decode, engines, iou, run};
 use tao_engine::backend::Precision;
 use tao_engine::calibration::CalibrationCache;
 use tao_engine::cpu::int8::CpuInt8Backend;
@@ -168,6 +168,20 @@ fn lpdnet_listing_names_each_convolutions_precision() {
         .filter(|s| s.starts_with("conv[fp32"))
         .count();
     assert_eq!((int8, fp32), (21, 2));
+    // Activations stay s8 between INT8 convolutions wherever every reader is one (a value also
+    // read as a residual stays f32): 12 such edges in LPDNet, and each s8 input comes from one.
+    let s8_out = listing.iter().filter(|s| s.contains("s8 out]")).count();
+    assert_eq!(s8_out, 12);
+    let s8_values: Vec<&str> = program
+        .values
+        .iter()
+        .filter(|v| v.s8_scale.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(s8_values.len(), 12);
+    for line in listing.iter().filter(|s| s.contains(", s8 in")) {
+        assert!(line.starts_with("conv[int8"), "{line}");
+    }
     for c in &choices {
         let line = listing
             .iter()
@@ -183,4 +197,39 @@ fn lpdnet_listing_names_each_convolutions_precision() {
             .all(|c| c.reason.contains("output head")),
         "{choices:?}"
     );
+}
+
+/// Handing s8 activations from one INT8 convolution to the next (requantised in the producer's
+/// epilogue) gives the results of passing them as f32 and quantising in the reader, through plans
+/// (the choice is recorded in the plan), at batch 1 and 2.
+#[test]
+fn lpdnet_s8_activations_match_f32_activations() {
+    let test = "lpdnet_s8_activations_match_f32_activations";
+    let Some((graph, cache, shared)) = lpdnet_and_cache(test) else {
+        return;
+    };
+    let s8 = CpuInt8Backend::new(cache.clone());
+    let mut f32_only = CpuInt8Backend::new(cache);
+    f32_only.policy.s8_activations = false;
+    let (mut a, _) = build_and_load(&s8, &graph, Precision::Int8, 2, 2);
+    let (mut b, _) = build_and_load(&f32_only, &graph, Precision::Int8, 2, 2);
+    // The engines differ: only one keeps s8 activations (so the memory they need differs too).
+    let (program_a, _) = s8.lower(&graph).unwrap();
+    let (program_b, _) = f32_only.lower(&graph).unwrap();
+    let s8_values =
+        |p: &tao_engine::cpu::Program| p.values.iter().filter(|v| v.s8_scale.is_some()).count();
+    assert_eq!((s8_values(&program_a), s8_values(&program_b)), (12, 0));
+    assert!(program_a.arena_per_image < program_b.arena_per_image);
+    let photos = common::car_photos(&shared);
+    let mut input = common::photo_input(&photos[0], 640, 480, true, 1.0 / 255.0);
+    input.extend(common::photo_input(&photos[1], 640, 480, true, 1.0 / 255.0));
+    for (batch, x) in [(1, &input[..input.len() / 2]), (2, &input[..])] {
+        let (ya, yb) = (run(a.as_mut(), batch, x), run(b.as_mut(), batch, x));
+        for (o, (p, q)) in ya.iter().zip(&yb).enumerate() {
+            let scale = q.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let diff = p.iter().zip(q).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+            println!("batch {batch} output {o}: max |s8 - f32| {diff:e} (scale {scale})");
+            assert!(diff <= 1e-6 * scale, "batch {batch} output {o}: {diff:e}");
+        }
+    }
 }

@@ -20,8 +20,9 @@
 //! * **Instruction sets** ([`Int8Isa`], chosen at run time): AVX-512 VNNI (`vpdpbusd`, activations
 //!   shifted to u8 with a per-channel compensation), AVX2 (`vpmaddubsw` + `vpmaddwd`), AArch64
 //!   `sdot`, and portable code. All of them produce identical results.
-//! * **Threads**: a [`QContext`] owns a small pool; each band of output rows is one work item, and
-//!   each thread has its own part of the scratch memory ([`PreparedQConv::scratch_len`]).
+//! * **Threads**: a [`QContext`] runs on the thread pool of `tao-kernels`, which an engine shares
+//!   between both kernel families; each band of output rows is one work item, and each thread has
+//!   its own part of the scratch memory ([`PreparedQConv::scratch_len`]).
 //!
 //! [`conv_reference_i32`] is the naive integer definition the accumulators are tested against.
 
@@ -43,7 +44,9 @@ pub use conv::{NhwcI8, NhwcI8Mut, PreparedQConv, QConvOptions, QInput, QOutput};
 pub use geometry::QAlgorithm;
 pub use isa::Int8Isa;
 pub use pool::ThreadPool;
+
 pub use reference::conv_reference_i32;
+use std::sync::Arc;
 pub use tao_kernels::{
     Activation, Conv2dSpec, Epilogue, KernelError, Nhwc, NhwcMut, Padding2d, Residual, ResidualAdd,
 };
@@ -54,17 +57,23 @@ pub(crate) const OP: &str = "int8 conv2d";
 /// Threads and instruction set shared by the INT8 kernel calls of one engine.
 #[derive(Debug)]
 pub struct QContext {
-    pool: ThreadPool,
+    pool: Arc<ThreadPool>,
     isa: Int8Isa,
 }
 
 impl QContext {
     /// `threads` threads (the calling thread included) and the best instruction set of this CPU.
     pub fn new(threads: usize) -> Result<QContext, KernelError> {
-        Ok(QContext {
-            pool: ThreadPool::new(threads)?,
+        Ok(QContext::sharing(Arc::new(ThreadPool::new(threads)?)))
+    }
+
+    /// A context running on `pool` (for instance the FP32 kernels' [`tao_kernels::Context::pool`],
+    /// so an engine with both kinds of layers keeps one set of threads).
+    pub fn sharing(pool: Arc<ThreadPool>) -> QContext {
+        QContext {
+            pool,
             isa: Int8Isa::detect(),
-        })
+        }
     }
 
     /// The same context forced to `isa`; fails if the CPU lacks it.

@@ -54,7 +54,9 @@ const DEFAULT_MIN_WORK: u64 = 1 << 20;
 /// Threads and instruction set shared by all kernel calls of one engine.
 #[derive(Debug)]
 pub struct Context {
-    pool: ThreadPool,
+    /// Shared with other kernel families of the same engine (the INT8 kernels), so one engine
+    /// runs one set of worker threads.
+    pool: std::sync::Arc<ThreadPool>,
     isa: Isa,
     min_work_per_thread: u64,
 }
@@ -64,7 +66,7 @@ impl Context {
     /// set of this CPU.
     pub fn new(threads: usize) -> Result<Context, KernelError> {
         Ok(Context {
-            pool: ThreadPool::new(threads)?,
+            pool: std::sync::Arc::new(ThreadPool::new(threads)?),
             isa: Isa::detect(),
             min_work_per_thread: DEFAULT_MIN_WORK,
         })
@@ -95,7 +97,8 @@ impl Context {
         self.isa
     }
 
-    pub(crate) fn pool(&self) -> &ThreadPool {
+    /// The thread pool, for other kernel families to share.
+    pub fn pool(&self) -> &std::sync::Arc<ThreadPool> {
         &self.pool
     }
 

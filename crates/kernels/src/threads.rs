@@ -96,7 +96,7 @@ impl ThreadPool {
 
     /// Calls `f(i)` for every thread index `i` in `0..threads` concurrently and waits for all.
     /// A panic inside `f` is re-raised here after every thread has finished.
-    pub(crate) fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
         if self.threads == 1 {
             f(0);
             return;

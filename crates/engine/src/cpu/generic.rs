@@ -69,15 +69,45 @@ pub fn unary_fn(op: UnaryOp) -> Option<fn(f32) -> f32> {
     })
 }
 
-/// `out = f(a, b)` with broadcasting over `batch` images.
+/// The operands of a broadcasting binary step over `batch` images.
+pub struct BinaryArgs<'a> {
+    pub shape: &'a BroadcastShape,
+    pub batch: usize,
+    pub a: &'a [f32],
+    pub b: &'a [f32],
+}
+
+/// Length of the output rows [`broadcast_binary`] works in (its innermost axis).
+pub fn binary_row_len(shape: &BroadcastShape) -> usize {
+    shape.out.last().copied().unwrap_or(1).max(1)
+}
+
+/// `out = f(a, b)` with broadcasting, for the output rows from `first_row` on that `out` holds;
+/// `op` names `f` so the common ones run as inlined, vectorised loops instead of a call per element.
 pub fn broadcast_binary(
+    op: BinaryOp,
     f: fn(f32, f32) -> f32,
-    shape: &BroadcastShape,
-    batch: usize,
-    a: &[f32],
-    b: &[f32],
+    args: &BinaryArgs<'_>,
+    first_row: usize,
     out: &mut [f32],
 ) {
+    match op {
+        BinaryOp::Add => broadcast_with(|x, z| x + z, args, first_row, out),
+        BinaryOp::Sub => broadcast_with(|x, z| x - z, args, first_row, out),
+        BinaryOp::Mul => broadcast_with(|x, z| x * z, args, first_row, out),
+        BinaryOp::Div => broadcast_with(|x, z| x / z, args, first_row, out),
+        _ => broadcast_with(f, args, first_row, out),
+    }
+}
+
+#[inline(always)]
+fn broadcast_with(
+    f: impl Fn(f32, f32) -> f32 + Copy,
+    args: &BinaryArgs<'_>,
+    first_row: usize,
+    out: &mut [f32],
+) {
+    let BinaryArgs { shape, batch, a, b } = *args;
     let rank = shape.out.len();
     let mut dims = [1usize; MAX_RANK];
     let (mut sa, mut sb) = ([0usize; MAX_RANK], [0usize; MAX_RANK]);
@@ -93,7 +123,13 @@ pub fn broadcast_binary(
     } else {
         (0, 0)
     };
+    // The multi-index of the first row over all but the innermost axis.
     let mut idx = [0usize; MAX_RANK];
+    let mut rest = first_row;
+    for i in (0..rank.saturating_sub(1)).rev() {
+        idx[i] = rest % dims[i];
+        rest /= dims[i];
+    }
     let mut o = 0;
     while o < out.len() {
         let (mut pa, mut pb) = (0, 0);
@@ -151,24 +187,67 @@ pub fn reduce(
     x: &[f32],
     y: &mut [f32],
 ) {
+    match kind {
+        ReduceKind::Max => reduce_with(f32::NEG_INFINITY, f32::max, outer, reduced, inner, x, y),
+        ReduceKind::Min => reduce_with(f32::INFINITY, f32::min, outer, reduced, inner, x, y),
+        ReduceKind::Prod => reduce_with(1.0, |a, b| a * b, outer, reduced, inner, x, y),
+        _ => reduce_with(0.0, |a, b| a + b, outer, reduced, inner, x, y),
+    }
+    if kind == ReduceKind::Mean {
+        let n = reduced as f32;
+        y[..outer * inner].iter_mut().for_each(|d| *d /= n);
+    }
+}
+
+/// Lanes of the partial results of a contiguous reduction (enough for the widest vectors).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn reduce_with(
+    init: f32,
+    combine: impl Fn(f32, f32) -> f32 + Copy,
+    outer: usize,
+    reduced: usize,
+    inner: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     for o in 0..outer {
         let block = &x[o * reduced * inner..(o + 1) * reduced * inner];
         let dst = &mut y[o * inner..(o + 1) * inner];
-        let (init, combine): (f32, fn(f32, f32) -> f32) = match kind {
-            ReduceKind::Max => (f32::NEG_INFINITY, f32::max),
-            ReduceKind::Min => (f32::INFINITY, f32::min),
-            ReduceKind::Prod => (1.0, |a, b| a * b),
-            _ => (0.0, |a, b| a + b),
-        };
+        if inner == 1 {
+            // One contiguous run: partial results per lane, combined at the end.
+            let mut lanes = [init; LANES];
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            for chunk in chunks {
+                for (l, v) in lanes.iter_mut().zip(chunk) {
+                    *l = combine(*l, *v);
+                }
+            }
+            let total = lanes.into_iter().fold(init, combine);
+            dst[0] = rest.iter().fold(total, |a, v| combine(a, *v));
+            continue;
+        }
         dst.fill(init);
         for r in 0..reduced {
             for (d, v) in dst.iter_mut().zip(&block[r * inner..(r + 1) * inner]) {
                 *d = combine(*d, *v);
             }
         }
-        if kind == ReduceKind::Mean {
-            let n = reduced as f32;
-            dst.iter_mut().for_each(|d| *d /= n);
+    }
+}
+
+/// Per image: `out[i] = x[map[i]]`.
+pub fn rearrange(map: &[u32], x: &[f32], out: &mut [f32]) {
+    if map.is_empty() {
+        return;
+    }
+    let per_image = x.len() / (out.len() / map.len()).max(1);
+    for (image, dst) in out.chunks_exact_mut(map.len()).enumerate() {
+        let src = &x[image * per_image..(image + 1) * per_image];
+        for (d, &k) in dst.iter_mut().zip(map) {
+            *d = src[k as usize];
         }
     }
 }
@@ -182,12 +261,18 @@ pub fn reduce_supported(kind: ReduceKind) -> bool {
 }
 
 /// Concatenation: for each of `outer` rows, the inputs' blocks one after another.
-pub fn concat(outer: usize, blocks: &[usize], inputs: &[&[f32]], out: &mut [f32]) {
+/// `input(k)` is the `k`-th input's data.
+pub fn concat<'a>(
+    outer: usize,
+    blocks: &[usize],
+    input: impl Fn(usize) -> &'a [f32],
+    out: &mut [f32],
+) {
     let row: usize = blocks.iter().sum();
     for o in 0..outer {
         let mut at = o * row;
-        for (x, &len) in inputs.iter().zip(blocks) {
-            out[at..at + len].copy_from_slice(&x[o * len..(o + 1) * len]);
+        for (k, &len) in blocks.iter().enumerate() {
+            out[at..at + len].copy_from_slice(&input(k)[o * len..(o + 1) * len]);
             at += len;
         }
     }
@@ -213,8 +298,18 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         let b = [10.0, 100.0];
         let mut y = [0.0; 8];
-        broadcast_binary(|x, z| x * z, &shape, 2, &a, &b, &mut y);
+        let args = BinaryArgs {
+            shape: &shape,
+            batch: 2,
+            a: &a,
+            b: &b,
+        };
+        broadcast_binary(BinaryOp::Mul, |x, z| x * z, &args, 0, &mut y);
         assert_eq!(y, [10.0, 20.0, 300.0, 400.0, 50.0, 60.0, 700.0, 800.0]);
+        // From a later row on (as a thread's part): rows 3.. are image 1's second row on.
+        let mut tail = [0.0; 2];
+        broadcast_binary(BinaryOp::Mul, |x, z| x * z, &args, 3, &mut tail);
+        assert_eq!(tail, [700.0, 800.0]);
     }
 
     #[test]
@@ -226,8 +321,26 @@ mod tests {
         reduce(ReduceKind::Max, 2, 3, 1, &x, &mut y);
         assert_eq!(y, [3.0, 6.0]);
         let mut out = [0.0; 6];
-        concat(2, &[1, 2], &[&[1.0, 2.0], &[3.0, 4.0, 5.0, 6.0]], &mut out);
+        let inputs: [&[f32]; 2] = [&[1.0, 2.0], &[3.0, 4.0, 5.0, 6.0]];
+        concat(2, &[1, 2], |k| inputs[k], &mut out);
         assert_eq!(out, [1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
+        // Contiguous reductions longer than the lanes, with a remainder.
+        let long: Vec<f32> = (0..37).map(|k| ((k * 7) % 37) as f32).collect();
+        let mut one = [0.0];
+        reduce(ReduceKind::Max, 1, 37, 1, &long, &mut one);
+        assert_eq!(one, [36.0]);
+        reduce(ReduceKind::Sum, 1, 37, 1, &long, &mut one);
+        assert_eq!(one, [666.0]);
+        reduce(ReduceKind::Mean, 1, 37, 1, &long, &mut one);
+        assert_eq!(one, [18.0]);
+    }
+
+    #[test]
+    fn rearrange_per_image() {
+        // Two images of 3; each output takes elements 2 and 0 of its own image.
+        let mut out = [0.0; 4];
+        rearrange(&[2, 0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut out);
+        assert_eq!(out, [3.0, 1.0, 6.0, 4.0]);
     }
 }
 
@@ -242,15 +355,19 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
     // Round to nearest through the float adder (no SSE4.1 round instruction needed).
     const SHIFTER: f32 = 12_582_912.0; // 1.5 * 2^23
-    let n = (x * LOG2E + SHIFTER) - SHIFTER;
+    let shifted = x * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Taylor coefficients 1/k! for e^r on |r| <= ln2/2.
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // 2^n through the exponent bits (n is within the normal range after the clamp).
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n through the exponent bits (n is within the normal range after the clamp). n sits in the
+    // low mantissa bits of `shifted`; reading it there keeps the loop free of float-to-int
+    // conversions, which do not vectorise.
+    let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     p * scale
 }
 

@@ -51,6 +51,9 @@ pub struct Int8Policy {
     pub keep_first_fp32: bool,
     /// Node names that stay FP32.
     pub fp32_nodes: HashSet<String>,
+    /// INT8 convolutions hand activations to INT8 readers as s8 (requantised in the epilogue);
+    /// off, every activation goes through memory as f32 (same results, slower; for comparison).
+    pub s8_activations: bool,
 }
 
 impl Default for Int8Policy {
@@ -59,6 +62,7 @@ impl Default for Int8Policy {
             keep_heads_fp32: true,
             keep_first_fp32: false,
             fp32_nodes: HashSet::new(),
+            s8_activations: true,
         }
     }
 }
@@ -81,9 +85,10 @@ impl Int8Policy {
         let mut nodes: Vec<&str> = self.fp32_nodes.iter().map(String::as_str).collect();
         nodes.sort_unstable();
         format!(
-            "heads-fp32={};first-fp32={};fp32-nodes={}",
+            "heads-fp32={};first-fp32={};s8-activations={};fp32-nodes={}",
             self.keep_heads_fp32,
             self.keep_first_fp32,
+            self.s8_activations,
             nodes.join(",")
         )
     }
@@ -242,6 +247,10 @@ fn conv_downstream(graph: &Graph, tensor: &str, memo: &mut HashMap<String, bool>
 }
 
 impl Prepared for PrepareInt8 {
+    fn s8_activations(&self) -> bool {
+        self.policy.s8_activations
+    }
+
     fn conv(
         &mut self,
         node: &str,
@@ -406,7 +415,8 @@ pub(crate) fn section_name(node: &str) -> String {
     format!("packed-int8/{node}")
 }
 
-/// The INT8 kernels' threads and scratch memory of one engine (none without INT8 steps).
+/// The INT8 kernels' context (on the FP32 kernels' threads) and scratch memory of one engine
+/// (none without INT8 steps).
 #[derive(Debug, Default)]
 pub(crate) struct Int8Runtime {
     ctx: Option<QContext>,
@@ -414,7 +424,8 @@ pub(crate) struct Int8Runtime {
 }
 
 impl Int8Runtime {
-    pub fn new(program: &Program, threads: usize) -> EngineResult<Int8Runtime> {
+    pub fn new(program: &Program, fp32: &tao_kernels::Context) -> EngineResult<Int8Runtime> {
+        let threads = fp32.threads();
         let mut need = None;
         for step in &program.steps {
             if let Step::ConvInt8 { node, conv, .. } = step {
@@ -427,7 +438,7 @@ impl Int8Runtime {
         let Some(len) = need else {
             return Ok(Int8Runtime::default());
         };
-        let ctx = QContext::new(threads.max(1)).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let ctx = QContext::sharing(fp32.pool().clone());
         Ok(Int8Runtime {
             ctx: Some(ctx),
             scratch: vec![0; len],
@@ -440,21 +451,15 @@ impl Int8Runtime {
         node: &str,
         conv: &PreparedQConv,
         input: QInput<'_>,
-        output: NhwcMut<'_>,
+        output: QOutput<'_>,
         residual: Option<Nhwc<'_>>,
     ) -> EngineResult<()> {
         let Some(ctx) = &self.ctx else {
             return Err(kernel_error(node, "Conv", "engine has no INT8 context"));
         };
         let residual = residual.map_or(Residual::None, Residual::Tensor);
-        conv.execute(
-            ctx,
-            input,
-            QOutput::F32(output),
-            residual,
-            &mut self.scratch,
-        )
-        .map_err(|e| kernel_error(node, "Conv", e))
+        conv.execute(ctx, input, output, residual, &mut self.scratch)
+            .map_err(|e| kernel_error(node, "Conv", e))
     }
 }
 
@@ -483,7 +488,7 @@ pub fn measure_layer_errors(
     let policy = Int8Policy {
         keep_heads_fp32: false,
         keep_first_fp32: false,
-        fp32_nodes: HashSet::new(),
+        ..Int8Policy::default()
     };
     let mut prepared = PrepareInt8::new(graph, calibration, policy);
     let quantized = lower(graph, &mut prepared)?;
@@ -522,7 +527,7 @@ pub fn measure_layer_errors(
     // Graph inputs are observed as given (NCHW); every other 4-D value in NHWC.
     let graph_inputs: HashSet<String> = fp32.inputs.iter().map(|(d, _)| d.name.clone()).collect();
     let mut engine = CpuEngine::new(fp32, 1, threads)?;
-    let ctx = QContext::new(threads.max(1)).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let ctx = QContext::sharing(engine.memory.ctx.pool().clone());
     // Per node: Σ (diff²), Σ (ref²), max |diff|.
     let mut sums: HashMap<String, (f64, f64, f32)> = HashMap::new();
     for image in images {

@@ -35,11 +35,23 @@ pub struct Value {
     pub layout: Layout,
     /// Offset in the arena, in floats.
     pub offset: usize,
+    /// Held as s8 (quantized with this scale) instead of f32: an INT8 convolution's output read
+    /// only by INT8 convolutions with that input scale.
+    pub s8_scale: Option<f32>,
 }
 
 impl Value {
     pub fn per_image(&self) -> usize {
         self.shape.iter().skip(1).product()
+    }
+
+    /// Arena floats that `images` images of this value take (s8 values pack four per float).
+    pub fn floats(&self, images: usize) -> usize {
+        let elements = self.per_image() * images;
+        match self.s8_scale {
+            Some(_) => elements.div_ceil(4),
+            None => elements,
+        }
     }
 
     /// `[H, W, C]` of a 4-D value.
@@ -103,6 +115,7 @@ pub enum Step {
         output: usize,
     },
     Binary {
+        kind: BinaryOp,
         op: &'static str,
         f: fn(f32, f32) -> f32,
         shape: BroadcastShape,
@@ -131,6 +144,14 @@ pub enum Step {
         outer: usize,
         blocks: Vec<usize>,
         inputs: Vec<usize>,
+        output: usize,
+    },
+    /// Pure data movement (reshape, squeeze, slice, transpose, gather by constant indices, ...):
+    /// per image, `output[i] = input[map[i]]` on NCHW values.
+    Rearrange {
+        node: String,
+        map: Vec<u32>,
+        input: usize,
         output: usize,
     },
     /// Ops without a fast kernel: the reference evaluation on NCHW copies (allocates per run).
@@ -191,11 +212,19 @@ impl Step {
             Step::ConvInt8 {
                 node,
                 conv,
+                input,
                 output,
                 residual,
                 ..
             } => {
-                let kernel = format!("int8 {}", conv.algorithm().name());
+                let mut kernel = format!("int8 {}", conv.algorithm().name());
+                // Where the activations stay in s8 between INT8 layers.
+                if values[*input].s8_scale.is_some() {
+                    kernel += ", s8 in";
+                }
+                if values[*output].s8_scale.is_some() {
+                    kernel += ", s8 out";
+                }
                 describe_conv(
                     &kernel,
                     node,
@@ -215,6 +244,7 @@ impl Step {
             }
             Step::Reduce { kind, output, .. } => format!("reduce-{kind:?} -> {}", v(output)),
             Step::Concat { output, .. } => format!("concat -> {}", v(output)),
+            Step::Rearrange { node, output, .. } => format!("rearrange {node} -> {}", v(output)),
             Step::Reference { node, .. } => format!("reference {} ({})", node.name, node.op_type()),
         }
     }
@@ -236,6 +266,11 @@ pub trait Prepared {
         weights: &[f32],
         bias: Option<&[f32]>,
     ) -> EngineResult<PreparedConvTranspose>;
+    /// Whether INT8 convolutions may hand s8 activations to one another (see
+    /// `keep_s8_between_int8_convs`); otherwise every activation goes through memory as f32.
+    fn s8_activations(&self) -> bool {
+        true
+    }
     /// An INT8 kernel for the convolution reading tensor `input`, or `None` to keep FP32.
     fn conv_int8(
         &mut self,
@@ -247,6 +282,12 @@ pub trait Prepared {
     ) -> EngineResult<Option<PreparedQConv>> {
         Ok(None)
     }
+}
+
+/// The kernel chosen for one convolution.
+enum ConvKernel {
+    Fp32(Box<PreparedConv>),
+    Int8(Box<PreparedQConv>),
 }
 
 /// Builds kernels from the weights (the build step).
@@ -365,6 +406,9 @@ pub fn lower(graph: &Graph, prepared: &mut dyn Prepared) -> EngineResult<Program
             id,
         ));
     }
+    if prepared.s8_activations() {
+        keep_s8_between_int8_convs(&mut l.values, &l.steps, &outputs);
+    }
     let arena_per_image = assign_offsets(&mut l.values, &l.steps, &inputs, &outputs);
     Ok(Program {
         values: l.values,
@@ -383,6 +427,7 @@ impl Lowering<'_> {
             shape,
             layout,
             offset: 0,
+            s8_scale: None,
         });
         self.by_name.insert((name.to_owned(), layout), id);
         id
@@ -553,7 +598,7 @@ impl Lowering<'_> {
                     });
                     return Ok(());
                 }
-                if self.lower_generic(i)? {
+                if self.lower_generic(i)? || self.lower_rearrange(i)? {
                     return Ok(());
                 }
                 self.lower_reference(i)
@@ -624,6 +669,7 @@ impl Lowering<'_> {
                     b: sb,
                 };
                 self.steps.push(Step::Binary {
+                    kind: *op,
                     op: node.op_type(),
                     f,
                     shape,
@@ -847,45 +893,54 @@ impl Lowering<'_> {
             ));
         }
         let weights = w.as_f32().unwrap_or_default();
-        if let Some(q) = prepared.conv_int8(&node.name, &spec, weights, bias.as_deref(), &x)? {
-            // A value only held in NCHW (a network input) is read as it is.
-            let (input, input_nchw) = match (
-                self.by_name.get(&(x.clone(), Layout::Nhwc)),
-                self.by_name.get(&(x.clone(), Layout::Nchw)),
-            ) {
-                (None, Some(&id)) if self.values[id].shape.len() == 4 => (id, true),
-                _ => (self.value_in(&x, Layout::Nhwc)?, false),
-            };
-            let residual = match residual {
-                Some(r) => Some(self.value_in(&r, Layout::Nhwc)?),
-                None => None,
-            };
-            let [oh, ow] = q.output_size();
-            let output = self.new_value(&out, vec![1, m, oh, ow], Layout::Nhwc);
-            self.steps.push(Step::ConvInt8 {
-                node: node.name.clone(),
-                conv: Box::new(q),
-                input,
-                input_nchw,
-                output,
-                residual,
-            });
-            return Ok(());
-        }
-        let prepared_conv = prepared.conv(&node.name, &spec, weights, bias.as_deref())?;
-        let input = self.value_in(&x, Layout::Nhwc)?;
+        let int8 = prepared.conv_int8(&node.name, &spec, weights, bias.as_deref(), &x)?;
+        // An INT8 convolution reads a value only held in NCHW (a network input) as it is.
+        let nchw_only = match (
+            self.by_name.get(&(x.clone(), Layout::Nhwc)),
+            self.by_name.get(&(x.clone(), Layout::Nchw)),
+        ) {
+            (None, Some(&id)) if self.values[id].shape.len() == 4 => Some(id),
+            _ => None,
+        };
+        let (input, input_nchw) = match (&int8, nchw_only) {
+            (Some(_), Some(id)) => (id, true),
+            _ => (self.value_in(&x, Layout::Nhwc)?, false),
+        };
         let residual = match residual {
             Some(r) => Some(self.value_in(&r, Layout::Nhwc)?),
             None => None,
         };
-        let [oh, ow] = prepared_conv.output_size();
+        let kernel = match int8 {
+            Some(q) => ConvKernel::Int8(Box::new(q)),
+            None => ConvKernel::Fp32(Box::new(prepared.conv(
+                &node.name,
+                &spec,
+                weights,
+                bias.as_deref(),
+            )?)),
+        };
+        let [oh, ow] = match &kernel {
+            ConvKernel::Int8(q) => q.output_size(),
+            ConvKernel::Fp32(c) => c.output_size(),
+        };
         let output = self.new_value(&out, vec![1, m, oh, ow], Layout::Nhwc);
-        self.steps.push(Step::Conv {
-            node: node.name.clone(),
-            conv: Box::new(prepared_conv),
-            input,
-            output,
-            residual,
+        let node = node.name.clone();
+        self.steps.push(match kernel {
+            ConvKernel::Int8(conv) => Step::ConvInt8 {
+                node,
+                conv,
+                input,
+                input_nchw,
+                output,
+                residual,
+            },
+            ConvKernel::Fp32(conv) => Step::Conv {
+                node,
+                conv,
+                input,
+                output,
+                residual,
+            },
         });
         Ok(())
     }
@@ -997,6 +1052,98 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// Ops that only move elements, when every input but the data is a constant: running the op
+    /// once on element indices gives, per output element, the input element it copies. Used only
+    /// when the op treats every image alike (checked by running it on two images).
+    fn lower_rearrange(&mut self, i: usize) -> EngineResult<bool> {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        let moves_data = matches!(
+            node.op,
+            Op::Reshape(_)
+                | Op::Flatten(_)
+                | Op::Transpose(_)
+                | Op::Squeeze
+                | Op::Unsqueeze
+                | Op::Slice
+                | Op::Gather(_)
+                | Op::Expand
+                | Op::Tile
+                | Op::Identity
+        );
+        let Some(x) = node.input(0) else {
+            return Ok(false);
+        };
+        let constant_rest = node
+            .inputs
+            .iter()
+            .skip(1)
+            .flatten()
+            .all(|n| graph.constants.contains_key(n));
+        if !moves_data
+            || node.outputs.len() != 1
+            || graph.constants.contains_key(x)
+            || !constant_rest
+        {
+            return Ok(false);
+        }
+        let is_f32 = |name: &str| {
+            self.facts
+                .get(name)
+                .is_some_and(|f| f.dtype == tao_graph::ir::DType::F32)
+        };
+        let (xs, ys) = (self.shape_of(x)?, self.shape_of(&node.outputs[0])?);
+        let per_image: usize = xs.iter().skip(1).product();
+        // Indices travel as f32: exact below 2^24 for both images of the check.
+        if !is_f32(x)
+            || xs.first() != Some(&1)
+            || ys.first() != Some(&1)
+            || 2 * per_image >= 1 << 24
+        {
+            return Ok(false);
+        }
+        let indices = |images: usize| -> Option<Vec<f32>> {
+            let mut shape = xs.clone();
+            shape[0] = images;
+            let data = (0..per_image * images).map(|k| k as f32).collect();
+            let input = Tensor::from_f32(shape, data).ok()?;
+            let mut args: Vec<Option<&Tensor>> = vec![Some(&input)];
+            args.extend(
+                node.inputs
+                    .iter()
+                    .skip(1)
+                    .map(|n| n.as_deref().and_then(|n| graph.constants.get(n))),
+            );
+            let out = node.op.eval(&args, 1).ok()?.into_iter().next()?;
+            out.as_f32().map(<[f32]>::to_vec)
+        };
+        let (Some(one), Some(two)) = (indices(1), indices(2)) else {
+            return Ok(false);
+        };
+        let per_output: usize = ys.iter().skip(1).product();
+        let same_per_image = one.len() == per_output
+            && two.len() == 2 * per_output
+            && two[..per_output] == one[..]
+            && two[per_output..]
+                .iter()
+                .zip(&one)
+                .all(|(b, a)| *b == a + per_image as f32);
+        if !same_per_image {
+            return Ok(false);
+        }
+        let map = one.iter().map(|&k| k as u32).collect();
+        let (x, y) = (x.to_owned(), node.outputs[0].clone());
+        let input = self.value_in(&x, Layout::Nchw)?;
+        let output = self.new_value(&y, ys, Layout::Nchw);
+        self.steps.push(Step::Rearrange {
+            node: node.name.clone(),
+            map,
+            input,
+            output,
+        });
+        Ok(true)
+    }
+
     fn lower_reference(&mut self, i: usize) -> EngineResult<()> {
         let node = &self.graph.nodes[i];
         let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -1030,6 +1177,52 @@ impl Lowering<'_> {
     }
 }
 
+/// An INT8 convolution whose output is read only by INT8 convolutions, as their (NHWC) input, all
+/// with one input scale, writes that output as s8 requantized in its epilogue: the readers skip
+/// their quantizing pass and the f32 round trip through memory. A reader that quantizes to
+/// [0, 127] (non-negative input) needs a producer whose epilogue ends non-negative.
+fn keep_s8_between_int8_convs(values: &mut [Value], steps: &[Step], outputs: &[(IoDesc, usize)]) {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); values.len()];
+    for (s, step) in steps.iter().enumerate() {
+        for (v, writes) in step_values(step) {
+            if !writes {
+                readers[v].push(s);
+            }
+        }
+    }
+    for step in steps {
+        let Step::ConvInt8 { conv, output, .. } = step else {
+            continue;
+        };
+        if outputs.iter().any(|(_, o)| o == output) || readers[*output].is_empty() {
+            continue;
+        }
+        let epilogue = conv.spec().epilogue;
+        let nonnegative = matches!(
+            epilogue.activation,
+            Activation::Relu | Activation::Relu6 | Activation::Sigmoid
+        ) && epilogue.residual != ResidualAdd::AfterActivation;
+        let mut scale = None;
+        let all_int8 = readers[*output].iter().all(|&r| match &steps[r] {
+            Step::ConvInt8 {
+                conv: reader,
+                input,
+                input_nchw: false,
+                residual,
+                ..
+            } if input == output && *residual != Some(*output) => {
+                let s = reader.input_scale();
+                let same = *scale.get_or_insert(s) == s;
+                same && (nonnegative || !reader.nonnegative_input())
+            }
+            _ => false,
+        });
+        if all_int8 {
+            values[*output].s8_scale = scale;
+        }
+    }
+}
+
 /// Gives every value an arena offset: a value lives from the step that writes it to the last step
 /// that reads it; later values reuse freed space (first fit). Graph inputs live from the start and
 /// outputs to the end. Returns the arena size per image, in floats.
@@ -1057,7 +1250,7 @@ fn assign_offsets(
         last[*id] = n;
     }
     // Pad each value to 16 floats (64 bytes) so every one starts cache-line and SIMD aligned.
-    let size = |v: &Value| v.per_image().next_multiple_of(16);
+    let size = |v: &Value| v.floats(1).next_multiple_of(16);
     let mut order: Vec<usize> = (0..values.len())
         .filter(|&v| first[v] != usize::MAX)
         .collect();
@@ -1112,7 +1305,9 @@ pub fn step_values(step: &Step) -> Vec<(usize, bool)> {
             v.push((*output, true));
             v
         }
-        Step::Unary { input, output, .. } | Step::Reduce { input, output, .. } => {
+        Step::Unary { input, output, .. }
+        | Step::Reduce { input, output, .. }
+        | Step::Rearrange { input, output, .. } => {
             vec![(*input, false), (*output, true)]
         }
         Step::Binary { a, b, output, .. } => {

@@ -487,6 +487,25 @@ pub(crate) unsafe fn quantize_row<K: Ukernel>(
             }
         }
         Source::S8(ptr, stride) => {
+            // The symmetric range: a stray -128 would break the AVX2 sign trick.
+            let convert = |d: &mut [u8], s: &[i8]| {
+                for (b, &v) in d.iter_mut().zip(s) {
+                    *b = v.max(-127) as u8 ^ K::ZERO;
+                }
+            };
+            if geo.sample[1] == 1 && pixel_bytes == cin && stride == cin && first < end {
+                // Consecutive pixels without channel padding: one run for the whole row, which
+                // the compiler vectorises (a loop per pixel and group does not).
+                // SAFETY: `(end - first) * cin` consecutive bytes of this source row.
+                let s = unsafe {
+                    std::slice::from_raw_parts(
+                        ptr.add(((n * h + iy) * w + source_x(first)) * cin),
+                        (end - first) * cin,
+                    )
+                };
+                convert(&mut dst[first * pixel_bytes..end * pixel_bytes], s);
+                return;
+            }
             for x in first..end {
                 // SAFETY: as for f32 sources.
                 let s = unsafe {
@@ -497,10 +516,7 @@ pub(crate) unsafe fn quantize_row<K: Ukernel>(
                 };
                 let d = &mut dst[x * pixel_bytes..(x + 1) * pixel_bytes];
                 for (dg, sg) in d.chunks_exact_mut(group_bytes).zip(s.chunks_exact(cin_g)) {
-                    for (b, &v) in dg.iter_mut().zip(sg) {
-                        // The symmetric range: a stray -128 would break the AVX2 sign trick.
-                        *b = v.max(-127) as u8 ^ K::ZERO;
-                    }
+                    convert(dg, sg);
                     dg[cin_g..].fill(K::ZERO);
                 }
             }

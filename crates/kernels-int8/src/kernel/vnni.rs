@@ -306,26 +306,65 @@ unsafe fn finish_pairs_avx512(
     }
 }
 
-/// Fills one row of the row-Winograd copy from f32 NHWC input: each 16-channel chunk of a column
-/// is quantized once and serves two neighbouring pairs.
+/// Fills one row of the row-Winograd copy from NHWC input, f32 or already-quantized s8: each
+/// 16-channel chunk of a column is quantized (or widened) once and serves two neighbouring pairs.
 #[inline(always)]
 unsafe fn transform_row_avx512(job: &QuantJob<'_>, n: usize, y: usize, dst: *mut u8) {
-    let Source::F32(ptr, stride) = job.source else {
-        // SAFETY: forwarded contract.
-        return unsafe { winograd::transform_row::<Vnni>(job, n, y, dst) };
+    let geo = job.geo;
+    let [h, w] = job.spec.input_size;
+    let iy = y.checked_sub(geo.pad[0]).filter(|&v| v < h);
+    // The input pixel of padded column `column`, if inside the input.
+    let pixel = move |column: usize| -> Option<usize> {
+        let ix = column.checked_sub(geo.pad[1]).filter(|&v| v < w)?;
+        Some((n * h + iy?) * w + ix)
     };
+    // SAFETY (both sources): `dst` holds the row (caller); input reads are masked to the real
+    // channels of pixels inside the row (checked by execute).
+    match job.source {
+        Source::F32(ptr, stride) => unsafe {
+            let inv = _mm512_set1_ps(job.inv_scale);
+            let top = _mm512_set1_ps(127.0);
+            let zero = _mm512_setzero_ps();
+            transform_pairs(job, dst, |column, c0, mask| match pixel(column) {
+                Some(p) => {
+                    let x = _mm512_maskz_loadu_ps(mask, ptr.add(p * stride + c0));
+                    let q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, inv), zero), top);
+                    _mm512_cvtps_epi32(q)
+                }
+                None => _mm512_setzero_si512(),
+            })
+        },
+        // Non-negative input: a negative value is taken as 0, as when quantizing.
+        Source::S8(ptr, stride) => unsafe {
+            transform_pairs(job, dst, |column, c0, mask| match pixel(column) {
+                Some(p) => {
+                    let x = _mm_maskz_loadu_epi8(mask, ptr.add(p * stride + c0));
+                    _mm512_max_epi32(_mm512_cvtepi8_epi32(x), _mm512_setzero_si512())
+                }
+                None => _mm512_setzero_si512(),
+            })
+        },
+        Source::F32Planar(_) => {
+            // SAFETY: forwarded contract.
+            unsafe { winograd::transform_row::<Vnni>(job, n, y, dst) }
+        }
+    }
+}
+
+/// The pair transform of one copy row, with `column(column, c0, mask)` giving the quantized
+/// channels `c0..c0 + 16` (masked) of a padded input column.
+#[inline(always)]
+unsafe fn transform_pairs(
+    job: &QuantJob<'_>,
+    dst: *mut u8,
+    column: impl Fn(usize, usize, __mmask16) -> __m512i,
+) {
     let geo = job.geo;
     let pairs = geo.copy[1];
-    let [h, w] = job.spec.input_size;
     let cin = job.spec.in_channels;
     let cin4 = geo.group_bytes;
-    let iy = y.checked_sub(geo.pad[0]).filter(|&v| v < h);
-    // SAFETY: `dst` holds the row (caller); input reads are masked to the real channels of
-    // pixels inside the row (checked by execute).
+    // SAFETY: the caller's contract: `dst` holds the row.
     unsafe {
-        let inv = _mm512_set1_ps(job.inv_scale);
-        let top = _mm512_set1_ps(127.0);
-        let zero = _mm512_setzero_ps();
         let bias = [
             _mm512_set1_epi32(Vnni::WINOGRAD_BIAS[0]),
             _mm512_set1_epi32(Vnni::WINOGRAD_BIAS[1]),
@@ -336,23 +375,12 @@ unsafe fn transform_row_avx512(job: &QuantJob<'_>, n: usize, y: usize, dst: *mut
         while c0 < cin4 {
             let store_mask = lane_mask(cin4 - c0);
             let load_mask = lane_mask(cin.saturating_sub(c0));
-            // Quantized column `column` of the padded row (0 outside the input).
-            let column = |column: usize| -> __m512i {
-                match (iy, column.checked_sub(geo.pad[1]).filter(|&v| v < w)) {
-                    (Some(iy), Some(ix)) => {
-                        let x = _mm512_maskz_loadu_ps(
-                            load_mask,
-                            ptr.add(((n * h + iy) * w + ix) * stride + c0),
-                        );
-                        let q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, inv), zero), top);
-                        _mm512_cvtps_epi32(q)
-                    }
-                    _ => _mm512_setzero_si512(),
-                }
-            };
-            let (mut d0, mut d1) = (column(0), column(1));
+            let (mut d0, mut d1) = (column(0, c0, load_mask), column(1, c0, load_mask));
             for pair in 0..pairs {
-                let (d2, d3) = (column(2 * pair + 2), column(2 * pair + 3));
+                let (d2, d3) = (
+                    column(2 * pair + 2, c0, load_mask),
+                    column(2 * pair + 3, c0, load_mask),
+                );
                 let v = [
                     _mm512_sub_epi32(d0, d2),
                     _mm512_add_epi32(d1, d2),

@@ -428,34 +428,16 @@ impl PreparedConv {
         scratch: &mut [f32],
     ) -> Result<(), KernelError> {
         let s = &self.spec;
-        input.validate(OP, "input")?;
-        output.validate(OP, "output")?;
-        let n = input.dims[0];
-        let want_in = [n, s.input_size[0], s.input_size[1], s.in_channels];
-        if input.dims != want_in {
-            return Err(bad_operand(
-                OP,
-                "input",
-                format!("has dims {:?}, expected {want_in:?}", input.dims),
-            ));
-        }
-        let want_out = [n, self.output_size[0], self.output_size[1], s.out_channels];
-        if output.dims != want_out {
-            return Err(bad_operand(
-                OP,
-                "output",
-                format!("has dims {:?}, expected {want_out:?}", output.dims),
-            ));
-        }
+        let n = check_operands(
+            OP,
+            &input,
+            &output,
+            [s.input_size[0], s.input_size[1], s.in_channels],
+            [self.output_size[0], self.output_size[1], s.out_channels],
+            scratch.len(),
+            self.scratch_len(ctx.threads()),
+        )?;
         let residual = check_residual(s.epilogue.residual, residual, &output)?;
-        let need = self.scratch_len(ctx.threads());
-        if scratch.len() < need {
-            return Err(bad_operand(
-                OP,
-                "scratch",
-                format!("holds {} floats, needs {need}", scratch.len()),
-            ));
-        }
         if n == 0 {
             return Ok(());
         }
@@ -511,6 +493,43 @@ impl ConvIo<'_> {
         };
         (SendPtr(out), residual)
     }
+}
+
+/// Checks the views and the scratch of a (transposed) convolution call against its geometry
+/// (`[H, W, C]` per image in and out); returns the batch size.
+pub(crate) fn check_operands(
+    op: &'static str,
+    input: &Nhwc<'_>,
+    output: &NhwcMut<'_>,
+    input_hwc: [usize; 3],
+    output_hwc: [usize; 3],
+    scratch: usize,
+    need: usize,
+) -> Result<usize, KernelError> {
+    input.validate(op, "input")?;
+    output.validate(op, "output")?;
+    let n = input.dims[0];
+    for (name, dims, [h, w, c]) in [
+        ("input", input.dims, input_hwc),
+        ("output", output.dims, output_hwc),
+    ] {
+        let want = [n, h, w, c];
+        if dims != want {
+            return Err(bad_operand(
+                op,
+                name,
+                format!("has dims {dims:?}, expected {want:?}"),
+            ));
+        }
+    }
+    if scratch < need {
+        return Err(bad_operand(
+            op,
+            "scratch",
+            format!("holds {scratch} floats, needs {need}"),
+        ));
+    }
+    Ok(n)
 }
 
 fn check_residual(

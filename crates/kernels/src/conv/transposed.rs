@@ -8,7 +8,7 @@
 //! inserted and no output is accumulated twice.
 
 use super::gather::{Gather, row_block_for};
-use super::{ConvIo, Padding2d, Residual, check_residual};
+use super::{ConvIo, Padding2d, Residual, check_operands, check_residual};
 use crate::epilogue::Epilogue;
 use crate::error::{bad_operand, checked_product, invalid};
 use crate::gemm::pack_panels;
@@ -341,34 +341,16 @@ impl PreparedConvTranspose {
         scratch: &mut [f32],
     ) -> Result<(), KernelError> {
         let s = &self.spec;
-        input.validate(OP, "input")?;
-        output.validate(OP, "output")?;
-        let n = input.dims[0];
-        let want_in = [n, s.input_size[0], s.input_size[1], s.in_channels];
-        if input.dims != want_in {
-            return Err(bad_operand(
-                OP,
-                "input",
-                format!("has dims {:?}, expected {want_in:?}", input.dims),
-            ));
-        }
-        let want_out = [n, self.output_size[0], self.output_size[1], s.out_channels];
-        if output.dims != want_out {
-            return Err(bad_operand(
-                OP,
-                "output",
-                format!("has dims {:?}, expected {want_out:?}", output.dims),
-            ));
-        }
+        let n = check_operands(
+            OP,
+            &input,
+            &output,
+            [s.input_size[0], s.input_size[1], s.in_channels],
+            [self.output_size[0], self.output_size[1], s.out_channels],
+            scratch.len(),
+            self.scratch_len(ctx.threads()),
+        )?;
         let residual = check_residual(s.epilogue.residual, residual, &output)?;
-        let need = self.scratch_len(ctx.threads());
-        if scratch.len() < need {
-            return Err(bad_operand(
-                OP,
-                "scratch",
-                format!("holds {} floats, needs {need}", scratch.len()),
-            ));
-        }
         let packed = self.packed.as_slice();
         let bias = &packed[packed.len() - s.out_channels..];
         let (dims, ps) = (output.dims, output.pixel_stride);
