@@ -3,7 +3,8 @@
 #   - outputs of real LPDNet and FPENet and generated DetectNet_v2-ResNet18/34 (3x544x960) from our
 #     CUDA engines (FP32 and FP16) against the CPU backend on this machine's CPU;
 #   - build time (tactic search included) and cached plan load time;
-#   - FP16 throughput at batch 1, 8, 64 against PyTorch (same graph and weights) with ratios.
+#   - FP16 throughput at batch 1, 8, 64 against PyTorch (same graph and weights: eager, CUDA-graph
+#     replay and torch.compile max-autotune under a time limit) with ratios to the best.
 #
 # Expects (made on the development machine, see gpu/README.md):
 #   .device/gpu_check        release build of crates/backend-cuda/examples/gpu_check.rs
@@ -80,6 +81,18 @@ timeout 20 python3 "$ROOT/gpu/torch_bench.py" --peak || echo "RESULT peak exit=$
 for arch in resnet18 resnet34; do
   timeout 70 python3 "$ROOT/gpu/torch_bench.py" "$GEN/detectnet_v2_$arch.onnx" \
       --name "detectnet_v2_$arch" --batches 1,8,64 || echo "RESULT torch detectnet_v2_$arch exit=$?"
+done
+
+phase "torch.compile max-autotune"
+# Autotuning compiles and times many kernels per batch: each model gets COMPILE_LIMIT seconds,
+# batch 64 first; what is not done by then is reported as stopped at the limit.
+COMPILE_LIMIT=${COMPILE_LIMIT:-150}
+for arch in resnet18 resnet34; do
+  timeout "$COMPILE_LIMIT" python3 "$ROOT/gpu/torch_bench.py" "$GEN/detectnet_v2_$arch.onnx" \
+      --name "detectnet_v2_$arch" --batches 64,1,8 --compile
+  rc=$?
+  [ $rc -eq 124 ] && echo "RESULT torch detectnet_v2_$arch compile_timeout_s=$COMPILE_LIMIT"
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "RESULT torch detectnet_v2_$arch compile_exit=$rc"
 done
 
 phase summary

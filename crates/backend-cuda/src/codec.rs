@@ -6,11 +6,11 @@ use tao_engine::backend::IoDesc;
 
 use crate::program::{
     ConvChoice, ConvGeom, DType, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program,
-    ReduceMap, Residual, Step, Unary, Value, WeightRef,
+    ReduceMap, Residual, S2D_MAX_CHANNELS, Step, Unary, Value, WeightRef,
 };
 
 /// Bumped whenever the encoding changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Default)]
 struct Writer {
@@ -182,6 +182,23 @@ pub fn encode(p: &Program) -> Vec<u8> {
                 w.usize(*dst);
                 w.usize(*channels);
                 w.usize(*hw);
+            }
+            Step::CastInSpaceToDepth {
+                input,
+                dst,
+                channels,
+                height,
+                width,
+                shift,
+            } => {
+                w.u8(13);
+                w.usize(*input);
+                w.usize(*dst);
+                w.usize(*channels);
+                w.usize(*height);
+                w.usize(*width);
+                w.usize(shift[0]);
+                w.usize(shift[1]);
             }
             Step::CastOut { src, output, map } => {
                 w.u8(1);
@@ -652,6 +669,14 @@ pub fn decode(data: &[u8], weights: Vec<u8>) -> Result<Program, String> {
                 channels: r.usize()?,
                 hw: r.usize()?,
             },
+            13 => Step::CastInSpaceToDepth {
+                input: r.usize()?,
+                dst: r.usize()?,
+                channels: r.usize()?,
+                height: r.usize()?,
+                width: r.usize()?,
+                shift: [r.usize()?, r.usize()?],
+            },
             t => return Err(format!("bad step tag {t}")),
         };
         steps.push(step);
@@ -816,6 +841,31 @@ pub fn validate(p: &Program) -> Result<(), String> {
                     && channels.checked_mul(*hw) == Some(desc.elements_per_image());
                 if !fits {
                     return Err(at("input conversion shapes"));
+                }
+            }
+            Step::CastInSpaceToDepth {
+                input,
+                dst,
+                channels,
+                height,
+                width,
+                shift,
+            } => {
+                let desc = p.inputs.get(*input).ok_or_else(|| at("input index"))?;
+                let y = value(*dst)?;
+                let plane = height.checked_mul(*width);
+                // The kernel stores whole 16-byte vectors and keeps the pixel in registers.
+                let vector = 16 / p.dtype.size();
+                let fits = y.layout == Layout::Nhwc
+                    && y.shape.len() == 4
+                    && y.shape[1] <= S2D_MAX_CHANNELS
+                    && y.shape[1].is_multiple_of(vector)
+                    && channels.checked_mul(4).is_some_and(|c4| c4 <= y.shape[1])
+                    && plane.and_then(|hw| hw.checked_mul(*channels))
+                        == Some(desc.elements_per_image())
+                    && shift.iter().all(|&s| s <= 1);
+                if !fits {
+                    return Err(at("space-to-depth input conversion shapes"));
                 }
             }
             Step::CastOut { src, output, map } => {

@@ -13,7 +13,7 @@ use crate::cudnn::{self, ActDesc, ConvDesc, FilterDesc, TensorDesc, check};
 use crate::gpu::{DeviceBuffer, Gpu};
 use crate::program::{
     ConvChoice, ConvGeom, DType, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program, ReduceMap,
-    Residual, Step, WeightRef, unary,
+    Residual, Step, Walk, WeightRef, unary,
 };
 
 /// The CUDA source of every kernel.
@@ -98,13 +98,17 @@ fn fill<const N: usize>(dst: &mut [i64; N], src: impl IntoIterator<Item = i64>) 
 
 /// Kernel parameters of an element-wise map, in walking order (see [`Map::walk`]).
 fn map_params(m: &Map, batch: usize) -> MapParams {
-    let w = m.walk(batch);
+    walk_params(&m.walk(batch), [m.dst_offset, m.a_offset, m.b_offset])
+}
+
+/// Kernel parameters of a walk with the (output, a, b) offsets.
+fn walk_params(w: &Walk, offsets: [i64; 3]) -> MapParams {
     let mut p = MapParams {
         rank: w.dims.len() as i32,
-        count: m.count(batch) as i64,
-        d_off: m.dst_offset,
-        a_off: m.a_offset,
-        b_off: m.b_offset,
+        count: w.dims.iter().product::<usize>() as i64,
+        d_off: offsets[0],
+        a_off: offsets[1],
+        b_off: offsets[2],
         ..MapParams::default()
     };
     fill(&mut p.dims, w.dims.iter().map(|&d| d as i64));
@@ -209,8 +213,10 @@ pub struct Kernels {
     _module: Arc<CudaModule>,
     cast_in: CudaFunction,
     cast_in_nhwc: CudaFunction,
+    cast_in_s2d: CudaFunction,
     cast_out: CudaFunction,
     copy: CudaFunction,
+    copy16: CudaFunction,
     unary: CudaFunction,
     binary: CudaFunction,
     pad: CudaFunction,
@@ -236,8 +242,10 @@ impl Kernels {
         Ok(Kernels {
             cast_in: f("k_cast_in")?,
             cast_in_nhwc: f("k_cast_in_nhwc")?,
+            cast_in_s2d: f("k_cast_in_s2d")?,
             cast_out: f("k_cast_out")?,
             copy: f("k_copy")?,
+            copy16: f("k_copy16")?,
             unary: f("k_unary")?,
             binary: f("k_binary")?,
             pad: f("k_pad")?,
@@ -503,6 +511,29 @@ impl Resident {
                     .push(*hw as i64);
                 self.launch(&k.cast_in_nhwc, Self::blocks(pixels), &mut args)
             }
+            Step::CastInSpaceToDepth {
+                input,
+                dst,
+                channels,
+                height,
+                width,
+                shift,
+            } => {
+                let y = &self.program.values[*dst];
+                let pixels = batch * y.shape[2] * y.shape[3];
+                args.push(self.inputs[*input].ptr)
+                    .push(self.value_ptr(*dst))
+                    .push(pixels as i64)
+                    .push(*channels as i32)
+                    .push(y.shape[1] as i32)
+                    .push(*height as i32)
+                    .push(*width as i32)
+                    .push(y.shape[2] as i32)
+                    .push(y.shape[3] as i32)
+                    .push(shift[0] as i32)
+                    .push(shift[1] as i32);
+                self.launch(&k.cast_in_s2d, Self::blocks(pixels), &mut args)
+            }
             Step::CastOut { src, output, map } => {
                 let p = map_params(map, batch);
                 args.push(self.value_ptr(*src))
@@ -511,11 +542,18 @@ impl Resident {
                 self.launch(&k.cast_out, Self::blocks(p.count as usize), &mut args)
             }
             Step::Copy { src, dst, map } => {
-                let p = map_params(map, batch);
-                args.push(self.value_ptr(*src))
-                    .push(self.value_ptr(*dst))
-                    .push(p);
-                self.launch(&k.copy, Self::blocks(p.count as usize), &mut args)
+                args.push(self.value_ptr(*src)).push(self.value_ptr(*dst));
+                let width = 16 / self.program.dtype.size();
+                // 16 bytes per index where rows are contiguous and aligned (as the emulator does).
+                let (f, p) = match map
+                    .walk(batch)
+                    .vectorised(width, map.dst_offset, map.a_offset)
+                {
+                    Some((w, d_off, a_off)) => (&k.copy16, walk_params(&w, [d_off, a_off, 0])),
+                    None => (&k.copy, map_params(map, batch)),
+                };
+                args.push(p);
+                self.launch(f, Self::blocks(p.count as usize), &mut args)
             }
             Step::Pad {
                 src,

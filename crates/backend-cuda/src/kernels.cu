@@ -22,6 +22,8 @@ __device__ __forceinline__ void st(T* p, long long i, float f) { p[i] = f; }
 #endif
 
 #define MAX_RANK 6
+// Most channels of a space-to-depth input (program::S2D_MAX_CHANNELS).
+#define S2D_MAX 16
 
 struct Map {
     int rank;
@@ -146,6 +148,66 @@ extern "C" __global__ void k_cast_in_nhwc(const float* __restrict__ x, T* __rest
     }
 }
 
+#ifdef TAO_HALF
+__device__ __forceinline__ unsigned int pack2(float lo, float hi) {
+    unsigned short a, b;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(a) : "f"(lo));
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(hi));
+    return (unsigned int)a | ((unsigned int)b << 16);
+}
+#endif
+
+// FP32 NCHW images rearranged for a stride-2 convolution run with stride 1 (space to depth, see
+// Step::CastInSpaceToDepth): output pixel (b, x) holds channel (qy*2+qx)*c + ch = input
+// (ch, 2b+qy-sy, 2x+qx-sx), zero outside the image and past 4c. One thread per output pixel:
+// neighbouring threads read neighbouring input pairs and write whole 16-byte vectors.
+extern "C" __global__ void k_cast_in_s2d(const float* __restrict__ x, T* __restrict__ y,
+                                         long long pixels, int c, int cpad, int h, int w,
+                                         int rows, int cols, int sy, int sx) {
+    GRID_LOOP(i, pixels) {
+        int col = (int)(i % cols);
+        long long r = i / cols;
+        int row = (int)(r % rows);
+        long long n = r / rows;
+        const float* img = x + n * c * h * w;
+        // Unrolled to S2D_MAX so that v stays in registers (the plan validator bounds cpad).
+        float v[S2D_MAX];
+#pragma unroll
+        for (int ch = 0; ch < S2D_MAX; ++ch) {
+            int q = ch / c, ci = ch - q * c;
+            int iy = 2 * row + (q >> 1) - sy;
+            int ix = 2 * col + (q & 1) - sx;
+            bool inside = ch < cpad && q < 4 && iy >= 0 && iy < h && ix >= 0 && ix < w;
+            v[ch] = inside ? img[((long long)ci * h + iy) * w + ix] : 0.0f;
+        }
+#ifdef TAO_HALF
+        uint4* dst = (uint4*)(y + i * cpad);
+#pragma unroll
+        for (int g = 0; g < S2D_MAX / 8; ++g)
+            if (g < cpad / 8) {
+                uint4 u;
+                u.x = pack2(v[8 * g], v[8 * g + 1]);
+                u.y = pack2(v[8 * g + 2], v[8 * g + 3]);
+                u.z = pack2(v[8 * g + 4], v[8 * g + 5]);
+                u.w = pack2(v[8 * g + 6], v[8 * g + 7]);
+                dst[g] = u;
+            }
+#else
+        float4* dst = (float4*)(y + i * cpad);
+#pragma unroll
+        for (int g = 0; g < S2D_MAX / 4; ++g)
+            if (g < cpad / 4) {
+                float4 u;
+                u.x = v[4 * g];
+                u.y = v[4 * g + 1];
+                u.z = v[4 * g + 2];
+                u.w = v[4 * g + 3];
+                dst[g] = u;
+            }
+#endif
+    }
+}
+
 extern "C" __global__ void k_cast_out(const T* __restrict__ x, float* __restrict__ y, Map m) {
     GRID_LOOP(i, m.count) {
         long long od, oa, ob;
@@ -155,6 +217,15 @@ extern "C" __global__ void k_cast_out(const T* __restrict__ x, float* __restrict
 }
 
 extern "C" __global__ void k_copy(const T* __restrict__ x, T* __restrict__ y, Map m) {
+    GRID_LOOP(i, m.count) {
+        long long od, oa, ob;
+        offsets(m, i, od, oa, ob);
+        y[od] = x[oa];
+    }
+}
+
+// k_copy in 16-byte units: the map's strides and offsets count uint4s (see Walk::vectorised).
+extern "C" __global__ void k_copy16(const uint4* __restrict__ x, uint4* __restrict__ y, Map m) {
     GRID_LOOP(i, m.count) {
         long long od, oa, ob;
         offsets(m, i, od, oa, ob);

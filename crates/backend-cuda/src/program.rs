@@ -6,6 +6,8 @@ use tao_engine::backend::IoDesc;
 
 /// Largest tensor rank the index-map kernels take.
 pub const MAX_RANK: usize = 6;
+/// Most channels of a space-to-depth input value (`S2D_MAX` in the kernel source).
+pub const S2D_MAX_CHANNELS: usize = 16;
 /// Alignment of every value in the arena and every weight in the weight blob (bytes).
 pub const ALIGN: usize = 256;
 
@@ -253,6 +255,37 @@ pub struct Walk {
     pub b: Vec<i64>,
 }
 
+impl Walk {
+    /// The same walk in units of `width` consecutive elements, when the innermost dimension is
+    /// contiguous in the output and in `a`, and every stride and both offsets (`dst_offset`,
+    /// `a_offset`) are multiples of `width`: a copy then moves `width` elements (16 bytes) per
+    /// index. Returns the walk and the two offsets in those units.
+    pub fn vectorised(
+        &self,
+        width: usize,
+        dst_offset: i64,
+        a_offset: i64,
+    ) -> Option<(Walk, i64, i64)> {
+        let w = width as i64;
+        let last = self.dims.len().checked_sub(1)?;
+        let aligned = |v: &[i64]| v.iter().all(|s| s % w == 0);
+        let inner_ok =
+            self.dst[last] == 1 && self.a[last] == 1 && self.dims[last].is_multiple_of(width);
+        let outer_ok = aligned(&self.dst[..last]) && aligned(&self.a[..last]);
+        if width < 2 || !inner_ok || !outer_ok || dst_offset % w != 0 || a_offset % w != 0 {
+            return None;
+        }
+        let mut v = self.clone();
+        v.dims[last] /= width;
+        for k in 0..last {
+            v.dst[k] /= w;
+            v.a[k] /= w;
+        }
+        v.b.iter_mut().for_each(|s| *s = 0);
+        Some((v, dst_offset / w, a_offset / w))
+    }
+}
+
 /// Constant padding: `map.dims`/`map.dst` describe the output, `map.a` the input's strides,
 /// `src_dims` its extent and `begin` the leading pad per dimension.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -371,6 +404,18 @@ pub enum Step {
         channels: usize,
         hw: usize,
     },
+    /// Graph input `input` (FP32, NCHW, `channels` × `height` × `width`) rearranged for a stride-2
+    /// convolution run as a stride-1 one (space to depth): `dst` is NHWC with pixel (b, c) holding
+    /// channel `(qy·2 + qx)·channels + ch` = input (ch, 2b + qy − shift\[0\], 2c + qx − shift\[1\]),
+    /// zero outside the image, and zero channels past `4·channels`.
+    CastInSpaceToDepth {
+        input: usize,
+        dst: usize,
+        channels: usize,
+        height: usize,
+        width: usize,
+        shift: [usize; 2],
+    },
     /// Value `src` into graph output `output` (FP32, NCHW, contiguous).
     CastOut {
         src: usize,
@@ -457,7 +502,9 @@ impl Step {
     /// The values the step touches, with whether it writes them.
     pub fn values(&self) -> Vec<(usize, bool)> {
         match self {
-            Step::CastIn { dst, .. } | Step::CastInNhwc { dst, .. } => vec![(*dst, true)],
+            Step::CastIn { dst, .. }
+            | Step::CastInNhwc { dst, .. }
+            | Step::CastInSpaceToDepth { dst, .. } => vec![(*dst, true)],
             Step::CastOut { src, .. } => vec![(*src, false)],
             Step::Copy { src, dst, .. }
             | Step::Pad { src, dst, .. }
@@ -494,6 +541,9 @@ impl Step {
         match self {
             Step::CastIn { input, dst, .. } | Step::CastInNhwc { input, dst, .. } => {
                 format!("cast-in #{input} -> {}", name(dst))
+            }
+            Step::CastInSpaceToDepth { input, dst, .. } => {
+                format!("cast-in-space-to-depth #{input} -> {}", name(dst))
             }
             Step::CastOut { src, output, .. } => format!("cast-out {} -> #{output}", name(src)),
             Step::Copy { src, dst, .. } => format!("copy {} -> {}", name(src), name(dst)),

@@ -439,3 +439,177 @@ fn walking_order_visits_the_same_elements_with_the_output_contiguous_innermost()
         );
     }
 }
+
+/// A stride-2 first convolution with a large kernel on few channels, then a ReLU.
+fn stem(channels: usize, height: usize, width: usize, kernel: usize, conv: Conv) -> Graph {
+    let mut g = Graph::new("stem");
+    g.inputs.push(input("x", &[channels, height, width]));
+    let w = constant(&mut g, "w", vec![16, channels, kernel, kernel], 21);
+    let b = constant(&mut g, "b", vec![16], 22);
+    g.nodes
+        .push(Node::new("stem_conv", Op::Conv(conv), ["x", &w, &b], ["c"]));
+    g.nodes.push(Node::new(
+        "stem_relu",
+        Op::Unary(UnaryOp::Relu),
+        ["c"],
+        ["y"],
+    ));
+    g.outputs = vec!["y".into()];
+    g
+}
+
+#[test]
+fn stride_two_stems_run_as_space_to_depth_and_match_the_reference() {
+    let stride2 = |pads: Vec<usize>, auto_pad: AutoPad| Conv {
+        strides: vec![2, 2],
+        pads,
+        auto_pad,
+        group: 1,
+        ..Conv::default()
+    };
+    let cases = [
+        // DetectNet_v2's conv1 (7×7/2, pad 3) on even and odd sizes.
+        (
+            3,
+            14,
+            18,
+            7,
+            stride2(vec![3, 3, 3, 3], AutoPad::NotSet),
+            true,
+        ),
+        (
+            3,
+            13,
+            11,
+            7,
+            stride2(vec![3, 3, 3, 3], AutoPad::NotSet),
+            true,
+        ),
+        // Even leading padding, one channel, asymmetric padding from SAME_UPPER.
+        (
+            1,
+            9,
+            10,
+            5,
+            stride2(vec![2, 2, 2, 2], AutoPad::NotSet),
+            true,
+        ),
+        (4, 12, 11, 7, stride2(vec![], AutoPad::SameUpper), true),
+        (
+            2,
+            10,
+            11,
+            6,
+            stride2(vec![1, 1, 2, 2], AutoPad::NotSet),
+            true,
+        ),
+        // Width 9 with leading pad 2: the last input column would fall into the stride-1
+        // convolution's padding, so the rewrite is refused (and the plain path still matches).
+        (
+            2,
+            10,
+            9,
+            6,
+            stride2(vec![1, 2, 2, 1], AutoPad::NotSet),
+            false,
+        ),
+    ];
+    for (c, h, w, k, conv, rewritten) in cases {
+        let original = stem(c, h, w, k, conv);
+        let mut graph = original.clone();
+        tao_engine::optimize::optimize(&mut graph).unwrap();
+        // Throughput counts the model's own work, not the rewrite's zero taps and channels.
+        let oh = lower::lower(&graph, DType::F32, 1).unwrap().outputs[0].shape[1..].to_vec();
+        assert_eq!(
+            lower::model_macs_per_image(&graph).unwrap(),
+            (16 * oh[0] * oh[1] * c * k * k) as u64
+        );
+        let x = common::random_input(&[2, c, h, w], 31);
+        let want = tao_graph::reference::run(&original, &[("x", x.clone())]).unwrap();
+        for (dtype, tol) in [(DType::F32, 1e-5), (DType::F16, 1e-2)] {
+            let program = lower::lower(&graph, dtype, 2).unwrap();
+            let listing = program.listing();
+            assert_eq!(
+                listing[0].starts_with("cast-in-space-to-depth"),
+                rewritten,
+                "{c}x{h}x{w} k{k}: {listing:#?}"
+            );
+            let conv = program
+                .steps
+                .iter()
+                .find_map(|s| match s {
+                    tao_backend_cuda::program::Step::Conv { geom, .. } => Some(*geom),
+                    _ => None,
+                })
+                .unwrap();
+            if rewritten {
+                assert_eq!(conv.stride, [1, 1]);
+                assert_eq!(conv.kernel, [k.div_ceil(2); 2]);
+            }
+            let encoded = codec::encode(&program);
+            assert_eq!(
+                codec::decode(&encoded, program.weights.clone()).unwrap(),
+                program
+            );
+            for batch in [2, 1] {
+                let n = c * h * w * batch;
+                let got = emulate::run(&program, batch, &[&x.as_f32().unwrap()[..n]]).unwrap();
+                let wv = want[0].1.as_f32().unwrap();
+                let err = common::relative_error(&got[0], &wv[..wv.len() / 2 * batch]);
+                println!("{} {c}x{h}x{w} k{k} batch {batch}: {err:.2e}", dtype.name());
+                assert!(err < tol, "{c}x{h}x{w} k{k} {}: {err:e}", dtype.name());
+            }
+        }
+    }
+    // A 3×3 stride-2 convolution stays as it is (the rewrite would cost 16/9 the work).
+    let small = stem(3, 10, 12, 3, stride2(vec![1, 1, 1, 1], AutoPad::NotSet));
+    let program = lower::lower(&small, DType::F16, 1).unwrap();
+    assert!(!program.listing()[0].contains("space-to-depth"));
+}
+
+#[test]
+fn copies_move_sixteen_bytes_where_rows_allow() {
+    use tao_backend_cuda::program::Map;
+    // The NHWC gather before a strided 1×1 convolution: 64 channels of FP16 per pixel.
+    let (c, h, w) = (64usize, 8usize, 10usize);
+    let (oh, ow) = (h / 2, w / 2);
+    let gather = Map {
+        dims: vec![1, c, oh, ow],
+        dst: vec![(oh * ow * c) as i64, 1, (ow * c) as i64, c as i64],
+        a: vec![(h * w * c) as i64, 1, (2 * w * c) as i64, (2 * c) as i64],
+        b: vec![],
+        ..Map::default()
+    };
+    let walk = gather.walk(3);
+    let (v, d_off, a_off) = walk.vectorised(8, 0, 0).expect("64 channels are 8 vectors");
+    assert_eq!((d_off, a_off), (0, 0));
+    assert_eq!(v.dims.iter().product::<usize>() * 8, 3 * c * oh * ow);
+    // Every element is covered once: expand the vectors back into elements.
+    let mut elements: Vec<(i64, i64)> = triples(&v.dims, &v.dst, &v.a, &v.b)
+        .into_iter()
+        .flat_map(|(d, a, _)| (0..8).map(move |e| (d * 8 + e, a * 8 + e)))
+        .collect();
+    elements.sort_unstable();
+    let zeros = vec![0i64; 4];
+    let want: Vec<(i64, i64)> = triples(&[3, c, oh, ow], &gather.dst, &gather.a, &zeros)
+        .into_iter()
+        .map(|(d, a, _)| (d, a))
+        .collect();
+    assert_eq!(elements, want);
+    // Rows of 6 channels, odd offsets or a transposing map stay element by element.
+    assert!(walk.vectorised(8, 4, 0).is_none());
+    let narrow = Map {
+        dims: vec![1, 6, oh, ow],
+        dst: vec![(oh * ow * 6) as i64, 1, (ow * 6) as i64, 6],
+        a: vec![(h * w * 6) as i64, 1, (2 * w * 6) as i64, 12],
+        ..Map::default()
+    };
+    assert!(narrow.walk(1).vectorised(8, 0, 0).is_none());
+    let transpose = Map {
+        dims: vec![1, 16, 16],
+        dst: vec![256, 16, 1],
+        a: vec![256, 1, 16],
+        ..Map::default()
+    };
+    assert!(transpose.walk(1).vectorised(8, 0, 0).is_none());
+}
