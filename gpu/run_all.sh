@@ -4,7 +4,8 @@
 #     CUDA engines (FP32 and FP16) against the CPU backend on this machine's CPU;
 #   - build time (tactic search included) and cached plan load time;
 #   - FP16 throughput at batch 1, 8, 64 against PyTorch (same graph and weights: eager, CUDA-graph
-#     replay and torch.compile max-autotune under a time limit) with ratios to the best.
+#     replay and torch.compile max-autotune under a time limit) with ratios to the best;
+#   - cuDNN's best FP16 and INT8 convolution times for DetectNet_v2's shapes (is there an INT8 path).
 #
 # Expects (made on the development machine, see gpu/README.md):
 #   .device/gpu_check        release build of crates/backend-cuda/examples/gpu_check.rs
@@ -76,6 +77,14 @@ check 140 detectnet_v2_resnet18 "$GEN/detectnet_v2_resnet18.onnx" --precisions f
 check 140 detectnet_v2_resnet34 "$GEN/detectnet_v2_resnet34.onnx" --precisions fp32,fp16 \
     --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile
 
+phase "INT8 on cuDNN"
+# cuDNN's best FP16 and INT8 algorithms per convolution shape at batch 64, before building an INT8
+# path on them.
+for arch in resnet18 resnet34; do
+  timeout 90 "$BIN" "$GEN/detectnet_v2_$arch.onnx" --name "detectnet_v2_$arch" --int8-probe 64 \
+      || echo "RESULT detectnet_v2_$arch int8probe exit=$?"
+done
+
 phase pytorch
 timeout 20 python3 "$ROOT/gpu/torch_bench.py" --peak || echo "RESULT peak exit=$?"
 for arch in resnet18 resnet34; do
@@ -86,10 +95,11 @@ done
 phase "torch.compile max-autotune"
 # Autotuning compiles and times many kernels per batch: each model gets COMPILE_LIMIT seconds,
 # batch 64 first; what is not done by then is reported as stopped at the limit.
-COMPILE_LIMIT=${COMPILE_LIMIT:-150}
+# Inductor's autotuning tables go to torch_compile.log beside this log.
+COMPILE_LIMIT=${COMPILE_LIMIT:-170}
 for arch in resnet18 resnet34; do
   timeout "$COMPILE_LIMIT" python3 "$ROOT/gpu/torch_bench.py" "$GEN/detectnet_v2_$arch.onnx" \
-      --name "detectnet_v2_$arch" --batches 64,1,8 --compile
+      --name "detectnet_v2_$arch" --batches 64,1,8 --compile 2>>"$OUT/torch_compile.log"
   rc=$?
   [ $rc -eq 124 ] && echo "RESULT torch detectnet_v2_$arch compile_timeout_s=$COMPILE_LIMIT"
   [ $rc -ne 0 ] && [ $rc -ne 124 ] && echo "RESULT torch detectnet_v2_$arch compile_exit=$rc"

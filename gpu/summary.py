@@ -21,7 +21,7 @@ def fields(line):
 
 def main():
     lines = [l.strip() for l in open(sys.argv[1], errors="replace") if l.startswith("RESULT ")]
-    ours, bench, torch, peak = [], {}, {}, None
+    ours, bench, torch, peak, int8 = [], {}, {}, None, []
     for l in lines:
         parts = l.split()
         f = fields(l)
@@ -40,6 +40,9 @@ def main():
                 torch[(name, "timeout")] = f
             else:
                 torch[(name, "check")] = f
+        elif len(parts) > 2 and parts[2] == "int8probe":
+            if "convs_fp16_ms" in f:
+                int8.append((parts[1], f))
         elif len(parts) > 3 and parts[3] == "bench":
             bench[(parts[1], parts[2], int(f["batch"]))] = f
         else:
@@ -81,6 +84,12 @@ def main():
               + ("/".join(t.get(k, "-") for k in ("eager_ms", "graph_ms", "compiled_ms")) if t else "-"))
     if peak:
         print(f"dense FP16 matmul (torch, 8192^3): {peak:.1f} TFLOP/s")
+    if int8:
+        print()
+        print("cuDNN convolutions alone, best algorithm per shape, summed over the network (batch 64)")
+        for name, f in int8:
+            print(f"{name:22} FP16 {f['convs_fp16_ms']} ms  INT8 {f['convs_int8_ms']} ms  "
+                  f"all shapes ran: {f['all_shapes_ran']}")
 
 
 if __name__ == "__main__":

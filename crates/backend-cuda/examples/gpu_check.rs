@@ -105,6 +105,58 @@ fn load_plan(path: &Path) -> Plan {
     Plan::parse(AlignedBytes::from_slice(&bytes)).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// cuDNN's best FP16 and INT8 times for every distinct convolution shape, and their sums over the
+/// network's convolutions (what an INT8 engine on cuDNN could reach).
+fn int8_probe(
+    backend: &CudaBackend,
+    program: &tao_backend_cuda::program::Program,
+    name: &str,
+    batch: usize,
+) {
+    let rows = backend.int8_conv_probe(program, batch);
+    let (mut fp16_total, mut int8_total, mut complete) = (0f64, 0f64, true);
+    for r in &rows {
+        let g = &r.geom;
+        let shape = format!(
+            "{}x{}x{}->{} k{}x{} s{} x{}",
+            g.in_channels,
+            g.input[0],
+            g.input[1],
+            g.out_channels,
+            g.kernel[0],
+            g.kernel[1],
+            g.stride[0],
+            r.count
+        );
+        let fp16 = match &r.fp16 {
+            Ok(us) => {
+                fp16_total += *us as f64 * r.count as f64;
+                format!("{us:.1}")
+            }
+            Err(e) => {
+                complete = false;
+                format!("\"{e}\"")
+            }
+        };
+        let int8 = match &r.int8 {
+            Ok((us, out)) => {
+                int8_total += *us as f64 * r.count as f64;
+                format!("{us:.1} int8_output={out}")
+            }
+            Err(e) => {
+                complete = false;
+                format!("\"{e}\"")
+            }
+        };
+        println!("RESULT {name} int8probe layer=\"{shape}\" fp16_us={fp16} int8_us={int8}");
+    }
+    println!(
+        "RESULT {name} int8probe batch={batch} convs_fp16_ms={:.3} convs_int8_ms={:.3} all_shapes_ran={complete}",
+        fp16_total / 1e3,
+        int8_total / 1e3
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let model_path = PathBuf::from(args.get(1).expect("usage: gpu_check MODEL --name NAME"));
@@ -153,6 +205,14 @@ fn main() {
     tao_engine::optimize::optimize(&mut probe_graph).unwrap_or_else(|e| panic!("{e}"));
     let model_macs = tao_backend_cuda::lower::model_macs_per_image(&probe_graph)
         .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(batch) = arg(&args, "--int8-probe") {
+        let batch: usize = batch.parse().unwrap_or(64);
+        let program =
+            tao_backend_cuda::lower::lower(&probe_graph, tao_backend_cuda::program::DType::F16, 1)
+                .unwrap_or_else(|e| panic!("{e}"));
+        int8_probe(&backend, &program, &name, batch);
+        return;
+    }
     let per_image: Vec<usize> = {
         let p =
             tao_backend_cuda::lower::lower(&probe_graph, tao_backend_cuda::program::DType::F32, 1)
@@ -375,7 +435,7 @@ fn main() {
                                 total / 1e3,
                                 steps.len()
                             );
-                            for (what, us) in sorted.iter().take(10) {
+                            for (what, us) in &sorted {
                                 println!("  {us:9.1} us  {what}");
                             }
                         }

@@ -16,6 +16,7 @@ pub mod emulate;
 pub mod engine;
 pub mod exec;
 pub mod gpu;
+pub mod int8_probe;
 pub mod lower;
 pub mod program;
 
@@ -29,7 +30,7 @@ use tao_graph::ir::Graph;
 pub use engine::CudaEngine;
 pub use gpu::DeviceInfo;
 
-use program::DType;
+use program::{DType, Program};
 
 pub const BACKEND_NAME: &str = "cuda";
 const GRAPH_SECTION: &str = "graph.onnx";
@@ -68,6 +69,21 @@ impl CudaBackend {
 
     pub fn info(&self) -> &DeviceInfo {
         &self.gpu.info
+    }
+
+    /// Times cuDNN's best FP16 and INT8 algorithms for each distinct convolution of `program` at
+    /// `batch` images (see [`int8_probe`]).
+    pub fn int8_conv_probe(&self, program: &Program, batch: usize) -> Vec<int8_probe::ProbeRow> {
+        let mut convs: Vec<(program::ConvGeom, usize)> = Vec::new();
+        for step in &program.steps {
+            if let program::Step::Conv { geom, .. } = step {
+                match convs.iter_mut().find(|(g, _)| g == geom) {
+                    Some((_, n)) => *n += 1,
+                    None => convs.push((*geom, 1)),
+                }
+            }
+        }
+        int8_probe::probe(&self.gpu, &convs, batch)
     }
 
     /// Loads a plan into the concrete engine (for timing and profiling beyond [`Engine`]).
