@@ -6,7 +6,7 @@ use tao_engine::backend::IoDesc;
 
 use crate::program::{
     ConvChoice, ConvGeom, DType, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program,
-    ReduceMap, Residual, S2D_MAX_CHANNELS, Step, Unary, Value, WeightRef,
+    ReduceMap, Residual, S2D_MAX_CHANNELS, SpaceToDepthInput, Step, Unary, Value, WeightRef,
 };
 
 /// Bumped whenever the encoding changes.
@@ -183,22 +183,13 @@ pub fn encode(p: &Program) -> Vec<u8> {
                 w.usize(*channels);
                 w.usize(*hw);
             }
-            Step::CastInSpaceToDepth {
-                input,
-                dst,
-                channels,
-                height,
-                width,
-                shift,
-            } => {
+            Step::CastInSpaceToDepth(s) => {
                 w.u8(13);
-                w.usize(*input);
-                w.usize(*dst);
-                w.usize(*channels);
-                w.usize(*height);
-                w.usize(*width);
-                w.usize(shift[0]);
-                w.usize(shift[1]);
+                for v in [
+                    s.input, s.dst, s.channels, s.height, s.width, s.shift[0], s.shift[1],
+                ] {
+                    w.usize(v);
+                }
             }
             Step::CastOut { src, output, map } => {
                 w.u8(1);
@@ -669,14 +660,14 @@ pub fn decode(data: &[u8], weights: Vec<u8>) -> Result<Program, String> {
                 channels: r.usize()?,
                 hw: r.usize()?,
             },
-            13 => Step::CastInSpaceToDepth {
+            13 => Step::CastInSpaceToDepth(SpaceToDepthInput {
                 input: r.usize()?,
                 dst: r.usize()?,
                 channels: r.usize()?,
                 height: r.usize()?,
                 width: r.usize()?,
                 shift: [r.usize()?, r.usize()?],
-            },
+            }),
             t => return Err(format!("bad step tag {t}")),
         };
         steps.push(step);
@@ -843,14 +834,14 @@ pub fn validate(p: &Program) -> Result<(), String> {
                     return Err(at("input conversion shapes"));
                 }
             }
-            Step::CastInSpaceToDepth {
+            Step::CastInSpaceToDepth(SpaceToDepthInput {
                 input,
                 dst,
                 channels,
                 height,
                 width,
                 shift,
-            } => {
+            }) => {
                 let desc = p.inputs.get(*input).ok_or_else(|| at("input index"))?;
                 let y = value(*dst)?;
                 let plane = height.checked_mul(*width);

@@ -249,20 +249,13 @@ pub fn run(program: &Program, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Vec
                     }
                 }
             }
-            Step::CastInSpaceToDepth {
-                input,
-                dst,
-                channels,
-                height,
-                width,
-                shift,
-            } => {
-                let base = arena.base(*dst);
-                let [_, cpad, rows, cols] = program.values[*dst].shape[..] else {
+            Step::CastInSpaceToDepth(s) => {
+                let base = arena.base(s.dst);
+                let [_, cpad, rows, cols] = program.values[s.dst].shape[..] else {
                     return Err("space-to-depth value is not 4-D".into());
                 };
-                let x = inputs[*input];
-                let (c, h, w) = (*channels, *height as i64, *width as i64);
+                let x = inputs[s.input];
+                let (c, h, w, shift) = (s.channels, s.height as i64, s.width as i64, s.shift);
                 for n in 0..batch {
                     for b in 0..rows {
                         for col in 0..cols {

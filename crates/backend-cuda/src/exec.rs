@@ -511,27 +511,20 @@ impl Resident {
                     .push(*hw as i64);
                 self.launch(&k.cast_in_nhwc, Self::blocks(pixels), &mut args)
             }
-            Step::CastInSpaceToDepth {
-                input,
-                dst,
-                channels,
-                height,
-                width,
-                shift,
-            } => {
-                let y = &self.program.values[*dst];
+            Step::CastInSpaceToDepth(s) => {
+                let y = &self.program.values[s.dst];
                 let pixels = batch * y.shape[2] * y.shape[3];
-                args.push(self.inputs[*input].ptr)
-                    .push(self.value_ptr(*dst))
+                args.push(self.inputs[s.input].ptr)
+                    .push(self.value_ptr(s.dst))
                     .push(pixels as i64)
-                    .push(*channels as i32)
+                    .push(s.channels as i32)
                     .push(y.shape[1] as i32)
-                    .push(*height as i32)
-                    .push(*width as i32)
+                    .push(s.height as i32)
+                    .push(s.width as i32)
                     .push(y.shape[2] as i32)
                     .push(y.shape[3] as i32)
-                    .push(shift[0] as i32)
-                    .push(shift[1] as i32);
+                    .push(s.shift[0] as i32)
+                    .push(s.shift[1] as i32);
                 self.launch(&k.cast_in_s2d, Self::blocks(pixels), &mut args)
             }
             Step::CastOut { src, output, map } => {

@@ -12,7 +12,8 @@ use tao_graph::ops::{AutoPad, PadMode, PoolKind, ReduceKind, VariadicOp};
 
 use crate::program::{
     ALIGN, ConvGeom, DType, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program, ReduceMap,
-    Residual, Step, Unary, Value, WeightRef, binary, reduce, row_major_strides, unary,
+    Residual, SpaceToDepthInput, Step, Unary, Value, WeightRef, binary, reduce, row_major_strides,
+    unary,
 };
 
 fn node_error(node: &Node, detail: impl Into<String>) -> EngineError {
@@ -77,12 +78,24 @@ pub fn oihw_to_krsc_padded(
     s: usize,
     c_padded: usize,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; k * r * s * c_padded];
+    place_oihw(w, [k, c, r, s], [r, s, c_padded], |ci, ri, si| (ri, si, ci))
+}
+
+/// OIHW filters `[k, c, r, s]` into zeroed KRSC filters of `out` = [R, S, C] per output channel,
+/// tap (ci, ri, si) going to the (row, column, channel) that `place` gives.
+fn place_oihw(
+    w: &[f32],
+    [k, c, r, s]: [usize; 4],
+    [out_r, out_s, out_c]: [usize; 3],
+    place: impl Fn(usize, usize, usize) -> (usize, usize, usize),
+) -> Vec<f32> {
+    let mut out = vec![0f32; k * out_r * out_s * out_c];
     for ki in 0..k {
         for ci in 0..c {
             for ri in 0..r {
                 for si in 0..s {
-                    out[((ki * r + ri) * s + si) * c_padded + ci] =
+                    let (ro, so, co) = place(ci, ri, si);
+                    out[((ki * out_r + ro) * out_s + so) * out_c + co] =
                         w[((ki * c + ci) * r + ri) * s + si];
                 }
             }
@@ -170,21 +183,10 @@ impl SpaceToDepth {
         c_padded: usize,
     ) -> Vec<f32> {
         let [kr, ks] = self.kernel;
-        let mut out = vec![0f32; k * kr * ks * c_padded];
-        for ki in 0..k {
-            for ci in 0..c {
-                for ri in 0..r {
-                    for si in 0..s {
-                        let (a, qy) = (ri / 2, ri % 2);
-                        let (b, qx) = (si / 2, si % 2);
-                        let ch = (qy * 2 + qx) * c + ci;
-                        out[((ki * kr + a) * ks + b) * c_padded + ch] =
-                            w[((ki * c + ci) * r + ri) * s + si];
-                    }
-                }
-            }
-        }
-        out
+        // Tap (ry, rx) = (2a + qy, 2b + qx) moves to tap (a, b), channel (qy·2 + qx)·c + ci.
+        place_oihw(w, [k, c, r, s], [kr, ks, c_padded], |ci, ri, si| {
+            (ri / 2, si / 2, ((ri % 2) * 2 + si % 2) * c + ci)
+        })
     }
 }
 
@@ -232,14 +234,14 @@ pub fn lower(graph: &Graph, dtype: DType, max_batch: usize) -> EngineResult<Prog
                 vec![1, padded, s2d.rows[0], s2d.rows[1]],
                 Layout::Nhwc,
             );
-            l.steps.push(Step::CastInSpaceToDepth {
+            l.steps.push(Step::CastInSpaceToDepth(SpaceToDepthInput {
                 input: i,
                 dst,
                 channels,
                 height: dims[2],
                 width: dims[3],
                 shift: s2d.shift,
-            });
+            }));
             l.space_to_depth.insert(conv, (dst, s2d));
         } else if dims.len() == 4 && l.wants_nhwc(name) {
             // Straight into NHWC; FP16 tensor cores want channels in multiples of 8, so an input

@@ -387,6 +387,20 @@ pub enum Operand {
     Weight(WeightRef),
 }
 
+/// Graph input `input` (FP32, NCHW, `channels` × `height` × `width`) rearranged for a stride-2
+/// convolution run as a stride-1 one (space to depth): `dst` is NHWC with pixel (b, c) holding
+/// channel `(qy·2 + qx)·channels + ch` = input (ch, 2b + qy − shift\[0\], 2c + qx − shift\[1\]),
+/// zero outside the image, and zero channels past `4·channels`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceToDepthInput {
+    pub input: usize,
+    pub dst: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub shift: [usize; 2],
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// Graph input `input` (FP32, NCHW, contiguous) into value `dst`.
@@ -404,18 +418,8 @@ pub enum Step {
         channels: usize,
         hw: usize,
     },
-    /// Graph input `input` (FP32, NCHW, `channels` × `height` × `width`) rearranged for a stride-2
-    /// convolution run as a stride-1 one (space to depth): `dst` is NHWC with pixel (b, c) holding
-    /// channel `(qy·2 + qx)·channels + ch` = input (ch, 2b + qy − shift\[0\], 2c + qx − shift\[1\]),
-    /// zero outside the image, and zero channels past `4·channels`.
-    CastInSpaceToDepth {
-        input: usize,
-        dst: usize,
-        channels: usize,
-        height: usize,
-        width: usize,
-        shift: [usize; 2],
-    },
+    /// A graph input rearranged for a stride-2 convolution run with stride 1 (space to depth).
+    CastInSpaceToDepth(SpaceToDepthInput),
     /// Value `src` into graph output `output` (FP32, NCHW, contiguous).
     CastOut {
         src: usize,
@@ -504,7 +508,7 @@ impl Step {
         match self {
             Step::CastIn { dst, .. }
             | Step::CastInNhwc { dst, .. }
-            | Step::CastInSpaceToDepth { dst, .. } => vec![(*dst, true)],
+            | Step::CastInSpaceToDepth(SpaceToDepthInput { dst, .. }) => vec![(*dst, true)],
             Step::CastOut { src, .. } => vec![(*src, false)],
             Step::Copy { src, dst, .. }
             | Step::Pad { src, dst, .. }
@@ -542,7 +546,7 @@ impl Step {
             Step::CastIn { input, dst, .. } | Step::CastInNhwc { input, dst, .. } => {
                 format!("cast-in #{input} -> {}", name(dst))
             }
-            Step::CastInSpaceToDepth { input, dst, .. } => {
+            Step::CastInSpaceToDepth(SpaceToDepthInput { input, dst, .. }) => {
                 format!("cast-in-space-to-depth #{input} -> {}", name(dst))
             }
             Step::CastOut { src, output, .. } => format!("cast-out {} -> #{output}", name(src)),

@@ -386,19 +386,24 @@ fn triples(dims: &[usize], dst: &[i64], a: &[i64], b: &[i64]) -> Vec<(i64, i64, 
     out
 }
 
-#[test]
-fn walking_order_visits_the_same_elements_with_the_output_contiguous_innermost() {
-    use tao_backend_cuda::program::Map;
-    // NHWC gather of every other pixel: [N, C, H/2, W/2] from [N, C, H, W].
-    let (c, h, w) = (6usize, 8usize, 10usize);
+/// NHWC gather of every other pixel: [N, C, H/2, W/2] from [N, C, H, W].
+fn nhwc_gather(c: usize, h: usize, w: usize) -> tao_backend_cuda::program::Map {
     let (oh, ow) = (h / 2, w / 2);
-    let gather = Map {
+    tao_backend_cuda::program::Map {
         dims: vec![1, c, oh, ow],
         dst: vec![(oh * ow * c) as i64, 1, (ow * c) as i64, c as i64],
         a: vec![(h * w * c) as i64, 1, (2 * w * c) as i64, (2 * c) as i64],
         b: vec![],
-        ..Map::default()
-    };
+        ..Default::default()
+    }
+}
+
+#[test]
+fn walking_order_visits_the_same_elements_with_the_output_contiguous_innermost() {
+    use tao_backend_cuda::program::Map;
+    let (c, h, w) = (6usize, 8usize, 10usize);
+    let (oh, ow) = (h / 2, w / 2);
+    let gather = nhwc_gather(c, h, w);
     let walk = gather.walk(3);
     assert_eq!(walk.dst.last(), Some(&1), "{walk:?}");
     assert!(walk.dims.len() <= 3, "batch and rows merge: {walk:?}");
@@ -460,61 +465,28 @@ fn stem(channels: usize, height: usize, width: usize, kernel: usize, conv: Conv)
 
 #[test]
 fn stride_two_stems_run_as_space_to_depth_and_match_the_reference() {
-    let stride2 = |pads: Vec<usize>, auto_pad: AutoPad| Conv {
+    let stride2 = |pads: &[usize], auto_pad: AutoPad| Conv {
         strides: vec![2, 2],
-        pads,
+        pads: pads.to_vec(),
         auto_pad,
         group: 1,
         ..Conv::default()
     };
+    let explicit = AutoPad::NotSet;
+    // ([channels, height, width, kernel], convolution, rewritten)
     let cases = [
         // DetectNet_v2's conv1 (7×7/2, pad 3) on even and odd sizes.
-        (
-            3,
-            14,
-            18,
-            7,
-            stride2(vec![3, 3, 3, 3], AutoPad::NotSet),
-            true,
-        ),
-        (
-            3,
-            13,
-            11,
-            7,
-            stride2(vec![3, 3, 3, 3], AutoPad::NotSet),
-            true,
-        ),
+        ([3, 14, 18, 7], stride2(&[3, 3, 3, 3], explicit), true),
+        ([3, 13, 11, 7], stride2(&[3, 3, 3, 3], explicit), true),
         // Even leading padding, one channel, asymmetric padding from SAME_UPPER.
-        (
-            1,
-            9,
-            10,
-            5,
-            stride2(vec![2, 2, 2, 2], AutoPad::NotSet),
-            true,
-        ),
-        (4, 12, 11, 7, stride2(vec![], AutoPad::SameUpper), true),
-        (
-            2,
-            10,
-            11,
-            6,
-            stride2(vec![1, 1, 2, 2], AutoPad::NotSet),
-            true,
-        ),
+        ([1, 9, 10, 5], stride2(&[2, 2, 2, 2], explicit), true),
+        ([4, 12, 11, 7], stride2(&[], AutoPad::SameUpper), true),
+        ([2, 10, 11, 6], stride2(&[1, 1, 2, 2], explicit), true),
         // Width 9 with leading pad 2: the last input column would fall into the stride-1
         // convolution's padding, so the rewrite is refused (and the plain path still matches).
-        (
-            2,
-            10,
-            9,
-            6,
-            stride2(vec![1, 2, 2, 1], AutoPad::NotSet),
-            false,
-        ),
+        ([2, 10, 9, 6], stride2(&[1, 2, 2, 1], explicit), false),
     ];
-    for (c, h, w, k, conv, rewritten) in cases {
+    for ([c, h, w, k], conv, rewritten) in cases {
         let original = stem(c, h, w, k, conv);
         let mut graph = original.clone();
         tao_engine::optimize::optimize(&mut graph).unwrap();
@@ -562,7 +534,7 @@ fn stride_two_stems_run_as_space_to_depth_and_match_the_reference() {
         }
     }
     // A 3×3 stride-2 convolution stays as it is (the rewrite would cost 16/9 the work).
-    let small = stem(3, 10, 12, 3, stride2(vec![1, 1, 1, 1], AutoPad::NotSet));
+    let small = stem(3, 10, 12, 3, stride2(&[1, 1, 1, 1], explicit));
     let program = lower::lower(&small, DType::F16, 1).unwrap();
     assert!(!program.listing()[0].contains("space-to-depth"));
 }
@@ -573,13 +545,7 @@ fn copies_move_sixteen_bytes_where_rows_allow() {
     // The NHWC gather before a strided 1×1 convolution: 64 channels of FP16 per pixel.
     let (c, h, w) = (64usize, 8usize, 10usize);
     let (oh, ow) = (h / 2, w / 2);
-    let gather = Map {
-        dims: vec![1, c, oh, ow],
-        dst: vec![(oh * ow * c) as i64, 1, (ow * c) as i64, c as i64],
-        a: vec![(h * w * c) as i64, 1, (2 * w * c) as i64, (2 * c) as i64],
-        b: vec![],
-        ..Map::default()
-    };
+    let gather = nhwc_gather(c, h, w);
     let walk = gather.walk(3);
     let (v, d_off, a_off) = walk.vectorised(8, 0, 0).expect("64 channels are 8 vectors");
     assert_eq!((d_off, a_off), (0, 0));
