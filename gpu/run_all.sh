@@ -5,6 +5,7 @@
 #   - build time (tactic search included) and cached plan load time;
 #   - FP16 throughput at batch 1, 8, 64 against PyTorch (same graph and weights: eager, CUDA-graph
 #     replay and torch.compile max-autotune under a time limit) with ratios to the best;
+#   - a generated classifier head (global pool, two Gemm as cuBLASLt matmuls, softmax), FP32/FP16;
 #   - cuDNN's best FP16 and INT8 convolution times for DetectNet_v2's shapes (is there an INT8 path).
 #
 # Expects (made on the development machine, see gpu/README.md):
@@ -34,7 +35,7 @@ nproc
 # CUDA libraries: the toolkit's and the ones PyTorch's wheels bring (cuDNN lives there).
 LIBS=$(python3 - <<'EOF'
 import glob, os
-want = ["libcudnn.so.9", "libnvrtc.so.13", "libnvrtc-builtins.so.13.0", "libcublas.so.13", "libcudart.so.13"]
+want = ["libcudnn.so.9", "libnvrtc.so.13", "libnvrtc-builtins.so.13.0", "libcublas.so.13", "libcublasLt.so.13", "libcudart.so.13"]
 roots = glob.glob("/usr/local/cuda*/lib64") + glob.glob("/usr/local/cuda*/targets/x86_64-linux/lib")
 try:
     import nvidia
@@ -72,6 +73,16 @@ check() {  # seconds, name, then gpu_check arguments
 
 check 60 lpdnet "$MODELS/usa_pruned.etlt" --key nvidia_tlt --precisions fp32,fp16 --verify-batch 2
 check 45 fpenet "$MODELS/faciallandmarks.etlt" --key nvidia_tlt --precisions fp32,fp16 --verify-batch 3
+timeout 60 python3 "$ROOT/gpu/gen_classifier_head.py" "$GEN/classifier_head.onnx" | tail -1
+check 45 classifier_head "$GEN/classifier_head.onnx" --precisions fp32,fp16 --verify-batch 4
+# QUICK=1: the classifier head and ResNet18 only (a check after a small change).
+if [ "${QUICK:-0}" = 1 ]; then
+  check 140 detectnet_v2_resnet18 "$GEN/detectnet_v2_resnet18.onnx" --precisions fp32,fp16 \
+      --verify-batch 2 --bench 1,64 --bench-precision fp16
+  phase summary
+  python3 "$ROOT/gpu/summary.py" "$LOG" | tee "$OUT/summary.txt"
+  exit 0
+fi
 check 140 detectnet_v2_resnet18 "$GEN/detectnet_v2_resnet18.onnx" --precisions fp32,fp16 \
     --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile
 check 140 detectnet_v2_resnet34 "$GEN/detectnet_v2_resnet34.onnx" --precisions fp32,fp16 \

@@ -5,8 +5,9 @@
 use tao_engine::backend::IoDesc;
 
 use crate::program::{
-    ConvChoice, ConvGeom, DType, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program,
-    ReduceMap, Residual, S2D_MAX_CHANNELS, SpaceToDepthInput, Step, Unary, Value, WeightRef,
+    ConvChoice, ConvGeom, DType, GemmStep, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom,
+    Program, ReduceMap, Residual, S2D_MAX_CHANNELS, SpaceToDepthInput, Step, Unary, Value,
+    WeightRef, unary,
 };
 
 /// Bumped whenever the encoding changes.
@@ -182,6 +183,19 @@ pub fn encode(p: &Program) -> Vec<u8> {
                 w.usize(*dst);
                 w.usize(*channels);
                 w.usize(*hw);
+            }
+            Step::Gemm(g) => {
+                w.u8(14);
+                w.str(&g.node);
+                for v in [g.src, g.dst, g.k, g.n] {
+                    w.usize(v);
+                }
+                w.weight(&g.weights);
+                w.bool(g.bias.is_some());
+                if let Some(b) = &g.bias {
+                    w.weight(b);
+                }
+                w.unary(&g.activation);
             }
             Step::CastInSpaceToDepth(s) => {
                 w.u8(13);
@@ -668,6 +682,16 @@ pub fn decode(data: &[u8], weights: Vec<u8>) -> Result<Program, String> {
                 width: r.usize()?,
                 shift: [r.usize()?, r.usize()?],
             }),
+            14 => Step::Gemm(GemmStep {
+                node: r.str()?,
+                src: r.usize()?,
+                dst: r.usize()?,
+                k: r.usize()?,
+                n: r.usize()?,
+                weights: r.weight()?,
+                bias: if r.bool()? { Some(r.weight()?) } else { None },
+                activation: r.unary()?,
+            }),
             t => return Err(format!("bad step tag {t}")),
         };
         steps.push(step);
@@ -936,6 +960,22 @@ pub fn validate(p: &Program) -> Result<(), String> {
                     if b.len != geom.out_channels {
                         return Err(at("bias length"));
                     }
+                }
+            }
+            Step::Gemm(g) => {
+                let fits = value(g.src)?.per_image() == g.k
+                    && value(g.dst)?.per_image() == g.n
+                    && g.k.checked_mul(g.n) == Some(g.weights.len)
+                    && g.weights.dtype == p.dtype
+                    && g.bias.is_none_or(|b| b.len == g.n && b.dtype == p.dtype)
+                    && matches!(g.activation.code, unary::IDENTITY | unary::RELU)
+                    && i32::try_from(g.k.max(g.n).max(p.max_batch)).is_ok();
+                if !fits {
+                    return Err(at("matmul shapes"));
+                }
+                weight(&g.weights)?;
+                if let Some(b) = &g.bias {
+                    weight(b)?;
                 }
             }
             Step::ConvTranspose {

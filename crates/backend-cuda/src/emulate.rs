@@ -249,6 +249,25 @@ pub fn run(program: &Program, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Vec
                     }
                 }
             }
+            Step::Gemm(g) => {
+                let w = weights(&g.weights)?;
+                let bias = match &g.bias {
+                    Some(b) => weights(b)?,
+                    None => vec![0.0; g.n],
+                };
+                let (sb, db) = (arena.base(g.src), arena.base(g.dst));
+                for img in 0..batch {
+                    for ni in 0..g.n {
+                        // FP32 sums, as cuBLASLt accumulates; the store rounds to the type.
+                        let row = &w[ni * g.k..(ni + 1) * g.k];
+                        let x = &arena.data[sb + img * g.k..sb + (img + 1) * g.k];
+                        let sum: f32 =
+                            row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + bias[ni];
+                        arena.data[db + img * g.n + ni] =
+                            round_to(dtype, unary_f(&g.activation, sum));
+                    }
+                }
+            }
             Step::CastInSpaceToDepth(s) => {
                 let base = arena.base(s.dst);
                 let [_, cpad, rows, cols] = program.values[s.dst].shape[..] else {

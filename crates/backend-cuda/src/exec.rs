@@ -289,6 +289,8 @@ pub struct Resident {
     convs: HashMap<usize, ConvStatic>,
     batches: HashMap<usize, HashMap<usize, ConvBatch>>,
     grid_cap: u32,
+    /// cuBLASLt, for programs with fully connected steps only.
+    lt: Option<crate::cublaslt::Lt>,
 }
 
 impl Resident {
@@ -330,6 +332,10 @@ impl Resident {
             .max()
             .unwrap_or(0);
         let workspace = DeviceBuffer::new(&gpu.ctx, workspace_bytes)?;
+        let lt = match program.steps.iter().any(|s| matches!(s, Step::Gemm(_))) {
+            true => Some(crate::cublaslt::Lt::new(&gpu)?),
+            false => None,
+        };
         lap("staging, descriptors, workspace");
         let grid_cap = (gpu.info.multiprocessors.max(1) as u32) * 32;
         Ok(Resident {
@@ -345,6 +351,7 @@ impl Resident {
             convs,
             batches: HashMap::new(),
             grid_cap,
+            lt,
         })
     }
 
@@ -510,6 +517,19 @@ impl Resident {
                     .push(self.program.values[*dst].shape[1] as i32)
                     .push(*hw as i64);
                 self.launch(&k.cast_in_nhwc, Self::blocks(pixels), &mut args)
+            }
+            Step::Gemm(g) => {
+                let lt = self.lt.as_ref().ok_or("cuBLASLt was not loaded")?;
+                lt.matmul(
+                    g,
+                    self.program.dtype,
+                    batch,
+                    self.value_ptr(g.src),
+                    self.weight_ptr(&g.weights),
+                    g.bias.as_ref().map(|b| self.weight_ptr(b)),
+                    self.value_ptr(g.dst),
+                    &self.gpu,
+                )
             }
             Step::CastInSpaceToDepth(s) => {
                 let y = &self.program.values[s.dst];

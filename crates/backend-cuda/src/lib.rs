@@ -11,6 +11,7 @@
 //! without them; [`CudaBackend::probe`] then says "no GPU: …".
 
 pub mod codec;
+pub mod cublaslt;
 pub mod cudnn;
 pub mod emulate;
 pub mod engine;

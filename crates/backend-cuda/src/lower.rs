@@ -11,9 +11,9 @@ use tao_graph::ops::conv::WindowGeometry;
 use tao_graph::ops::{AutoPad, PadMode, PoolKind, ReduceKind, VariadicOp};
 
 use crate::program::{
-    ALIGN, ConvGeom, DType, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program, ReduceMap,
-    Residual, SpaceToDepthInput, Step, Unary, Value, WeightRef, binary, reduce, row_major_strides,
-    unary,
+    ALIGN, ConvGeom, DType, GemmStep, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program,
+    ReduceMap, Residual, SpaceToDepthInput, Step, Unary, Value, WeightRef, binary, reduce,
+    row_major_strides, unary,
 };
 
 fn node_error(node: &Node, detail: impl Into<String>) -> EngineError {
@@ -740,8 +740,103 @@ impl Lowering<'_> {
                 self.lower_reshape(node)
             }
             Op::Pad(p) => self.lower_pad(node, p.mode),
+            Op::Gemm(g) => self.lower_gemm(i, Some(g)),
+            Op::MatMul => self.lower_gemm(i, None),
             _ => Err(unsupported(node, "op")),
         }
+    }
+
+    /// Gemm (or MatMul) of a 2-D activation `[batch, k]` by constant weights: one cuBLASLt
+    /// matmul with alpha and beta·C folded into the weights and bias, and a following ReLU in its
+    /// epilogue.
+    fn lower_gemm(&mut self, i: usize, gemm: Option<&tao_graph::ops::Gemm>) -> EngineResult<()> {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        let g = gemm.copied().unwrap_or_default();
+        let x = self.input_name(node, 0)?;
+        let xs = self.shape_of(&x)?;
+        let b = self
+            .constant(node.input(1))
+            .filter(|b| b.rank() == 2)
+            .and_then(|b| Some((b.shape().to_vec(), b.as_f32()?)))
+            .ok_or_else(|| {
+                unsupported(node, "matrix product without constant 2-D float weights")
+            })?;
+        if xs.len() != 2 || g.trans_a || node.outputs.len() != 1 {
+            return Err(unsupported(
+                node,
+                "matrix product of other than a [batch, k] activation",
+            ));
+        }
+        let k = xs[1];
+        let (rows, cols) = (b.0[0], b.0[1]);
+        let n = if g.trans_b { rows } else { cols };
+        if (if g.trans_b { cols } else { rows }) != k {
+            return Err(node_error(
+                node,
+                format!("weights {:?} do not fit an input of {k} columns", b.0),
+            ));
+        }
+        // Weights as [n, k] row-major, scaled by alpha.
+        let mut w = vec![0f32; n * k];
+        for ni in 0..n {
+            for ki in 0..k {
+                let v = if g.trans_b {
+                    b.1[ni * k + ki]
+                } else {
+                    b.1[ki * n + ni]
+                };
+                w[ni * k + ki] = g.alpha * v;
+            }
+        }
+        let bias = match node.input(2) {
+            None => None,
+            Some(_) => {
+                let c = self
+                    .constant(node.input(2))
+                    .and_then(Tensor::as_f32)
+                    .ok_or_else(|| unsupported(node, "matrix product with a computed C"))?;
+                let per_column = match c.len() {
+                    1 => vec![c[0]; n],
+                    len if len == n => c.to_vec(),
+                    _ => return Err(unsupported(node, "C that is not one value per column")),
+                };
+                Some(per_column.iter().map(|v| g.beta * v).collect::<Vec<f32>>())
+            }
+        };
+        let mut out = node.outputs[0].clone();
+        let mut activation = Unary::IDENTITY;
+        if let Some(r) = self.sole_reader(&out)
+            && self
+                .unary_of(&graph.nodes[r])
+                .is_some_and(|f| f.code == unary::RELU)
+        {
+            self.fused.insert(r);
+            activation = Unary::new(unary::RELU);
+            out = graph.nodes[r].outputs[0].clone();
+        }
+        let ys = self.shape_of(&out)?;
+        if ys != [1, n] {
+            return Err(node_error(
+                node,
+                format!("output shape {ys:?} is not [1, {n}]"),
+            ));
+        }
+        let src = self.value_in(&x, Layout::RowMajor)?;
+        let weights = self.blob.push(&w, self.dtype);
+        let bias = bias.map(|b| self.blob.push(&b, self.dtype));
+        let dst = self.new_value(&out, ys, Layout::RowMajor);
+        self.steps.push(Step::Gemm(GemmStep {
+            node: node.name.clone(),
+            src,
+            dst,
+            k,
+            n,
+            weights,
+            bias,
+            activation,
+        }));
+        Ok(())
     }
 
     fn input_name(&self, node: &Node, i: usize) -> EngineResult<String> {

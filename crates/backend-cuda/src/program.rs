@@ -401,6 +401,23 @@ pub struct SpaceToDepthInput {
     pub shift: [usize; 2],
 }
 
+/// A fully connected layer through cuBLASLt: `dst[b, n] = act(Σ_k src[b, k]·w[n, k] + bias[n])`
+/// for every image b, the bias and activation in the matmul's epilogue. `src` and `dst` are
+/// row-major with `k` and `n` elements per image; the weights are `n × k` row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmStep {
+    pub node: String,
+    pub src: usize,
+    pub dst: usize,
+    pub k: usize,
+    pub n: usize,
+    pub weights: WeightRef,
+    /// In the activation type (the epilogue reads the bias in the output's type).
+    pub bias: Option<WeightRef>,
+    /// Identity or ReLU (the epilogues cuBLASLt has for this).
+    pub activation: Unary,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// Graph input `input` (FP32, NCHW, contiguous) into value `dst`.
@@ -420,6 +437,7 @@ pub enum Step {
     },
     /// A graph input rearranged for a stride-2 convolution run with stride 1 (space to depth).
     CastInSpaceToDepth(SpaceToDepthInput),
+    Gemm(GemmStep),
     /// Value `src` into graph output `output` (FP32, NCHW, contiguous).
     CastOut {
         src: usize,
@@ -517,7 +535,8 @@ impl Step {
             | Step::GlobalPool { src, dst, .. }
             | Step::Unary { src, dst, .. }
             | Step::Reduce { src, dst, .. }
-            | Step::Softmax { src, dst, .. } => vec![(*src, false), (*dst, true)],
+            | Step::Softmax { src, dst, .. }
+            | Step::Gemm(GemmStep { src, dst, .. }) => vec![(*src, false), (*dst, true)],
             Step::Conv {
                 src, dst, residual, ..
             } => {
@@ -591,6 +610,14 @@ impl Step {
             Step::Binary { dst, op, .. } => format!("binary{op} -> {}", name(dst)),
             Step::Reduce { dst, kind, .. } => format!("reduce{kind} -> {}", name(dst)),
             Step::Softmax { dst, .. } => format!("softmax -> {}", name(dst)),
+            Step::Gemm(g) => {
+                let act = if g.activation.code == unary::IDENTITY {
+                    String::new()
+                } else {
+                    format!(" +act{}", g.activation.code)
+                };
+                format!("gemm {} -> {}{act}", g.node, name(&g.dst))
+            }
         }
     }
 }

@@ -579,3 +579,88 @@ fn copies_move_sixteen_bytes_where_rows_allow() {
     };
     assert!(transpose.walk(1).vectorised(8, 0, 0).is_none());
 }
+
+#[test]
+fn classifier_heads_run_as_cublaslt_matmuls_and_match_the_reference() {
+    use tao_graph::ops::Gemm;
+    // Global pool, flatten, Gemm (transposed B, alpha, beta·C) + ReLU, MatMul, softmax.
+    let mut g = Graph::new("head");
+    g.inputs.push(input("x", &[6, 4, 4]));
+    g.nodes.push(Node::new(
+        "gap",
+        Op::GlobalPool(PoolKind::Average),
+        ["x"],
+        ["p"],
+    ));
+    g.nodes.push(Node::new(
+        "flat",
+        Op::Flatten(Flatten { axis: 1 }),
+        ["p"],
+        ["f"],
+    ));
+    let w1 = constant(&mut g, "w1", vec![8, 6], 41);
+    let c1 = constant(&mut g, "c1", vec![8], 42);
+    g.nodes.push(Node::new(
+        "fc1",
+        Op::Gemm(Gemm {
+            alpha: 0.5,
+            beta: 2.0,
+            trans_a: false,
+            trans_b: true,
+        }),
+        ["f", &w1, &c1],
+        ["h"],
+    ));
+    g.nodes
+        .push(Node::new("relu", Op::Unary(UnaryOp::Relu), ["h"], ["r"]));
+    let w2 = constant(&mut g, "w2", vec![8, 5], 43);
+    g.nodes
+        .push(Node::new("fc2", Op::MatMul, ["r", &w2], ["logits"]));
+    g.nodes.push(Node::new(
+        "prob",
+        Op::Softmax(Softmax {
+            axis: 1,
+            log: false,
+            coerce_to_2d: false,
+        }),
+        ["logits"],
+        ["y"],
+    ));
+    g.outputs = vec!["y".into(), "logits".into()];
+    let x = common::random_input(&[3, 6, 4, 4], 44);
+    let want = tao_graph::reference::run(&g, &[("x", x.clone())]).unwrap();
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::F16, 1e-2)] {
+        let program = lower::lower(&g, dtype, 3).unwrap();
+        let listing = program.listing();
+        assert!(
+            listing.iter().any(|s| s.starts_with("gemm fc1 -> r +act1")),
+            "the ReLU rides on the first matmul: {listing:#?}"
+        );
+        assert!(listing.iter().any(|s| s.starts_with("gemm fc2 -> logits")));
+        assert!(!listing.iter().any(|s| s.starts_with("unary1")));
+        let encoded = codec::encode(&program);
+        assert_eq!(
+            codec::decode(&encoded, program.weights.clone()).unwrap(),
+            program
+        );
+        for batch in [3, 1] {
+            let n = 6 * 16 * batch;
+            let got = emulate::run(&program, batch, &[&x.as_f32().unwrap()[..n]]).unwrap();
+            for ((name, w), gv) in want.iter().zip(&got) {
+                let w = w.as_f32().unwrap();
+                let err = common::relative_error(gv, &w[..w.len() / 3 * batch]);
+                println!("{} batch {batch} {name}: {err:.2e}", dtype.name());
+                assert!(err < tol, "{} {name}: {err:e}", dtype.name());
+            }
+        }
+    }
+    // A computed right-hand side has no cuBLASLt step: refused by name.
+    let mut g2 = Graph::new("computed");
+    g2.inputs.push(input("a", &[4]));
+    g2.inputs.push(input("b", &[4]));
+    g2.nodes
+        .push(Node::new("outer", Op::MatMul, ["a", "b"], ["y"]));
+    g2.outputs = vec!["y".into()];
+    let err = lower::lower(&g2, DType::F32, 1).unwrap_err().to_string();
+    assert!(err.contains("outer"), "{err}");
+}
