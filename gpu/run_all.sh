@@ -78,15 +78,15 @@ check 45 classifier_head "$GEN/classifier_head.onnx" --precisions fp32,fp16 --ve
 # QUICK=1: the classifier head and ResNet18 only (a check after a small change).
 if [ "${QUICK:-0}" = 1 ]; then
   check 140 detectnet_v2_resnet18 "$GEN/detectnet_v2_resnet18.onnx" --precisions fp32,fp16 \
-      --verify-batch 2 --bench 1,64 --bench-precision fp16
+      --verify-batch 2 --bench 1,64 --bench-precision fp16 --decode
   phase summary
   python3 "$ROOT/gpu/summary.py" "$LOG" | tee "$OUT/summary.txt"
   exit 0
 fi
 check 140 detectnet_v2_resnet18 "$GEN/detectnet_v2_resnet18.onnx" --precisions fp32,fp16 \
-    --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile
+    --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile --decode
 check 140 detectnet_v2_resnet34 "$GEN/detectnet_v2_resnet34.onnx" --precisions fp32,fp16 \
-    --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile
+    --verify-batch 2 --bench 1,8,64 --bench-precision fp16 --profile --decode
 
 phase "INT8 on cuDNN"
 # cuDNN's best FP16 and INT8 algorithms per convolution shape at batch 64, before building an INT8

@@ -157,6 +157,86 @@ fn int8_probe(
     );
 }
 
+/// Runs the GPU decode on the engine's last outputs and the host decode on `outputs` (the same
+/// run's copies), and prints whether they found the same cells with the same boxes.
+fn detectnet_decode_check(
+    engine: &mut CudaEngine,
+    outputs: &[Vec<f32>],
+    batch: usize,
+    name: &str,
+    prec: &str,
+) {
+    use tao_backend_cuda::detectnet::{DecodeParams, decode_cpu};
+    let find = |needle: &str| {
+        engine
+            .outputs()
+            .iter()
+            .position(|o| o.name.to_ascii_lowercase().contains(needle))
+    };
+    let (Some(cov), Some(bbox)) = (find("cov"), find("bbox")) else {
+        println!("RESULT {name} {prec} decode_error=\"no cov/bbox outputs\"");
+        return;
+    };
+    let shape = engine.outputs()[cov].shape.clone();
+    let [classes, gh, gw] = shape[..] else {
+        println!("RESULT {name} {prec} decode_error=\"coverage is not [C,H,W]\"");
+        return;
+    };
+    let input = engine.inputs()[0].shape.clone();
+    let (in_h, in_w) = (input[1] as f32, input[2] as f32);
+    // The median coverage as threshold: about half the cells become candidates.
+    let mut sorted = outputs[cov].clone();
+    sorted.sort_by(f32::total_cmp);
+    let p = DecodeParams {
+        classes,
+        grid_width: gw,
+        grid_height: gh,
+        stride_x: in_w / gw as f32,
+        stride_y: in_h / gh as f32,
+        box_norm: 35.0,
+        input_width: in_w,
+        input_height: in_h,
+        thresholds: vec![sorted[sorted.len() / 2]],
+    };
+    let want = match decode_cpu(&outputs[cov], &outputs[bbox], batch, &p) {
+        Ok(w) => w,
+        Err(e) => {
+            println!("RESULT {name} {prec} decode_error=\"{e}\"");
+            return;
+        }
+    };
+    match engine.decode_detectnet(batch, cov, bbox, &p) {
+        Ok(got) => {
+            let same_cells = got.len() == want.len()
+                && got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| (g.image, g.class_id, g.cell) == (w.image, w.class_id, w.cell));
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| {
+                    [
+                        g.confidence - w.confidence,
+                        g.x - w.x,
+                        g.y - w.y,
+                        g.width - w.width,
+                        g.height - w.height,
+                    ]
+                    .iter()
+                    .fold(0f32, |m, d| m.max(d.abs()))
+                })
+                .fold(0f32, f32::max);
+            println!(
+                "RESULT {name} {prec} decode candidates_gpu={} candidates_cpu={} same_cells={same_cells} max_abs_diff={worst:.3e}",
+                got.len(),
+                want.len()
+            );
+        }
+        Err(e) => println!("RESULT {name} {prec} decode_error=\"{e}\""),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let model_path = PathBuf::from(args.get(1).expect("usage: gpu_check MODEL --name NAME"));
@@ -338,6 +418,11 @@ fn main() {
                 "{name} {prec}: {} rel err {e1:.3e} (steps) {e2:.3e} (graph)",
                 o.name
             );
+        }
+        // DetectNet_v2 models: the GPU grid decode of this run's outputs against the host decode
+        // of the same outputs.
+        if args.iter().any(|a| a == "--decode") {
+            detectnet_decode_check(&mut engine, &replay, verify_batch, &name, prec);
         }
         // Inside a full largest batch: the verification images repeated.
         if max_batch > verify_batch {

@@ -10,6 +10,7 @@ use cudarc::cudnn::sys as dnn;
 use cudarc::driver::{CudaFunction, CudaModule, result as drv, sys as drv_sys};
 
 use crate::cudnn::{self, ActDesc, ConvDesc, FilterDesc, TensorDesc, check};
+use crate::detectnet;
 use crate::gpu::{DeviceBuffer, Gpu};
 use crate::program::{
     ConvChoice, ConvGeom, DType, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program, ReduceMap,
@@ -42,6 +43,22 @@ struct MapParams {
     a_off: i64,
     b_off: i64,
     count: i64,
+}
+
+/// `DecodeParams` of the kernel source.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DecodeParams {
+    batch: i32,
+    classes: i32,
+    gh: i32,
+    gw: i32,
+    sx: f32,
+    sy: f32,
+    norm: f32,
+    max_x: f32,
+    max_y: f32,
+    thr: [f32; detectnet::MAX_CLASSES],
 }
 
 #[repr(C)]
@@ -226,6 +243,7 @@ pub struct Kernels {
     reduce: CudaFunction,
     softmax: CudaFunction,
     fill: CudaFunction,
+    detectnet_decode: CudaFunction,
 }
 
 impl Kernels {
@@ -255,6 +273,7 @@ impl Kernels {
             reduce: f("k_reduce")?,
             softmax: f("k_softmax")?,
             fill: f("k_fill")?,
+            detectnet_decode: f("k_detectnet_decode")?,
             _module: module,
         })
     }
@@ -889,6 +908,88 @@ impl Resident {
         // (the engine synchronises before reusing it).
         unsafe { drv::memcpy_htod_async(self.inputs[i].ptr, data, self.stream()) }
             .map_err(|e| format!("input copy: {e}"))
+    }
+
+    /// DetectNet_v2 grid decode of the last run's outputs `coverage` and `boxes` (indices into the
+    /// program's outputs) for `batch` images; candidates in [`detectnet::decode_cpu`]'s order.
+    pub fn decode_detectnet(
+        &self,
+        batch: usize,
+        coverage: usize,
+        boxes: usize,
+        p: &detectnet::DecodeParams,
+    ) -> Result<Vec<detectnet::Candidate>, String> {
+        let thr = p.threshold_table()?;
+        let cells = p.cells();
+        let per_image = |o: usize| self.program.outputs.get(o).map(|d| d.elements_per_image());
+        if per_image(coverage) != Some(p.classes * cells)
+            || per_image(boxes) != Some(4 * p.classes * cells)
+            || batch == 0
+            || batch > self.program.max_batch
+        {
+            return Err(format!(
+                "outputs {coverage} and {boxes} are not a {}-class coverage and box grid of {}x{} for batch {batch}",
+                p.classes, p.grid_width, p.grid_height
+            ));
+        }
+        let capacity = batch * p.classes * cells;
+        let dims = |v: usize| i32::try_from(v).map_err(|_| "grid too large".to_string());
+        let params = DecodeParams {
+            batch: dims(batch)?,
+            classes: dims(p.classes)?,
+            gh: dims(p.grid_height)?,
+            gw: dims(p.grid_width)?,
+            sx: p.stride_x,
+            sy: p.stride_y,
+            norm: p.box_norm,
+            max_x: p.input_width,
+            max_y: p.input_height,
+            thr,
+        };
+        let found = DeviceBuffer::new(&self.gpu.ctx, 4 + 32 * capacity)?;
+        let mut count = [0u32; 1];
+        // SAFETY: `found` holds the counter and `capacity` candidates; the kernel writes at most
+        // that many; the outputs hold `batch` images (checked above).
+        unsafe {
+            drv::memset_d8_async(found.ptr, 0, 4, self.stream()).map_err(|e| e.to_string())?;
+        }
+        let mut args = Args::default();
+        args.push(self.outputs[coverage].ptr)
+            .push(self.outputs[boxes].ptr)
+            .push(params)
+            .push(found.ptr)
+            .push(found.ptr + 4)
+            .push(capacity as u32);
+        self.launch(
+            &self.kernels.detectnet_decode,
+            Self::blocks(capacity),
+            &mut args,
+        )?;
+        self.synchronize()?;
+        // SAFETY: synchronous copies out of `found`, within its size.
+        unsafe { drv::memcpy_dtoh_sync(&mut count, found.ptr) }.map_err(|e| e.to_string())?;
+        let n = (count[0] as usize).min(capacity);
+        let mut words = vec![0u32; 8 * n];
+        if n > 0 {
+            // SAFETY: as above.
+            unsafe { drv::memcpy_dtoh_sync(&mut words, found.ptr + 4) }
+                .map_err(|e| e.to_string())?;
+        }
+        let mut out: Vec<detectnet::Candidate> = words
+            .chunks_exact(8)
+            .map(|c| detectnet::Candidate {
+                image: c[0],
+                class_id: c[1],
+                cell: c[2],
+                confidence: f32::from_bits(c[3]),
+                x: f32::from_bits(c[4]),
+                y: f32::from_bits(c[5]),
+                width: f32::from_bits(c[6]),
+                height: f32::from_bits(c[7]),
+            })
+            .collect();
+        detectnet::sort(&mut out);
+        Ok(out)
     }
 
     pub fn enqueue_output(&self, i: usize, data: &mut [f32]) -> Result<(), String> {

@@ -436,3 +436,46 @@ extern "C" __global__ void k_fill(T* __restrict__ y, long long count, unsigned i
         st(y, i, (float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f);
     }
 }
+
+// DetectNet_v2 grid decode (src/detectnet.rs): one thread per (image, class, cell); a cell above
+// its class's threshold appends one candidate {image, class, cell, confidence, x, y, w, h}.
+struct DecodeParams {
+    int batch, classes, gh, gw;
+    float sx, sy, norm, max_x, max_y;
+    float thr[16];
+};
+
+extern "C" __global__ void k_detectnet_decode(const float* __restrict__ cov,
+                                              const float* __restrict__ box, DecodeParams p,
+                                              unsigned int* __restrict__ count,
+                                              unsigned int* __restrict__ out,
+                                              unsigned int capacity) {
+    long long cells = (long long)p.gh * p.gw;
+    GRID_LOOP(i, (long long)p.batch * p.classes * cells) {
+        long long cell = i % cells;
+        long long ic = i / cells;
+        int cls = (int)(ic % p.classes);
+        long long img = ic / p.classes;
+        float conf = cov[i];
+        if (!(conf > p.thr[cls])) continue;  // NaN is no detection either
+        const float* b = box + (img * 4 * p.classes + 4 * cls) * cells + cell;
+        float cx = (float)(cell % p.gw) * p.sx + 0.5f;
+        float cy = (float)(cell / p.gw) * p.sy + 0.5f;
+        float x1 = fminf(fmaxf(cx - b[0] * p.norm, 0.0f), p.max_x);
+        float y1 = fminf(fmaxf(cy - b[cells] * p.norm, 0.0f), p.max_y);
+        float x2 = fminf(fmaxf(cx + b[2 * cells] * p.norm, 0.0f), p.max_x);
+        float y2 = fminf(fmaxf(cy + b[3 * cells] * p.norm, 0.0f), p.max_y);
+        if (!(x2 > x1 && y2 > y1)) continue;
+        unsigned int slot = atomicAdd(count, 1u);
+        if (slot >= capacity) continue;
+        unsigned int* c = out + 8ull * slot;
+        c[0] = (unsigned int)img;
+        c[1] = (unsigned int)cls;
+        c[2] = (unsigned int)cell;
+        c[3] = __float_as_uint(conf);
+        c[4] = __float_as_uint(x1);
+        c[5] = __float_as_uint(y1);
+        c[6] = __float_as_uint(x2 - x1);
+        c[7] = __float_as_uint(y2 - y1);
+    }
+}

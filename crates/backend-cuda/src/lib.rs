@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod cublaslt;
 pub mod cudnn;
+pub mod detectnet;
 pub mod emulate;
 pub mod engine;
 pub mod exec;

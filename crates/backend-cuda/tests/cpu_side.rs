@@ -664,3 +664,76 @@ fn classifier_heads_run_as_cublaslt_matmuls_and_match_the_reference() {
     let err = lower::lower(&g2, DType::F32, 1).unwrap_err().to_string();
     assert!(err.contains("outer"), "{err}");
 }
+
+#[test]
+fn detectnet_decode_follows_the_element_formula() {
+    use tao_backend_cuda::detectnet::{Candidate, DecodeParams, decode_cpu, sort};
+    // Two images, two classes on a 2×3 grid with stride 16 over a 48×32 input.
+    let p = DecodeParams {
+        classes: 2,
+        grid_width: 3,
+        grid_height: 2,
+        stride_x: 16.0,
+        stride_y: 16.0,
+        box_norm: 10.0,
+        input_width: 48.0,
+        input_height: 32.0,
+        thresholds: vec![0.5, 0.2],
+    };
+    let cells = 6;
+    let mut cov = vec![0.0f32; 2 * 2 * cells];
+    let mut boxes = vec![0.0f32; 2 * 8 * cells];
+    // Image 1, class 0, cell (1, 2): centre (32.5, 16.5), offsets 1, 0.5, 2, 3 × 10.
+    cov[2 * cells + 5] = 0.9;
+    for (k, o) in [1.0, 0.5, 2.0, 3.0].iter().enumerate() {
+        boxes[(8 + k) * cells + 5] = *o;
+    }
+    // Class 1 of image 0 at cell 0 clears its lower threshold; its box is clipped at 0.
+    cov[cells] = 0.3;
+    for k in 0..4 {
+        boxes[(4 + k) * cells] = 5.0;
+    }
+    // At the threshold, below it and NaN: no candidate.
+    cov[1] = 0.5;
+    cov[2] = f32::NAN;
+    cov[cells + 1] = 0.1;
+    let got = decode_cpu(&cov, &boxes, 2, &p).unwrap();
+    let want = vec![
+        Candidate {
+            image: 0,
+            class_id: 1,
+            cell: 0,
+            confidence: 0.3,
+            x: 0.0,
+            y: 0.0,
+            width: 50.5f32.min(48.0),
+            height: 32.0,
+        },
+        Candidate {
+            image: 1,
+            class_id: 0,
+            cell: 5,
+            confidence: 0.9,
+            x: 22.5,
+            y: 11.5,
+            width: 48.0 - 22.5,
+            height: 32.0 - 11.5,
+        },
+    ];
+    assert_eq!(got, want);
+    let mut shuffled = vec![want[1], want[0]];
+    sort(&mut shuffled);
+    assert_eq!(shuffled, want);
+    // Bad parameters are errors, not panics.
+    let too_many = DecodeParams {
+        classes: 17,
+        ..p.clone()
+    };
+    assert!(decode_cpu(&cov, &boxes, 2, &too_many).is_err());
+    let wrong_thresholds = DecodeParams {
+        thresholds: vec![0.1, 0.2, 0.3],
+        ..p.clone()
+    };
+    assert!(decode_cpu(&cov, &boxes, 2, &wrong_thresholds).is_err());
+    assert!(decode_cpu(&cov[..5], &boxes, 2, &p).is_err());
+}
