@@ -170,21 +170,14 @@ impl SpaceToDepth {
         Some(s2d)
     }
 
-    /// OIHW filters of the stride-2 convolution (`c` input channels) as KRSC filters of the
+    /// OIHW filters (`oihw` = [k, c, r, s]) of the stride-2 convolution as KRSC filters of the
     /// stride-1 one with `c_padded` >= 4c channels, ordered as [`Step::CastInSpaceToDepth`] writes
     /// them.
-    pub fn weights(
-        &self,
-        w: &[f32],
-        k: usize,
-        c: usize,
-        r: usize,
-        s: usize,
-        c_padded: usize,
-    ) -> Vec<f32> {
+    pub fn weights(&self, w: &[f32], oihw: [usize; 4], c_padded: usize) -> Vec<f32> {
+        let c = oihw[1];
         let [kr, ks] = self.kernel;
         // Tap (ry, rx) = (2a + qy, 2b + qx) moves to tap (a, b), channel (qy·2 + qx)·c + ci.
-        place_oihw(w, [k, c, r, s], [kr, ks, c_padded], |ci, ri, si| {
+        place_oihw(w, oihw, [kr, ks, c_padded], |ci, ri, si| {
             (ri / 2, si / 2, ((ri % 2) * 2 + si % 2) * c + ci)
         })
     }
@@ -1042,7 +1035,7 @@ impl Lowering<'_> {
         };
         let w = w.as_f32().unwrap_or_default();
         let krsc = match s2d {
-            Some((_, s2d)) => s2d.weights(w, m, cg, kh, kw, cin),
+            Some((_, s2d)) => s2d.weights(w, [m, cg, kh, kw], cin),
             None => oihw_to_krsc_padded(w, m, cg, kh, kw, cg + cin - xs[1]),
         };
         let weights = self.blob.push(&krsc, self.dtype);
