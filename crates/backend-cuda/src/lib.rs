@@ -1,11 +1,15 @@
 //! The CUDA backend: engines built for the local NVIDIA GPU.
 //!
 //! A build lowers the optimised graph into a [`program::Program`] — cuDNN convolutions over NHWC
-//! activations with bias, activation and residual fused, NVRTC-compiled kernels for everything
-//! else — times the candidate cuDNN algorithms of every convolution on this GPU and writes the
+//! activations with bias, activation and residual fused (a stride-2 stem on few channels as a
+//! stride-1 convolution on a space-to-depth input), cuBLASLt matmuls with bias/ReLU epilogues for
+//! fully connected layers, NVRTC-compiled kernels for everything else — times the candidate cuDNN algorithms of every convolution on this GPU and writes the
 //! choices, the weights (FP32 or FP16) and the compiled kernels into the plan. Loading a plan only
 //! uploads and executes: one arena, pinned host buffers, asynchronous copies on one stream, and a
 //! CUDA graph captured per batch size.
+//!
+//! After a run, [`CudaEngine::decode_detectnet`] decodes a DetectNet_v2 grid on the GPU and returns
+//! only the candidate boxes; [`int8_probe`] measures whether cuDNN's INT8 convolutions would pay.
 //!
 //! CUDA, NVRTC and cuDNN are loaded when first needed, so the crate builds and runs on machines
 //! without them; [`CudaBackend::probe`] then says "no GPU: …".
