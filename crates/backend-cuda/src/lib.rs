@@ -46,7 +46,7 @@ const WEIGHTS_SECTION: &str = "cuda.weights";
 const CUBIN_SECTION: &str = "cuda.cubin";
 const CHOICES_SECTION: &str = "cuda.choices";
 
-/// Why there is no usable GPU; displays as "no GPU: <reason>".
+/// Why there is no usable GPU; displays as `"no GPU: <reason>"`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct NoGpu(pub String);
