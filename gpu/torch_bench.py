@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch peer for the CUDA backend's bench: the same DetectNet_v2 graph and weights as the ONNX
 file, built as a torch module (Conv2d, BatchNorm2d in eval mode, ReLU, Add, Sigmoid), run in FP16
-channels_last with cudnn.benchmark, eager and replayed from a CUDA graph, at the given batches.
+channels_last with cudnn.benchmark, eager and replayed from a CUDA graph, at the given batches; with
+--compile, torch.compile(mode="max-autotune") instead (run it under a time limit: autotuning can take
+minutes per batch).
 
 Before timing, the FP32 module's outputs are checked against ONNX Runtime on the CPU (same input),
 so the architecture and weights are the model's. Also measures the dense FP16 matmul rate.
@@ -125,8 +127,12 @@ def main():
     p.add_argument("model")
     p.add_argument("--name", default="model")
     p.add_argument("--batches", default="1,8,64")
-    p.add_argument("--compile", action="store_true", help="also try torch.compile max-autotune")
+    p.add_argument("--compile", action="store_true",
+                   help="only torch.compile(mode='max-autotune'), batch by batch")
     args = p.parse_args()
+    if args.compile:
+        compiled_bench(args)
+        return
 
     print(f"torch {torch.__version__} cuda {torch.version.cuda} cudnn {torch.backends.cudnn.version()}"
           f" device {torch.cuda.get_device_name()}", flush=True)
@@ -159,14 +165,39 @@ def main():
             best = min(eager, replay)
             line = (f"RESULT torch {args.name} bench batch={b} eager_ms={eager:.4f} graph_ms={replay:.4f}"
                     f" best_ms={best:.4f} img_s={b / best * 1e3:.1f}")
-            if args.compile:
-                try:
-                    compiled = torch.compile(net, mode="max-autotune")
-                    c = time_ms(lambda: compiled(x), iters)
-                    line += f" compile_ms={c:.4f}"
-                except Exception as e:  # noqa: BLE001 - reported, not fatal
-                    line += f" compile_error={type(e).__name__}"
             print(line, flush=True)
+        del x
+        torch.cuda.empty_cache()
+
+
+def compiled_bench(args):
+    """torch.compile(mode="max-autotune") of the FP16 channels_last module, compiled afresh for each
+    batch (static shapes; max-autotune replays CUDA graphs itself). Each batch prints its line as
+    soon as it is timed, so a run stopped by the caller's time limit keeps the batches done."""
+    import torch._dynamo
+
+    model = onnx.load(args.model)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
+    torch.backends.cudnn.benchmark = True
+    net = OnnxNet(model).eval().half().to(memory_format=torch.channels_last).cuda()
+    for b in [int(x) for x in args.batches.split(",")]:
+        torch._dynamo.reset()
+        x = torch.rand((b, *dims), device="cuda", dtype=torch.float16).contiguous(
+            memory_format=torch.channels_last)
+        iters = 10 if b >= 32 else 50
+        with torch.inference_mode():
+            t = time.time()
+            try:
+                compiled = torch.compile(net, mode="max-autotune", dynamic=False)
+                compiled(x)
+                torch.cuda.synchronize()
+                took = time.time() - t
+                ms = time_ms(lambda: compiled(x), iters)
+                print(f"RESULT torch {args.name} compiled batch={b} compile_s={took:.1f} compiled_ms={ms:.4f}",
+                      flush=True)
+            except Exception as e:  # noqa: BLE001 - reported, not fatal
+                print(f"RESULT torch {args.name} compiled batch={b} compile_error={type(e).__name__}",
+                      flush=True)
         del x
         torch.cuda.empty_cache()
 

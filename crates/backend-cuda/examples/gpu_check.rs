@@ -105,6 +105,138 @@ fn load_plan(path: &Path) -> Plan {
     Plan::parse(AlignedBytes::from_slice(&bytes)).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// cuDNN's best FP16 and INT8 times for every distinct convolution shape, and their sums over the
+/// network's convolutions (what an INT8 engine on cuDNN could reach).
+fn int8_probe(
+    backend: &CudaBackend,
+    program: &tao_backend_cuda::program::Program,
+    name: &str,
+    batch: usize,
+) {
+    let rows = backend.int8_conv_probe(program, batch);
+    let (mut fp16_total, mut int8_total, mut complete) = (0f64, 0f64, true);
+    for r in &rows {
+        let g = &r.geom;
+        let shape = format!(
+            "{}x{}x{}->{} k{}x{} s{} x{}",
+            g.in_channels,
+            g.input[0],
+            g.input[1],
+            g.out_channels,
+            g.kernel[0],
+            g.kernel[1],
+            g.stride[0],
+            r.count
+        );
+        let fp16 = match &r.fp16 {
+            Ok(us) => {
+                fp16_total += *us as f64 * r.count as f64;
+                format!("{us:.1}")
+            }
+            Err(e) => {
+                complete = false;
+                format!("\"{e}\"")
+            }
+        };
+        let int8 = match &r.int8 {
+            Ok((us, out)) => {
+                int8_total += *us as f64 * r.count as f64;
+                format!("{us:.1} int8_output={out}")
+            }
+            Err(e) => {
+                complete = false;
+                format!("\"{e}\"")
+            }
+        };
+        println!("RESULT {name} int8probe layer=\"{shape}\" fp16_us={fp16} int8_us={int8}");
+    }
+    println!(
+        "RESULT {name} int8probe batch={batch} convs_fp16_ms={:.3} convs_int8_ms={:.3} all_shapes_ran={complete}",
+        fp16_total / 1e3,
+        int8_total / 1e3
+    );
+}
+
+/// Runs the GPU decode on the engine's last outputs and the host decode on `outputs` (the same
+/// run's copies), and prints whether they found the same cells with the same boxes.
+fn detectnet_decode_check(
+    engine: &mut CudaEngine,
+    outputs: &[Vec<f32>],
+    batch: usize,
+    name: &str,
+    prec: &str,
+) {
+    use tao_backend_cuda::detectnet::{DecodeParams, decode_cpu};
+    let find = |needle: &str| {
+        engine
+            .outputs()
+            .iter()
+            .position(|o| o.name.to_ascii_lowercase().contains(needle))
+    };
+    let (Some(cov), Some(bbox)) = (find("cov"), find("bbox")) else {
+        println!("RESULT {name} {prec} decode_error=\"no cov/bbox outputs\"");
+        return;
+    };
+    let shape = engine.outputs()[cov].shape.clone();
+    let [classes, gh, gw] = shape[..] else {
+        println!("RESULT {name} {prec} decode_error=\"coverage is not [C,H,W]\"");
+        return;
+    };
+    let input = engine.inputs()[0].shape.clone();
+    let (in_h, in_w) = (input[1] as f32, input[2] as f32);
+    // The median coverage as threshold: about half the cells become candidates.
+    let mut sorted = outputs[cov].clone();
+    sorted.sort_by(f32::total_cmp);
+    let p = DecodeParams {
+        classes,
+        grid_width: gw,
+        grid_height: gh,
+        stride_x: in_w / gw as f32,
+        stride_y: in_h / gh as f32,
+        box_norm: 35.0,
+        input_width: in_w,
+        input_height: in_h,
+        thresholds: vec![sorted[sorted.len() / 2]],
+    };
+    let want = match decode_cpu(&outputs[cov], &outputs[bbox], batch, &p) {
+        Ok(w) => w,
+        Err(e) => {
+            println!("RESULT {name} {prec} decode_error=\"{e}\"");
+            return;
+        }
+    };
+    match engine.decode_detectnet(batch, cov, bbox, &p) {
+        Ok(got) => {
+            let same_cells = got.len() == want.len()
+                && got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| (g.image, g.class_id, g.cell) == (w.image, w.class_id, w.cell));
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| {
+                    [
+                        g.confidence - w.confidence,
+                        g.x - w.x,
+                        g.y - w.y,
+                        g.width - w.width,
+                        g.height - w.height,
+                    ]
+                    .iter()
+                    .fold(0f32, |m, d| m.max(d.abs()))
+                })
+                .fold(0f32, f32::max);
+            println!(
+                "RESULT {name} {prec} decode candidates_gpu={} candidates_cpu={} same_cells={same_cells} max_abs_diff={worst:.3e}",
+                got.len(),
+                want.len()
+            );
+        }
+        Err(e) => println!("RESULT {name} {prec} decode_error=\"{e}\""),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let model_path = PathBuf::from(args.get(1).expect("usage: gpu_check MODEL --name NAME"));
@@ -151,6 +283,16 @@ fn main() {
         .max(verify_batch);
     let mut probe_graph = graph.clone();
     tao_engine::optimize::optimize(&mut probe_graph).unwrap_or_else(|e| panic!("{e}"));
+    let model_macs = tao_backend_cuda::lower::model_macs_per_image(&probe_graph)
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(batch) = arg(&args, "--int8-probe") {
+        let batch: usize = batch.parse().unwrap_or(64);
+        let program =
+            tao_backend_cuda::lower::lower(&probe_graph, tao_backend_cuda::program::DType::F16, 1)
+                .unwrap_or_else(|e| panic!("{e}"));
+        int8_probe(&backend, &program, &name, batch);
+        return;
+    }
     let per_image: Vec<usize> = {
         let p =
             tao_backend_cuda::lower::lower(&probe_graph, tao_backend_cuda::program::DType::F32, 1)
@@ -277,6 +419,11 @@ fn main() {
                 o.name
             );
         }
+        // DetectNet_v2 models: the GPU grid decode of this run's outputs against the host decode
+        // of the same outputs.
+        if args.iter().any(|a| a == "--decode") {
+            detectnet_decode_check(&mut engine, &replay, verify_batch, &name, prec);
+        }
         // Inside a full largest batch: the verification images repeated.
         if max_batch > verify_batch {
             let big: Vec<Vec<f32>> = inputs
@@ -317,7 +464,7 @@ fn main() {
         let worst = errs.iter().cloned().fold(0f64, f64::max);
         let notes = engine.notes();
         println!(
-            "RESULT {name} {prec} max_rel_err={worst:.3e} build_s={build_s:.2} cached_load_ms={load_ms:.1} load_engine_ms={load_engine_ms:.1} first_run_ms={first_ms:.1} graphs={} macs_per_image={}",
+            "RESULT {name} {prec} max_rel_err={worst:.3e} build_s={build_s:.2} cached_load_ms={load_ms:.1} load_engine_ms={load_engine_ms:.1} first_run_ms={first_ms:.1} graphs={} macs_per_image={model_macs} program_macs_per_image={}",
             if notes.is_empty() {
                 "yes".to_owned()
             } else {
@@ -349,9 +496,7 @@ fn main() {
                     })
                     .collect();
                 let e2e = median(e2e);
-                let tflops = 2.0 * engine.program().macs_per_image() as f64 * b as f64
-                    / (dev_ms * 1e-3)
-                    / 1e12;
+                let tflops = 2.0 * model_macs as f64 * b as f64 / (dev_ms * 1e-3) / 1e12;
                 println!(
                     "RESULT {name} {prec} bench batch={b} device_ms={dev_ms:.4} img_s={:.1} e2e_ms={e2e:.3} e2e_img_s={:.1} tflops={tflops:.1}",
                     b as f64 / (dev_ms * 1e-3),
@@ -375,7 +520,7 @@ fn main() {
                                 total / 1e3,
                                 steps.len()
                             );
-                            for (what, us) in sorted.iter().take(10) {
+                            for (what, us) in &sorted {
                                 println!("  {us:9.1} us  {what}");
                             }
                         }

@@ -5,12 +5,13 @@
 use tao_engine::backend::IoDesc;
 
 use crate::program::{
-    ConvChoice, ConvGeom, DType, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program,
-    ReduceMap, Residual, Step, Unary, Value, WeightRef,
+    ConvChoice, ConvGeom, DType, GemmStep, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom,
+    Program, ReduceMap, Residual, S2D_MAX_CHANNELS, SpaceToDepthInput, Step, Unary, Value,
+    WeightRef, unary,
 };
 
 /// Bumped whenever the encoding changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Default)]
 struct Writer {
@@ -182,6 +183,27 @@ pub fn encode(p: &Program) -> Vec<u8> {
                 w.usize(*dst);
                 w.usize(*channels);
                 w.usize(*hw);
+            }
+            Step::Gemm(g) => {
+                w.u8(14);
+                w.str(&g.node);
+                for v in [g.src, g.dst, g.k, g.n] {
+                    w.usize(v);
+                }
+                w.weight(&g.weights);
+                w.bool(g.bias.is_some());
+                if let Some(b) = &g.bias {
+                    w.weight(b);
+                }
+                w.unary(&g.activation);
+            }
+            Step::CastInSpaceToDepth(s) => {
+                w.u8(13);
+                for v in [
+                    s.input, s.dst, s.channels, s.height, s.width, s.shift[0], s.shift[1],
+                ] {
+                    w.usize(v);
+                }
             }
             Step::CastOut { src, output, map } => {
                 w.u8(1);
@@ -652,6 +674,24 @@ pub fn decode(data: &[u8], weights: Vec<u8>) -> Result<Program, String> {
                 channels: r.usize()?,
                 hw: r.usize()?,
             },
+            13 => Step::CastInSpaceToDepth(SpaceToDepthInput {
+                input: r.usize()?,
+                dst: r.usize()?,
+                channels: r.usize()?,
+                height: r.usize()?,
+                width: r.usize()?,
+                shift: [r.usize()?, r.usize()?],
+            }),
+            14 => Step::Gemm(GemmStep {
+                node: r.str()?,
+                src: r.usize()?,
+                dst: r.usize()?,
+                k: r.usize()?,
+                n: r.usize()?,
+                weights: r.weight()?,
+                bias: if r.bool()? { Some(r.weight()?) } else { None },
+                activation: r.unary()?,
+            }),
             t => return Err(format!("bad step tag {t}")),
         };
         steps.push(step);
@@ -818,6 +858,31 @@ pub fn validate(p: &Program) -> Result<(), String> {
                     return Err(at("input conversion shapes"));
                 }
             }
+            Step::CastInSpaceToDepth(SpaceToDepthInput {
+                input,
+                dst,
+                channels,
+                height,
+                width,
+                shift,
+            }) => {
+                let desc = p.inputs.get(*input).ok_or_else(|| at("input index"))?;
+                let y = value(*dst)?;
+                let plane = height.checked_mul(*width);
+                // The kernel stores whole 16-byte vectors and keeps the pixel in registers.
+                let vector = 16 / p.dtype.size();
+                let fits = y.layout == Layout::Nhwc
+                    && y.shape.len() == 4
+                    && y.shape[1] <= S2D_MAX_CHANNELS
+                    && y.shape[1].is_multiple_of(vector)
+                    && channels.checked_mul(4).is_some_and(|c4| c4 <= y.shape[1])
+                    && plane.and_then(|hw| hw.checked_mul(*channels))
+                        == Some(desc.elements_per_image())
+                    && shift.iter().all(|&s| s <= 1);
+                if !fits {
+                    return Err(at("space-to-depth input conversion shapes"));
+                }
+            }
             Step::CastOut { src, output, map } => {
                 let desc = p.outputs.get(*output).ok_or_else(|| at("output index"))?;
                 let n = desc.elements_per_image() * p.max_batch;
@@ -895,6 +960,22 @@ pub fn validate(p: &Program) -> Result<(), String> {
                     if b.len != geom.out_channels {
                         return Err(at("bias length"));
                     }
+                }
+            }
+            Step::Gemm(g) => {
+                let fits = value(g.src)?.per_image() == g.k
+                    && value(g.dst)?.per_image() == g.n
+                    && g.k.checked_mul(g.n) == Some(g.weights.len)
+                    && g.weights.dtype == p.dtype
+                    && g.bias.is_none_or(|b| b.len == g.n && b.dtype == p.dtype)
+                    && matches!(g.activation.code, unary::IDENTITY | unary::RELU)
+                    && i32::try_from(g.k.max(g.n).max(p.max_batch)).is_ok();
+                if !fits {
+                    return Err(at("matmul shapes"));
+                }
+                weight(&g.weights)?;
+                if let Some(b) = &g.bias {
+                    weight(b)?;
                 }
             }
             Step::ConvTranspose {

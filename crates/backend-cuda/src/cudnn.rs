@@ -117,6 +117,17 @@ impl TensorDesc {
         h: usize,
         w: usize,
     ) -> Result<TensorDesc, String> {
+        Self::nhwc_of(data_type(dtype), n, c, h, w)
+    }
+
+    /// [`TensorDesc::nhwc`] for any cuDNN data type (INT8 included).
+    pub fn nhwc_of(
+        dtype: sys::cudnnDataType_t,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<TensorDesc, String> {
         Self::with_format(
             sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
             dtype,
@@ -128,14 +139,14 @@ impl TensorDesc {
     pub fn bias(dtype: DType, k: usize) -> Result<TensorDesc, String> {
         Self::with_format(
             sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
-            dtype,
+            data_type(dtype),
             [1, k, 1, 1],
         )
     }
 
     fn with_format(
         format: sys::cudnnTensorFormat_t,
-        dtype: DType,
+        dtype: sys::cudnnDataType_t,
         dims: [usize; 4],
     ) -> Result<TensorDesc, String> {
         let d = dims_i32(&dims)?;
@@ -148,15 +159,7 @@ impl TensorDesc {
             )?;
             let desc = TensorDesc(t);
             check(
-                sys::cudnnSetTensor4dDescriptor(
-                    t,
-                    format,
-                    data_type(dtype),
-                    d[0],
-                    d[1],
-                    d[2],
-                    d[3],
-                ),
+                sys::cudnnSetTensor4dDescriptor(t, format, dtype, d[0], d[1], d[2], d[3]),
                 "cudnnSetTensor4dDescriptor",
             )?;
             Ok(desc)
@@ -190,6 +193,17 @@ impl FilterDesc {
         r: usize,
         s: usize,
     ) -> Result<FilterDesc, String> {
+        Self::krsc_of(data_type(dtype), k, c, r, s)
+    }
+
+    /// [`FilterDesc::krsc`] for any cuDNN data type (INT8 included).
+    pub fn krsc_of(
+        dtype: sys::cudnnDataType_t,
+        k: usize,
+        c: usize,
+        r: usize,
+        s: usize,
+    ) -> Result<FilterDesc, String> {
         let d = dims_i32(&[k, c, r, s])?;
         let mut f = std::ptr::null_mut();
         // SAFETY: out-pointer to a local; destroyed in Drop.
@@ -202,7 +216,7 @@ impl FilterDesc {
             check(
                 sys::cudnnSetFilter4dDescriptor(
                     f,
-                    data_type(dtype),
+                    dtype,
                     sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
                     d[0],
                     d[1],
@@ -235,6 +249,23 @@ impl ConvDesc {
         dilation: [usize; 2],
         groups: usize,
     ) -> Result<ConvDesc, String> {
+        Self::with_compute(
+            pad,
+            stride,
+            dilation,
+            groups,
+            sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+        )
+    }
+
+    /// Cross-correlation accumulating in `compute` (INT32 for INT8 data).
+    pub fn with_compute(
+        pad: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+        compute: sys::cudnnDataType_t,
+    ) -> Result<ConvDesc, String> {
         let p = dims_i32(&[
             pad[0],
             pad[1],
@@ -262,7 +293,7 @@ impl ConvDesc {
                     p[4],
                     p[5],
                     sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
-                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                    compute,
                 ),
                 "cudnnSetConvolution2dDescriptor",
             )?;

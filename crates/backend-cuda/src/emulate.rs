@@ -120,11 +120,26 @@ fn round_to(dtype: DType, v: f32) -> f32 {
 
 /// Calls `f(dst, a, b)` with the three element offsets for every index of `map` at `batch`.
 /// Walks the map as the kernels do ([`Map::walk`]: reordered and merged dimensions).
-fn for_each(map: &Map, batch: usize, mut f: impl FnMut(i64, i64, i64)) {
+fn for_each(map: &Map, batch: usize, f: impl FnMut(i64, i64, i64)) {
     let w = map.walk(batch);
+    for_each_walked(
+        &Map {
+            dims: w.dims,
+            dst: w.dst,
+            a: w.a,
+            b: w.b,
+            ..map.clone()
+        },
+        f,
+    );
+}
+
+/// As [`for_each`] for a map already in walking order (every dimension, the batch included, as
+/// it is).
+fn for_each_walked(w: &Map, mut f: impl FnMut(i64, i64, i64)) {
     let count: usize = w.dims.iter().product();
     for i in 0..count {
-        let (mut d, mut a, mut b) = (map.dst_offset, map.a_offset, map.b_offset);
+        let (mut d, mut a, mut b) = (w.dst_offset, w.a_offset, w.b_offset);
         let mut rest = i;
         for k in (0..w.dims.len()).rev() {
             let c = (rest % w.dims[k]) as i64;
@@ -234,6 +249,53 @@ pub fn run(program: &Program, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Vec
                     }
                 }
             }
+            Step::Gemm(g) => {
+                let w = weights(&g.weights)?;
+                let bias = match &g.bias {
+                    Some(b) => weights(b)?,
+                    None => vec![0.0; g.n],
+                };
+                let (sb, db) = (arena.base(g.src), arena.base(g.dst));
+                for img in 0..batch {
+                    for ni in 0..g.n {
+                        // FP32 sums, as cuBLASLt accumulates; the store rounds to the type.
+                        let row = &w[ni * g.k..(ni + 1) * g.k];
+                        let x = &arena.data[sb + img * g.k..sb + (img + 1) * g.k];
+                        let sum: f32 =
+                            row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + bias[ni];
+                        arena.data[db + img * g.n + ni] =
+                            round_to(dtype, unary_f(&g.activation, sum));
+                    }
+                }
+            }
+            Step::CastInSpaceToDepth(s) => {
+                let base = arena.base(s.dst);
+                let [_, cpad, rows, cols] = program.values[s.dst].shape[..] else {
+                    return Err("space-to-depth value is not 4-D".into());
+                };
+                let x = inputs[s.input];
+                let (c, h, w, shift) = (s.channels, s.height as i64, s.width as i64, s.shift);
+                for n in 0..batch {
+                    for b in 0..rows {
+                        for col in 0..cols {
+                            let pixel = base + ((n * rows + b) * cols + col) * cpad;
+                            for ch in 0..cpad {
+                                let (q, ci) = (ch / c, ch % c);
+                                let y = 2 * b as i64 + (q / 2) as i64 - shift[0] as i64;
+                                let xx = 2 * col as i64 + (q % 2) as i64 - shift[1] as i64;
+                                let inside = q < 4 && (0..h).contains(&y) && (0..w).contains(&xx);
+                                let v = if inside {
+                                    x[((n * c + ci) as i64 * h + y) as usize * w as usize
+                                        + xx as usize]
+                                } else {
+                                    0.0
+                                };
+                                arena.data[pixel + ch] = round_to(dtype, v);
+                            }
+                        }
+                    }
+                }
+            }
             Step::CastOut { src, output, map } => {
                 let base = arena.base(*src) as i64;
                 let y = &mut outputs[*output];
@@ -244,7 +306,28 @@ pub fn run(program: &Program, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Vec
             Step::Copy { src, dst, map } => {
                 let (sb, db) = (arena.base(*src) as i64, arena.base(*dst) as i64);
                 let mut writes = Vec::new();
-                for_each(map, batch, |d, a, _| writes.push((db + d, sb + a)));
+                // Copies move 16 bytes per index where the map allows (as the kernels do).
+                let width = (16 / dtype.size()) as i64;
+                let walk = map.walk(batch);
+                match walk.vectorised(width as usize, map.dst_offset, map.a_offset) {
+                    Some((v, d_off, a_off)) => {
+                        let vector = Map {
+                            dims: v.dims,
+                            dst: v.dst,
+                            a: v.a,
+                            b: v.b,
+                            dst_offset: d_off,
+                            a_offset: a_off,
+                            b_offset: 0,
+                        };
+                        for_each_walked(&vector, |d, a, _| {
+                            for e in 0..width {
+                                writes.push((db + d * width + e, sb + a * width + e));
+                            }
+                        });
+                    }
+                    None => for_each(map, batch, |d, a, _| writes.push((db + d, sb + a))),
+                }
                 for (d, a) in writes {
                     arena.data[d as usize] = arena.data[a as usize];
                 }

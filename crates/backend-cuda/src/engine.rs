@@ -233,6 +233,25 @@ impl CudaEngine {
         Ok(out)
     }
 
+    /// DetectNet_v2 grid decode on the GPU of the last run's outputs `coverage` and `boxes`
+    /// (output indices) for its `batch` images: only the candidates come back to the host, in
+    /// [`crate::detectnet::decode_cpu`]'s order, for the CPU's clustering.
+    pub fn decode_detectnet(
+        &mut self,
+        batch: usize,
+        coverage: usize,
+        boxes: usize,
+        params: &crate::detectnet::DecodeParams,
+    ) -> Result<Vec<crate::detectnet::Candidate>, String> {
+        self.check_batch(batch)?;
+        self.res
+            .gpu
+            .ctx
+            .bind_to_thread()
+            .map_err(|e| e.to_string())?;
+        self.res.decode_detectnet(batch, coverage, boxes, params)
+    }
+
     fn check_batch(&self, batch: usize) -> Result<(), String> {
         if batch == 0 || batch > self.res.program.max_batch {
             return Err(format!(

@@ -10,10 +10,11 @@ use cudarc::cudnn::sys as dnn;
 use cudarc::driver::{CudaFunction, CudaModule, result as drv, sys as drv_sys};
 
 use crate::cudnn::{self, ActDesc, ConvDesc, FilterDesc, TensorDesc, check};
+use crate::detectnet;
 use crate::gpu::{DeviceBuffer, Gpu};
 use crate::program::{
     ConvChoice, ConvGeom, DType, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program, ReduceMap,
-    Residual, Step, WeightRef, unary,
+    Residual, Step, Walk, WeightRef, unary,
 };
 
 /// The CUDA source of every kernel.
@@ -42,6 +43,22 @@ struct MapParams {
     a_off: i64,
     b_off: i64,
     count: i64,
+}
+
+/// `DecodeParams` of the kernel source.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DecodeParams {
+    batch: i32,
+    classes: i32,
+    gh: i32,
+    gw: i32,
+    sx: f32,
+    sy: f32,
+    norm: f32,
+    max_x: f32,
+    max_y: f32,
+    thr: [f32; detectnet::MAX_CLASSES],
 }
 
 #[repr(C)]
@@ -98,13 +115,17 @@ fn fill<const N: usize>(dst: &mut [i64; N], src: impl IntoIterator<Item = i64>) 
 
 /// Kernel parameters of an element-wise map, in walking order (see [`Map::walk`]).
 fn map_params(m: &Map, batch: usize) -> MapParams {
-    let w = m.walk(batch);
+    walk_params(&m.walk(batch), [m.dst_offset, m.a_offset, m.b_offset])
+}
+
+/// Kernel parameters of a walk with the (output, a, b) offsets.
+fn walk_params(w: &Walk, offsets: [i64; 3]) -> MapParams {
     let mut p = MapParams {
         rank: w.dims.len() as i32,
-        count: m.count(batch) as i64,
-        d_off: m.dst_offset,
-        a_off: m.a_offset,
-        b_off: m.b_offset,
+        count: w.dims.iter().product::<usize>() as i64,
+        d_off: offsets[0],
+        a_off: offsets[1],
+        b_off: offsets[2],
         ..MapParams::default()
     };
     fill(&mut p.dims, w.dims.iter().map(|&d| d as i64));
@@ -209,8 +230,10 @@ pub struct Kernels {
     _module: Arc<CudaModule>,
     cast_in: CudaFunction,
     cast_in_nhwc: CudaFunction,
+    cast_in_s2d: CudaFunction,
     cast_out: CudaFunction,
     copy: CudaFunction,
+    copy16: CudaFunction,
     unary: CudaFunction,
     binary: CudaFunction,
     pad: CudaFunction,
@@ -220,6 +243,7 @@ pub struct Kernels {
     reduce: CudaFunction,
     softmax: CudaFunction,
     fill: CudaFunction,
+    detectnet_decode: CudaFunction,
 }
 
 impl Kernels {
@@ -236,8 +260,10 @@ impl Kernels {
         Ok(Kernels {
             cast_in: f("k_cast_in")?,
             cast_in_nhwc: f("k_cast_in_nhwc")?,
+            cast_in_s2d: f("k_cast_in_s2d")?,
             cast_out: f("k_cast_out")?,
             copy: f("k_copy")?,
+            copy16: f("k_copy16")?,
             unary: f("k_unary")?,
             binary: f("k_binary")?,
             pad: f("k_pad")?,
@@ -247,6 +273,7 @@ impl Kernels {
             reduce: f("k_reduce")?,
             softmax: f("k_softmax")?,
             fill: f("k_fill")?,
+            detectnet_decode: f("k_detectnet_decode")?,
             _module: module,
         })
     }
@@ -281,6 +308,8 @@ pub struct Resident {
     convs: HashMap<usize, ConvStatic>,
     batches: HashMap<usize, HashMap<usize, ConvBatch>>,
     grid_cap: u32,
+    /// cuBLASLt, for programs with fully connected steps only.
+    lt: Option<crate::cublaslt::Lt>,
 }
 
 impl Resident {
@@ -322,6 +351,10 @@ impl Resident {
             .max()
             .unwrap_or(0);
         let workspace = DeviceBuffer::new(&gpu.ctx, workspace_bytes)?;
+        let lt = match program.steps.iter().any(|s| matches!(s, Step::Gemm(_))) {
+            true => Some(crate::cublaslt::Lt::new(&gpu)?),
+            false => None,
+        };
         lap("staging, descriptors, workspace");
         let grid_cap = (gpu.info.multiprocessors.max(1) as u32) * 32;
         Ok(Resident {
@@ -337,6 +370,7 @@ impl Resident {
             convs,
             batches: HashMap::new(),
             grid_cap,
+            lt,
         })
     }
 
@@ -503,6 +537,35 @@ impl Resident {
                     .push(*hw as i64);
                 self.launch(&k.cast_in_nhwc, Self::blocks(pixels), &mut args)
             }
+            Step::Gemm(g) => {
+                let lt = self.lt.as_ref().ok_or("cuBLASLt was not loaded")?;
+                lt.matmul(
+                    g,
+                    self.program.dtype,
+                    batch,
+                    self.value_ptr(g.src),
+                    self.weight_ptr(&g.weights),
+                    g.bias.as_ref().map(|b| self.weight_ptr(b)),
+                    self.value_ptr(g.dst),
+                    &self.gpu,
+                )
+            }
+            Step::CastInSpaceToDepth(s) => {
+                let y = &self.program.values[s.dst];
+                let pixels = batch * y.shape[2] * y.shape[3];
+                args.push(self.inputs[s.input].ptr)
+                    .push(self.value_ptr(s.dst))
+                    .push(pixels as i64)
+                    .push(s.channels as i32)
+                    .push(y.shape[1] as i32)
+                    .push(s.height as i32)
+                    .push(s.width as i32)
+                    .push(y.shape[2] as i32)
+                    .push(y.shape[3] as i32)
+                    .push(s.shift[0] as i32)
+                    .push(s.shift[1] as i32);
+                self.launch(&k.cast_in_s2d, Self::blocks(pixels), &mut args)
+            }
             Step::CastOut { src, output, map } => {
                 let p = map_params(map, batch);
                 args.push(self.value_ptr(*src))
@@ -511,11 +574,18 @@ impl Resident {
                 self.launch(&k.cast_out, Self::blocks(p.count as usize), &mut args)
             }
             Step::Copy { src, dst, map } => {
-                let p = map_params(map, batch);
-                args.push(self.value_ptr(*src))
-                    .push(self.value_ptr(*dst))
-                    .push(p);
-                self.launch(&k.copy, Self::blocks(p.count as usize), &mut args)
+                args.push(self.value_ptr(*src)).push(self.value_ptr(*dst));
+                let width = 16 / self.program.dtype.size();
+                // 16 bytes per index where rows are contiguous and aligned (as the emulator does).
+                let (f, p) = match map
+                    .walk(batch)
+                    .vectorised(width, map.dst_offset, map.a_offset)
+                {
+                    Some((w, d_off, a_off)) => (&k.copy16, walk_params(&w, [d_off, a_off, 0])),
+                    None => (&k.copy, map_params(map, batch)),
+                };
+                args.push(p);
+                self.launch(f, Self::blocks(p.count as usize), &mut args)
             }
             Step::Pad {
                 src,
@@ -838,6 +908,88 @@ impl Resident {
         // (the engine synchronises before reusing it).
         unsafe { drv::memcpy_htod_async(self.inputs[i].ptr, data, self.stream()) }
             .map_err(|e| format!("input copy: {e}"))
+    }
+
+    /// DetectNet_v2 grid decode of the last run's outputs `coverage` and `boxes` (indices into the
+    /// program's outputs) for `batch` images; candidates in [`detectnet::decode_cpu`]'s order.
+    pub fn decode_detectnet(
+        &self,
+        batch: usize,
+        coverage: usize,
+        boxes: usize,
+        p: &detectnet::DecodeParams,
+    ) -> Result<Vec<detectnet::Candidate>, String> {
+        let thr = p.threshold_table()?;
+        let cells = p.cells();
+        let per_image = |o: usize| self.program.outputs.get(o).map(|d| d.elements_per_image());
+        if per_image(coverage) != Some(p.classes * cells)
+            || per_image(boxes) != Some(4 * p.classes * cells)
+            || batch == 0
+            || batch > self.program.max_batch
+        {
+            return Err(format!(
+                "outputs {coverage} and {boxes} are not a {}-class coverage and box grid of {}x{} for batch {batch}",
+                p.classes, p.grid_width, p.grid_height
+            ));
+        }
+        let capacity = batch * p.classes * cells;
+        let dims = |v: usize| i32::try_from(v).map_err(|_| "grid too large".to_string());
+        let params = DecodeParams {
+            batch: dims(batch)?,
+            classes: dims(p.classes)?,
+            gh: dims(p.grid_height)?,
+            gw: dims(p.grid_width)?,
+            sx: p.stride_x,
+            sy: p.stride_y,
+            norm: p.box_norm,
+            max_x: p.input_width,
+            max_y: p.input_height,
+            thr,
+        };
+        let found = DeviceBuffer::new(&self.gpu.ctx, 4 + 32 * capacity)?;
+        let mut count = [0u32; 1];
+        // SAFETY: `found` holds the counter and `capacity` candidates; the kernel writes at most
+        // that many; the outputs hold `batch` images (checked above).
+        unsafe {
+            drv::memset_d8_async(found.ptr, 0, 4, self.stream()).map_err(|e| e.to_string())?;
+        }
+        let mut args = Args::default();
+        args.push(self.outputs[coverage].ptr)
+            .push(self.outputs[boxes].ptr)
+            .push(params)
+            .push(found.ptr)
+            .push(found.ptr + 4)
+            .push(capacity as u32);
+        self.launch(
+            &self.kernels.detectnet_decode,
+            Self::blocks(capacity),
+            &mut args,
+        )?;
+        self.synchronize()?;
+        // SAFETY: synchronous copies out of `found`, within its size.
+        unsafe { drv::memcpy_dtoh_sync(&mut count, found.ptr) }.map_err(|e| e.to_string())?;
+        let n = (count[0] as usize).min(capacity);
+        let mut words = vec![0u32; 8 * n];
+        if n > 0 {
+            // SAFETY: as above.
+            unsafe { drv::memcpy_dtoh_sync(&mut words, found.ptr + 4) }
+                .map_err(|e| e.to_string())?;
+        }
+        let mut out: Vec<detectnet::Candidate> = words
+            .chunks_exact(8)
+            .map(|c| detectnet::Candidate {
+                image: c[0],
+                class_id: c[1],
+                cell: c[2],
+                confidence: f32::from_bits(c[3]),
+                x: f32::from_bits(c[4]),
+                y: f32::from_bits(c[5]),
+                width: f32::from_bits(c[6]),
+                height: f32::from_bits(c[7]),
+            })
+            .collect();
+        detectnet::sort(&mut out);
+        Ok(out)
     }
 
     pub fn enqueue_output(&self, i: usize, data: &mut [f32]) -> Result<(), String> {

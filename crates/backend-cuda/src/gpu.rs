@@ -63,7 +63,7 @@ pub struct Gpu {
     pub info: DeviceInfo,
 }
 
-/// Opens device `ordinal`. Every failure is "no GPU: <reason>", including a missing library, a
+/// Opens device `ordinal`. Every failure is `"no GPU: <reason>"`, including a missing library, a
 /// driver without a device, or a library too old to have a function this backend calls.
 pub fn open(ordinal: usize) -> Result<Gpu, String> {
     let result = std::panic::catch_unwind(|| open_checked(ordinal));

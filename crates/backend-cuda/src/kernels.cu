@@ -22,6 +22,8 @@ __device__ __forceinline__ void st(T* p, long long i, float f) { p[i] = f; }
 #endif
 
 #define MAX_RANK 6
+// Most channels of a space-to-depth input (program::S2D_MAX_CHANNELS).
+#define S2D_MAX 16
 
 struct Map {
     int rank;
@@ -146,6 +148,66 @@ extern "C" __global__ void k_cast_in_nhwc(const float* __restrict__ x, T* __rest
     }
 }
 
+#ifdef TAO_HALF
+__device__ __forceinline__ unsigned int pack2(float lo, float hi) {
+    unsigned short a, b;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(a) : "f"(lo));
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(hi));
+    return (unsigned int)a | ((unsigned int)b << 16);
+}
+#endif
+
+// FP32 NCHW images rearranged for a stride-2 convolution run with stride 1 (space to depth, see
+// Step::CastInSpaceToDepth): output pixel (b, x) holds channel (qy*2+qx)*c + ch = input
+// (ch, 2b+qy-sy, 2x+qx-sx), zero outside the image and past 4c. One thread per output pixel:
+// neighbouring threads read neighbouring input pairs and write whole 16-byte vectors.
+extern "C" __global__ void k_cast_in_s2d(const float* __restrict__ x, T* __restrict__ y,
+                                         long long pixels, int c, int cpad, int h, int w,
+                                         int rows, int cols, int sy, int sx) {
+    GRID_LOOP(i, pixels) {
+        int col = (int)(i % cols);
+        long long r = i / cols;
+        int row = (int)(r % rows);
+        long long n = r / rows;
+        const float* img = x + n * c * h * w;
+        // Unrolled to S2D_MAX so that v stays in registers (the plan validator bounds cpad).
+        float v[S2D_MAX];
+#pragma unroll
+        for (int ch = 0; ch < S2D_MAX; ++ch) {
+            int q = ch / c, ci = ch - q * c;
+            int iy = 2 * row + (q >> 1) - sy;
+            int ix = 2 * col + (q & 1) - sx;
+            bool inside = ch < cpad && q < 4 && iy >= 0 && iy < h && ix >= 0 && ix < w;
+            v[ch] = inside ? img[((long long)ci * h + iy) * w + ix] : 0.0f;
+        }
+#ifdef TAO_HALF
+        uint4* dst = (uint4*)(y + i * cpad);
+#pragma unroll
+        for (int g = 0; g < S2D_MAX / 8; ++g)
+            if (g < cpad / 8) {
+                uint4 u;
+                u.x = pack2(v[8 * g], v[8 * g + 1]);
+                u.y = pack2(v[8 * g + 2], v[8 * g + 3]);
+                u.z = pack2(v[8 * g + 4], v[8 * g + 5]);
+                u.w = pack2(v[8 * g + 6], v[8 * g + 7]);
+                dst[g] = u;
+            }
+#else
+        float4* dst = (float4*)(y + i * cpad);
+#pragma unroll
+        for (int g = 0; g < S2D_MAX / 4; ++g)
+            if (g < cpad / 4) {
+                float4 u;
+                u.x = v[4 * g];
+                u.y = v[4 * g + 1];
+                u.z = v[4 * g + 2];
+                u.w = v[4 * g + 3];
+                dst[g] = u;
+            }
+#endif
+    }
+}
+
 extern "C" __global__ void k_cast_out(const T* __restrict__ x, float* __restrict__ y, Map m) {
     GRID_LOOP(i, m.count) {
         long long od, oa, ob;
@@ -155,6 +217,15 @@ extern "C" __global__ void k_cast_out(const T* __restrict__ x, float* __restrict
 }
 
 extern "C" __global__ void k_copy(const T* __restrict__ x, T* __restrict__ y, Map m) {
+    GRID_LOOP(i, m.count) {
+        long long od, oa, ob;
+        offsets(m, i, od, oa, ob);
+        y[od] = x[oa];
+    }
+}
+
+// k_copy in 16-byte units: the map's strides and offsets count uint4s (see Walk::vectorised).
+extern "C" __global__ void k_copy16(const uint4* __restrict__ x, uint4* __restrict__ y, Map m) {
     GRID_LOOP(i, m.count) {
         long long od, oa, ob;
         offsets(m, i, od, oa, ob);
@@ -363,5 +434,48 @@ extern "C" __global__ void k_fill(T* __restrict__ y, long long count, unsigned i
         h *= 2246822519u;
         h ^= h >> 13;
         st(y, i, (float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f);
+    }
+}
+
+// DetectNet_v2 grid decode (src/detectnet.rs): one thread per (image, class, cell); a cell above
+// its class's threshold appends one candidate {image, class, cell, confidence, x, y, w, h}.
+struct DecodeParams {
+    int batch, classes, gh, gw;
+    float sx, sy, norm, max_x, max_y;
+    float thr[16];
+};
+
+extern "C" __global__ void k_detectnet_decode(const float* __restrict__ cov,
+                                              const float* __restrict__ box, DecodeParams p,
+                                              unsigned int* __restrict__ count,
+                                              unsigned int* __restrict__ out,
+                                              unsigned int capacity) {
+    long long cells = (long long)p.gh * p.gw;
+    GRID_LOOP(i, (long long)p.batch * p.classes * cells) {
+        long long cell = i % cells;
+        long long ic = i / cells;
+        int cls = (int)(ic % p.classes);
+        long long img = ic / p.classes;
+        float conf = cov[i];
+        if (!(conf > p.thr[cls])) continue;  // NaN is no detection either
+        const float* b = box + (img * 4 * p.classes + 4 * cls) * cells + cell;
+        float cx = (float)(cell % p.gw) * p.sx + 0.5f;
+        float cy = (float)(cell / p.gw) * p.sy + 0.5f;
+        float x1 = fminf(fmaxf(cx - b[0] * p.norm, 0.0f), p.max_x);
+        float y1 = fminf(fmaxf(cy - b[cells] * p.norm, 0.0f), p.max_y);
+        float x2 = fminf(fmaxf(cx + b[2 * cells] * p.norm, 0.0f), p.max_x);
+        float y2 = fminf(fmaxf(cy + b[3 * cells] * p.norm, 0.0f), p.max_y);
+        if (!(x2 > x1 && y2 > y1)) continue;
+        unsigned int slot = atomicAdd(count, 1u);
+        if (slot >= capacity) continue;
+        unsigned int* c = out + 8ull * slot;
+        c[0] = (unsigned int)img;
+        c[1] = (unsigned int)cls;
+        c[2] = (unsigned int)cell;
+        c[3] = __float_as_uint(conf);
+        c[4] = __float_as_uint(x1);
+        c[5] = __float_as_uint(y1);
+        c[6] = __float_as_uint(x2 - x1);
+        c[7] = __float_as_uint(y2 - y1);
     }
 }

@@ -1,21 +1,28 @@
 //! The CUDA backend: engines built for the local NVIDIA GPU.
 //!
 //! A build lowers the optimised graph into a [`program::Program`] — cuDNN convolutions over NHWC
-//! activations with bias, activation and residual fused, NVRTC-compiled kernels for everything
-//! else — times the candidate cuDNN algorithms of every convolution on this GPU and writes the
+//! activations with bias, activation and residual fused (a stride-2 stem on few channels as a
+//! stride-1 convolution on a space-to-depth input), cuBLASLt matmuls with bias/ReLU epilogues for
+//! fully connected layers, NVRTC-compiled kernels for everything else — times the candidate cuDNN algorithms of every convolution on this GPU and writes the
 //! choices, the weights (FP32 or FP16) and the compiled kernels into the plan. Loading a plan only
 //! uploads and executes: one arena, pinned host buffers, asynchronous copies on one stream, and a
 //! CUDA graph captured per batch size.
+//!
+//! After a run, [`CudaEngine::decode_detectnet`] decodes a DetectNet_v2 grid on the GPU and returns
+//! only the candidate boxes; [`int8_probe`] measures whether cuDNN's INT8 convolutions would pay.
 //!
 //! CUDA, NVRTC and cuDNN are loaded when first needed, so the crate builds and runs on machines
 //! without them; [`CudaBackend::probe`] then says "no GPU: …".
 
 pub mod codec;
+pub mod cublaslt;
 pub mod cudnn;
+pub mod detectnet;
 pub mod emulate;
 pub mod engine;
 pub mod exec;
 pub mod gpu;
+pub mod int8_probe;
 pub mod lower;
 pub mod program;
 
@@ -29,7 +36,7 @@ use tao_graph::ir::Graph;
 pub use engine::CudaEngine;
 pub use gpu::DeviceInfo;
 
-use program::DType;
+use program::{DType, Program};
 
 pub const BACKEND_NAME: &str = "cuda";
 const GRAPH_SECTION: &str = "graph.onnx";
@@ -39,7 +46,7 @@ const WEIGHTS_SECTION: &str = "cuda.weights";
 const CUBIN_SECTION: &str = "cuda.cubin";
 const CHOICES_SECTION: &str = "cuda.choices";
 
-/// Why there is no usable GPU; displays as "no GPU: <reason>".
+/// Why there is no usable GPU; displays as `"no GPU: <reason>"`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct NoGpu(pub String);
@@ -68,6 +75,21 @@ impl CudaBackend {
 
     pub fn info(&self) -> &DeviceInfo {
         &self.gpu.info
+    }
+
+    /// Times cuDNN's best FP16 and INT8 algorithms for each distinct convolution of `program` at
+    /// `batch` images (see [`int8_probe`]).
+    pub fn int8_conv_probe(&self, program: &Program, batch: usize) -> Vec<int8_probe::ProbeRow> {
+        let mut convs: Vec<(program::ConvGeom, usize)> = Vec::new();
+        for step in &program.steps {
+            if let program::Step::Conv { geom, .. } = step {
+                match convs.iter_mut().find(|(g, _)| g == geom) {
+                    Some((_, n)) => *n += 1,
+                    None => convs.push((*geom, 1)),
+                }
+            }
+        }
+        int8_probe::probe(&self.gpu, &convs, batch)
     }
 
     /// Loads a plan into the concrete engine (for timing and profiling beyond [`Engine`]).

@@ -11,8 +11,9 @@ use tao_graph::ops::conv::WindowGeometry;
 use tao_graph::ops::{AutoPad, PadMode, PoolKind, ReduceKind, VariadicOp};
 
 use crate::program::{
-    ALIGN, ConvGeom, DType, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program, ReduceMap,
-    Residual, Step, Unary, Value, WeightRef, binary, reduce, row_major_strides, unary,
+    ALIGN, ConvGeom, DType, GemmStep, Layout, MAX_RANK, Map, Operand, PadMap, PoolGeom, Program,
+    ReduceMap, Residual, SpaceToDepthInput, Step, Unary, Value, WeightRef, binary, reduce,
+    row_major_strides, unary,
 };
 
 fn node_error(node: &Node, detail: impl Into<String>) -> EngineError {
@@ -77,18 +78,109 @@ pub fn oihw_to_krsc_padded(
     s: usize,
     c_padded: usize,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; k * r * s * c_padded];
+    place_oihw(w, [k, c, r, s], [r, s, c_padded], |ci, ri, si| (ri, si, ci))
+}
+
+/// OIHW filters `[k, c, r, s]` into zeroed KRSC filters of `out` = [R, S, C] per output channel,
+/// tap (ci, ri, si) going to the (row, column, channel) that `place` gives.
+fn place_oihw(
+    w: &[f32],
+    [k, c, r, s]: [usize; 4],
+    [out_r, out_s, out_c]: [usize; 3],
+    place: impl Fn(usize, usize, usize) -> (usize, usize, usize),
+) -> Vec<f32> {
+    let mut out = vec![0f32; k * out_r * out_s * out_c];
     for ki in 0..k {
         for ci in 0..c {
             for ri in 0..r {
                 for si in 0..s {
-                    out[((ki * r + ri) * s + si) * c_padded + ci] =
+                    let (ro, so, co) = place(ci, ri, si);
+                    out[((ki * out_r + ro) * out_s + so) * out_c + co] =
                         w[((ki * c + ci) * r + ri) * s + si];
                 }
             }
         }
     }
     out
+}
+
+/// The window of a 2-D convolution with `auto_pad` resolved for an input of `spatial` size.
+fn window(
+    node: &Node,
+    conv: &tao_graph::ops::Conv,
+    kernel: [usize; 2],
+    spatial: &[usize],
+) -> EngineResult<WindowGeometry> {
+    let mut geom = WindowGeometry::new(&kernel, &conv.strides, &conv.dilations, &conv.pads)
+        .map_err(|e| node_error(node, e.to_string()))?;
+    if conv.auto_pad != AutoPad::NotSet {
+        geom.resolve_auto_pad(conv.auto_pad, spatial);
+    }
+    Ok(geom)
+}
+
+/// A stride-2 convolution run as a stride-1 convolution on a space-to-depth input: each 2×2 block
+/// of pixels becomes one pixel of 4× the channels and the kernel halves (7×7 on 3 channels becomes
+/// 4×4 on 12, padded to 16), so tensor cores take a network's first convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceToDepth {
+    /// Kernel of the stride-1 convolution: ⌈k/2⌉ per axis.
+    pub kernel: [usize; 2],
+    /// Its symmetric padding.
+    pub pad: [usize; 2],
+    /// Rows and columns of the rearranged input.
+    pub rows: [usize; 2],
+    /// 1 where rearranged pixel b starts at input row (column) 2b − 1: odd leading padding.
+    pub shift: [usize; 2],
+}
+
+impl SpaceToDepth {
+    /// The rewrite of a stride-2, dilation-1 convolution with `kernel` and leading padding
+    /// `pad_begin` from `input` to `output` pixels, or `None` where it would not be exact.
+    ///
+    /// Output row y reads input rows 2y + ky − p. With p = 2t + shift and ky = 2a + qy, that is
+    /// row 2(y − t + a) + qy − shift: rearranged row b = y − t + a, sub-row qy. A stride-1
+    /// convolution with kernel ⌈k/2⌉ and padding t reads exactly those rows.
+    pub fn plan(
+        kernel: [usize; 2],
+        pad_begin: [usize; 2],
+        input: [usize; 2],
+        output: [usize; 2],
+    ) -> Option<SpaceToDepth> {
+        let mut s2d = SpaceToDepth {
+            kernel: [0; 2],
+            pad: [0; 2],
+            rows: [0; 2],
+            shift: [0; 2],
+        };
+        for a in 0..2 {
+            let shift = pad_begin[a] % 2;
+            let pad = pad_begin[a] / 2;
+            let k = kernel[a].div_ceil(2);
+            let rows = (output[a] + k).checked_sub(1 + 2 * pad)?;
+            // Rearranged rows read as trailing padding must lie past the input's end.
+            if rows == 0 || 2 * rows - shift < input[a] || output[a] == 0 {
+                return None;
+            }
+            s2d.kernel[a] = k;
+            s2d.pad[a] = pad;
+            s2d.rows[a] = rows;
+            s2d.shift[a] = shift;
+        }
+        Some(s2d)
+    }
+
+    /// OIHW filters (`oihw` = [k, c, r, s]) of the stride-2 convolution as KRSC filters of the
+    /// stride-1 one with `c_padded` >= 4c channels, ordered as [`Step::CastInSpaceToDepth`] writes
+    /// them.
+    pub fn weights(&self, w: &[f32], oihw: [usize; 4], c_padded: usize) -> Vec<f32> {
+        let c = oihw[1];
+        let [kr, ks] = self.kernel;
+        // Tap (ry, rx) = (2a + qy, 2b + qx) moves to tap (a, b), channel (qy·2 + qx)·c + ci.
+        place_oihw(w, oihw, [kr, ks, c_padded], |ci, ri, si| {
+            (ri / 2, si / 2, ((ri % 2) * 2 + si % 2) * c + ci)
+        })
+    }
 }
 
 struct Lowering<'g> {
@@ -100,6 +192,8 @@ struct Lowering<'g> {
     by_name: HashMap<(String, Layout), usize>,
     fused: HashSet<usize>,
     blob: Blob,
+    /// Convolutions (node index) that read a space-to-depth input value.
+    space_to_depth: HashMap<usize, (usize, SpaceToDepth)>,
 }
 
 /// Lowers `graph` (optimised: BatchNorm folded, constants folded) for `dtype` activations and up to
@@ -118,10 +212,31 @@ pub fn lower(graph: &Graph, dtype: DType, max_batch: usize) -> EngineResult<Prog
         by_name: HashMap::new(),
         fused: HashSet::new(),
         blob: Blob::default(),
+        space_to_depth: HashMap::new(),
     };
     let mut inputs = Vec::new();
     for (i, (name, dims)) in shapes.iter().enumerate() {
-        if dims.len() == 4 && l.wants_nhwc(name) {
+        if let Some((conv, s2d)) = l.space_to_depth_reader(name, dims) {
+            let channels = dims[1];
+            let padded = match l.dtype {
+                DType::F16 => (4 * channels).next_multiple_of(8),
+                DType::F32 => 4 * channels,
+            };
+            let dst = l.new_value(
+                &format!("{name}/space-to-depth"),
+                vec![1, padded, s2d.rows[0], s2d.rows[1]],
+                Layout::Nhwc,
+            );
+            l.steps.push(Step::CastInSpaceToDepth(SpaceToDepthInput {
+                input: i,
+                dst,
+                channels,
+                height: dims[2],
+                width: dims[3],
+                shift: s2d.shift,
+            }));
+            l.space_to_depth.insert(conv, (dst, s2d));
+        } else if dims.len() == 4 && l.wants_nhwc(name) {
             // Straight into NHWC; FP16 tensor cores want channels in multiples of 8, so an input
             // read only by ordinary convolutions gets zero channels up to that.
             let channels = dims[1];
@@ -193,6 +308,31 @@ pub fn lower(graph: &Graph, dtype: DType, max_batch: usize) -> EngineResult<Prog
         arena_bytes,
         weights: l.blob.bytes,
     })
+}
+
+/// Multiply-adds per image of the graph's own convolutions (what throughput figures count; a
+/// program may do more, e.g. zero channels or a space-to-depth kernel's zero taps).
+pub fn model_macs_per_image(graph: &Graph) -> EngineResult<u64> {
+    let facts = facts_at(graph, &input_shapes(graph)?, 1)?;
+    let elements = |name: Option<&str>| {
+        name.and_then(|n| facts.get(n))
+            .and_then(|f| f.shape.to_fixed())
+            .map(|s| s.iter().product::<usize>() as u64)
+    };
+    let mut macs = 0u64;
+    for node in &graph.nodes {
+        let weights = node.input(1).and_then(|w| graph.constants.get(w));
+        let per = weights.map(|w| w.shape().iter().skip(1).product::<usize>() as u64);
+        macs += match &node.op {
+            // Each output element takes C/group × kh × kw products.
+            Op::Conv(_) => elements(node.outputs.first().map(String::as_str)).zip(per),
+            // Each input element is spread over M/group × kh × kw outputs.
+            Op::ConvTranspose(_) => elements(node.input(0)).zip(per),
+            _ => None,
+        }
+        .map_or(0, |(n, k)| n * k);
+    }
+    Ok(macs)
 }
 
 /// Per-image input shapes with batch 1.
@@ -350,6 +490,43 @@ impl Lowering<'_> {
                     Op::Conv(_) | Op::ConvTranspose(_) | Op::Pool(_) | Op::GlobalPool(_)
                 ) && self.graph.nodes[r].input(0) == Some(name)
             })
+    }
+
+    /// The convolution that is the only reader of graph input `name` (shape `dims`), when it is a
+    /// stride-2 convolution with a kernel of 5 or more on at most 4 channels: then it runs as a
+    /// stride-1 convolution on a space-to-depth input (for smaller kernels the rewrite costs
+    /// more multiply-adds than tensor cores win back).
+    fn space_to_depth_reader(&self, name: &str, dims: &[usize]) -> Option<(usize, SpaceToDepth)> {
+        if dims.len() != 4 || dims[1] > 4 || !self.only_plain_convs_read(name) {
+            return None;
+        }
+        let &[r] = self.graph.consumers(name).as_slice() else {
+            return None;
+        };
+        let node = &self.graph.nodes[r];
+        let Op::Conv(conv) = &node.op else {
+            return None;
+        };
+        let w = self.constant(node.input(1)).filter(|w| w.rank() == 4)?;
+        let [kh, kw] = [w.shape()[2], w.shape()[3]];
+        let geom = window(node, conv, [kh, kw], &dims[2..]).ok()?;
+        let ys = self.shape_of(node.outputs.first()?).ok()?;
+        let fits = kh >= 5
+            && kw >= 5
+            && w.shape()[1] == dims[1]
+            && geom.strides == [2, 2]
+            && geom.dilations == [1, 1]
+            && ys.len() == 4;
+        if !fits {
+            return None;
+        }
+        let s2d = SpaceToDepth::plan(
+            [kh, kw],
+            [geom.pads_begin[0], geom.pads_begin[1]],
+            [dims[2], dims[3]],
+            [ys[2], ys[3]],
+        )?;
+        Some((r, s2d))
     }
 
     /// Whether `name` is read only as the data input of ungrouped convolutions and is not an output
@@ -556,8 +733,103 @@ impl Lowering<'_> {
                 self.lower_reshape(node)
             }
             Op::Pad(p) => self.lower_pad(node, p.mode),
+            Op::Gemm(g) => self.lower_gemm(i, Some(g)),
+            Op::MatMul => self.lower_gemm(i, None),
             _ => Err(unsupported(node, "op")),
         }
+    }
+
+    /// Gemm (or MatMul) of a 2-D activation `[batch, k]` by constant weights: one cuBLASLt
+    /// matmul with alpha and beta·C folded into the weights and bias, and a following ReLU in its
+    /// epilogue.
+    fn lower_gemm(&mut self, i: usize, gemm: Option<&tao_graph::ops::Gemm>) -> EngineResult<()> {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        let g = gemm.copied().unwrap_or_default();
+        let x = self.input_name(node, 0)?;
+        let xs = self.shape_of(&x)?;
+        let b = self
+            .constant(node.input(1))
+            .filter(|b| b.rank() == 2)
+            .and_then(|b| Some((b.shape().to_vec(), b.as_f32()?)))
+            .ok_or_else(|| {
+                unsupported(node, "matrix product without constant 2-D float weights")
+            })?;
+        if xs.len() != 2 || g.trans_a || node.outputs.len() != 1 {
+            return Err(unsupported(
+                node,
+                "matrix product of other than a [batch, k] activation",
+            ));
+        }
+        let k = xs[1];
+        let (rows, cols) = (b.0[0], b.0[1]);
+        let n = if g.trans_b { rows } else { cols };
+        if (if g.trans_b { cols } else { rows }) != k {
+            return Err(node_error(
+                node,
+                format!("weights {:?} do not fit an input of {k} columns", b.0),
+            ));
+        }
+        // Weights as [n, k] row-major, scaled by alpha.
+        let mut w = vec![0f32; n * k];
+        for ni in 0..n {
+            for ki in 0..k {
+                let v = if g.trans_b {
+                    b.1[ni * k + ki]
+                } else {
+                    b.1[ki * n + ni]
+                };
+                w[ni * k + ki] = g.alpha * v;
+            }
+        }
+        let bias = match node.input(2) {
+            None => None,
+            Some(_) => {
+                let c = self
+                    .constant(node.input(2))
+                    .and_then(Tensor::as_f32)
+                    .ok_or_else(|| unsupported(node, "matrix product with a computed C"))?;
+                let per_column = match c.len() {
+                    1 => vec![c[0]; n],
+                    len if len == n => c.to_vec(),
+                    _ => return Err(unsupported(node, "C that is not one value per column")),
+                };
+                Some(per_column.iter().map(|v| g.beta * v).collect::<Vec<f32>>())
+            }
+        };
+        let mut out = node.outputs[0].clone();
+        let mut activation = Unary::IDENTITY;
+        if let Some(r) = self.sole_reader(&out)
+            && self
+                .unary_of(&graph.nodes[r])
+                .is_some_and(|f| f.code == unary::RELU)
+        {
+            self.fused.insert(r);
+            activation = Unary::new(unary::RELU);
+            out = graph.nodes[r].outputs[0].clone();
+        }
+        let ys = self.shape_of(&out)?;
+        if ys != [1, n] {
+            return Err(node_error(
+                node,
+                format!("output shape {ys:?} is not [1, {n}]"),
+            ));
+        }
+        let src = self.value_in(&x, Layout::RowMajor)?;
+        let weights = self.blob.push(&w, self.dtype);
+        let bias = bias.map(|b| self.blob.push(&b, self.dtype));
+        let dst = self.new_value(&out, ys, Layout::RowMajor);
+        self.steps.push(Step::Gemm(GemmStep {
+            node: node.name.clone(),
+            src,
+            dst,
+            k,
+            n,
+            weights,
+            bias,
+            activation,
+        }));
+        Ok(())
     }
 
     fn input_name(&self, node: &Node, i: usize) -> EngineResult<String> {
@@ -611,11 +883,7 @@ impl Lowering<'_> {
                 ),
             ));
         }
-        let mut geom = WindowGeometry::new(&[kh, kw], &conv.strides, &conv.dilations, &conv.pads)
-            .map_err(|e| node_error(node, e.to_string()))?;
-        if conv.auto_pad != AutoPad::NotSet {
-            geom.resolve_auto_pad(conv.auto_pad, &xs[2..]);
-        }
+        let geom = window(node, conv, [kh, kw], &xs[2..])?;
 
         // Fusion: conv → [Add residual] → [activation] → [Add residual], each link read only once.
         let mut out = node.outputs[0].clone();
@@ -648,17 +916,33 @@ impl Lowering<'_> {
             }
         }
 
-        let mut src = self.value_in(&x, Layout::Nhwc)?;
+        let s2d = self.space_to_depth.get(&i).copied();
+        let mut src = match s2d {
+            Some((value, _)) => value,
+            None => self.value_in(&x, Layout::Nhwc)?,
+        };
         // The value may carry zero channels past the tensor's (see `lower`).
         let cin = self.values[src].shape[1];
         let mut input_hw = [xs[2], xs[3]];
         let mut stride = [geom.strides[0], geom.strides[1]];
+        let mut kernel = [kh, kw];
+        let mut sym = [
+            geom.pads_begin[0].min(geom.pads_end[0]),
+            geom.pads_begin[1].min(geom.pads_end[1]),
+        ];
+        if let Some((_, s2d)) = s2d {
+            // The rearranged input carries the stride and the asymmetric part of the padding.
+            input_hw = s2d.rows;
+            stride = [1, 1];
+            kernel = s2d.kernel;
+            sym = s2d.pad;
+        }
         let no_pads = geom
             .pads_begin
             .iter()
             .chain(&geom.pads_end)
             .all(|&p| p == 0);
-        if kh == 1 && kw == 1 && no_pads && stride != [1, 1] {
+        if kh == 1 && kw == 1 && no_pads && stride != [1, 1] && s2d.is_none() {
             // A strided 1×1 convolution reads one pixel in stride²: gather those first (cuDNN's
             // strided 1×1 kernels are slow in NHWC), then a plain 1×1 convolution.
             input_hw = [(xs[2] - 1) / stride[0] + 1, (xs[3] - 1) / stride[1] + 1];
@@ -685,13 +969,9 @@ impl Lowering<'_> {
             stride = [1, 1];
         }
         // cuDNN pads symmetrically: the asymmetric part becomes an explicit zero-padding step.
-        let sym = [
-            geom.pads_begin[0].min(geom.pads_end[0]),
-            geom.pads_begin[1].min(geom.pads_end[1]),
-        ];
         let extra_begin = [geom.pads_begin[0] - sym[0], geom.pads_begin[1] - sym[1]];
         let extra_end = [geom.pads_end[0] - sym[0], geom.pads_end[1] - sym[1]];
-        if extra_begin.iter().chain(&extra_end).any(|&e| e > 0) {
+        if s2d.is_none() && extra_begin.iter().chain(&extra_end).any(|&e| e > 0) {
             let unpadded = self.values[src].shape.clone();
             input_hw = [
                 input_hw[0] + extra_begin[0] + extra_end[0],
@@ -722,7 +1002,7 @@ impl Lowering<'_> {
             src = padded;
         }
         let out_hw = |a: usize| {
-            let k = geom.dilations[a] * (geom.kernel[a] - 1) + 1;
+            let k = geom.dilations[a] * (kernel[a] - 1) + 1;
             (input_hw[a] + 2 * sym[a])
                 .checked_sub(k)
                 .map(|v| v / stride[a] + 1)
@@ -746,24 +1026,19 @@ impl Lowering<'_> {
             in_channels: cin,
             out_channels: m,
             groups,
-            kernel: [kh, kw],
+            kernel,
             stride,
             dilation: [geom.dilations[0], geom.dilations[1]],
             pad: sym,
             input: input_hw,
             output: [oh, ow],
         };
-        let weights = self.blob.push(
-            &oihw_to_krsc_padded(
-                w.as_f32().unwrap_or_default(),
-                m,
-                cg,
-                kh,
-                kw,
-                cg + cin - xs[1],
-            ),
-            self.dtype,
-        );
+        let w = w.as_f32().unwrap_or_default();
+        let krsc = match s2d {
+            Some((_, s2d)) => s2d.weights(w, [m, cg, kh, kw], cin),
+            None => oihw_to_krsc_padded(w, m, cg, kh, kw, cg + cin - xs[1]),
+        };
+        let weights = self.blob.push(&krsc, self.dtype);
         let bias_f32 = bias.as_deref().map(|b| self.blob.push(b, DType::F32));
         let bias_half = match (self.dtype, bias.as_deref()) {
             (DType::F16, Some(b)) => Some(self.blob.push(b, DType::F16)),

@@ -6,6 +6,8 @@ use tao_engine::backend::IoDesc;
 
 /// Largest tensor rank the index-map kernels take.
 pub const MAX_RANK: usize = 6;
+/// Most channels of a space-to-depth input value (`S2D_MAX` in the kernel source).
+pub const S2D_MAX_CHANNELS: usize = 16;
 /// Alignment of every value in the arena and every weight in the weight blob (bytes).
 pub const ALIGN: usize = 256;
 
@@ -253,6 +255,37 @@ pub struct Walk {
     pub b: Vec<i64>,
 }
 
+impl Walk {
+    /// The same walk in units of `width` consecutive elements, when the innermost dimension is
+    /// contiguous in the output and in `a`, and every stride and both offsets (`dst_offset`,
+    /// `a_offset`) are multiples of `width`: a copy then moves `width` elements (16 bytes) per
+    /// index. Returns the walk and the two offsets in those units.
+    pub fn vectorised(
+        &self,
+        width: usize,
+        dst_offset: i64,
+        a_offset: i64,
+    ) -> Option<(Walk, i64, i64)> {
+        let w = width as i64;
+        let last = self.dims.len().checked_sub(1)?;
+        let aligned = |v: &[i64]| v.iter().all(|s| s % w == 0);
+        let inner_ok =
+            self.dst[last] == 1 && self.a[last] == 1 && self.dims[last].is_multiple_of(width);
+        let outer_ok = aligned(&self.dst[..last]) && aligned(&self.a[..last]);
+        if width < 2 || !inner_ok || !outer_ok || dst_offset % w != 0 || a_offset % w != 0 {
+            return None;
+        }
+        let mut v = self.clone();
+        v.dims[last] /= width;
+        for k in 0..last {
+            v.dst[k] /= w;
+            v.a[k] /= w;
+        }
+        v.b.iter_mut().for_each(|s| *s = 0);
+        Some((v, dst_offset / w, a_offset / w))
+    }
+}
+
 /// Constant padding: `map.dims`/`map.dst` describe the output, `map.a` the input's strides,
 /// `src_dims` its extent and `begin` the leading pad per dimension.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -354,6 +387,37 @@ pub enum Operand {
     Weight(WeightRef),
 }
 
+/// Graph input `input` (FP32, NCHW, `channels` × `height` × `width`) rearranged for a stride-2
+/// convolution run as a stride-1 one (space to depth): `dst` is NHWC with pixel (b, c) holding
+/// channel `(qy·2 + qx)·channels + ch` = input (ch, 2b + qy − shift\[0\], 2c + qx − shift\[1\]),
+/// zero outside the image, and zero channels past `4·channels`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceToDepthInput {
+    pub input: usize,
+    pub dst: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub shift: [usize; 2],
+}
+
+/// A fully connected layer through cuBLASLt: `dst[b, n] = act(Σ_k src[b, k]·w[n, k] + bias[n])`
+/// for every image b, the bias and activation in the matmul's epilogue. `src` and `dst` are
+/// row-major with `k` and `n` elements per image; the weights are `n × k` row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmStep {
+    pub node: String,
+    pub src: usize,
+    pub dst: usize,
+    pub k: usize,
+    pub n: usize,
+    pub weights: WeightRef,
+    /// In the activation type (the epilogue reads the bias in the output's type).
+    pub bias: Option<WeightRef>,
+    /// Identity or ReLU (the epilogues cuBLASLt has for this).
+    pub activation: Unary,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// Graph input `input` (FP32, NCHW, contiguous) into value `dst`.
@@ -371,6 +435,9 @@ pub enum Step {
         channels: usize,
         hw: usize,
     },
+    /// A graph input rearranged for a stride-2 convolution run with stride 1 (space to depth).
+    CastInSpaceToDepth(SpaceToDepthInput),
+    Gemm(GemmStep),
     /// Value `src` into graph output `output` (FP32, NCHW, contiguous).
     CastOut {
         src: usize,
@@ -457,7 +524,9 @@ impl Step {
     /// The values the step touches, with whether it writes them.
     pub fn values(&self) -> Vec<(usize, bool)> {
         match self {
-            Step::CastIn { dst, .. } | Step::CastInNhwc { dst, .. } => vec![(*dst, true)],
+            Step::CastIn { dst, .. }
+            | Step::CastInNhwc { dst, .. }
+            | Step::CastInSpaceToDepth(SpaceToDepthInput { dst, .. }) => vec![(*dst, true)],
             Step::CastOut { src, .. } => vec![(*src, false)],
             Step::Copy { src, dst, .. }
             | Step::Pad { src, dst, .. }
@@ -466,7 +535,8 @@ impl Step {
             | Step::GlobalPool { src, dst, .. }
             | Step::Unary { src, dst, .. }
             | Step::Reduce { src, dst, .. }
-            | Step::Softmax { src, dst, .. } => vec![(*src, false), (*dst, true)],
+            | Step::Softmax { src, dst, .. }
+            | Step::Gemm(GemmStep { src, dst, .. }) => vec![(*src, false), (*dst, true)],
             Step::Conv {
                 src, dst, residual, ..
             } => {
@@ -494,6 +564,9 @@ impl Step {
         match self {
             Step::CastIn { input, dst, .. } | Step::CastInNhwc { input, dst, .. } => {
                 format!("cast-in #{input} -> {}", name(dst))
+            }
+            Step::CastInSpaceToDepth(SpaceToDepthInput { input, dst, .. }) => {
+                format!("cast-in-space-to-depth #{input} -> {}", name(dst))
             }
             Step::CastOut { src, output, .. } => format!("cast-out {} -> #{output}", name(src)),
             Step::Copy { src, dst, .. } => format!("copy {} -> {}", name(src), name(dst)),
@@ -537,6 +610,14 @@ impl Step {
             Step::Binary { dst, op, .. } => format!("binary{op} -> {}", name(dst)),
             Step::Reduce { dst, kind, .. } => format!("reduce{kind} -> {}", name(dst)),
             Step::Softmax { dst, .. } => format!("softmax -> {}", name(dst)),
+            Step::Gemm(g) => {
+                let act = if g.activation.code == unary::IDENTITY {
+                    String::new()
+                } else {
+                    format!(" +act{}", g.activation.code)
+                };
+                format!("gemm {} -> {}{act}", g.node, name(&g.dst))
+            }
         }
     }
 }

@@ -124,6 +124,10 @@ fn detectnet_resnet18_program_matches_reference() {
         .count();
     // conv1, two per basic block, four projection shortcuts, two heads.
     assert_eq!(convs, 1 + 8 * 2 + 4 + 2, "{listing:#?}");
+    assert!(
+        listing[0].starts_with("cast-in-space-to-depth"),
+        "conv1 (7×7/2 on 3 channels) runs as 4×4/1 on a space-to-depth input: {listing:#?}"
+    );
     let residuals = listing.iter().filter(|s| s.contains("+residual")).count();
     assert_eq!(
         residuals, 8,
