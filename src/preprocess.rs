@@ -1,8 +1,9 @@
-//! Video frame → network input tensor, in one pass per output pixel: scale (nearest or bilinear,
-//! optionally keeping the aspect ratio with padding), convert to the model's colour order (YUV is
-//! converted after interpolation: both are affine, so the result is the same and it costs one
-//! conversion per pixel), normalise per channel as `(x − offset) · net_scale / std`, and write NCHW
-//! or NHWC floats.
+//! Video frame → network input tensor, a row at a time (kernels in `rows`): scale (nearest or
+//! bilinear, optionally keeping the aspect ratio with padding), convert to the model's colour
+//! order (YUV is converted after interpolation: both are affine, so the result is the same and it
+//! costs one conversion per pixel), normalise per channel as `(x − offset) · net_scale / std`, and
+//! write NCHW or NHWC floats. Column offsets and weights are prepared once per (format, frame
+//! size, network input), row buffers kept across frames.
 //!
 //! No GStreamer types cross this boundary: the element describes the frame with [`FrameView`].
 
