@@ -250,6 +250,22 @@ fn measure(
     })
 }
 
+/// A BGR CHW network input scaled to 0..1, as LPDNet's.
+fn lpd_like_input(width: usize, height: usize, filter: ScalingFilter) -> InputSpec {
+    InputSpec {
+        width,
+        height,
+        color: ColorOrder::Bgr,
+        layout: TensorLayout::Chw,
+        net_scale_factor: 1.0 / 255.0,
+        offsets: vec![],
+        std: vec![],
+        maintain_aspect_ratio: false,
+        symmetric_padding: false,
+        filter,
+    }
+}
+
 /// Preprocessing of synthetic 1280x720 frames (timing does not depend on the content) into a
 /// 3x480x640 CHW tensor, per source layout, filter and thread count.
 fn preprocess_bench(
@@ -314,18 +330,7 @@ fn preprocess_bench(
         }
         for filter in [ScalingFilter::Nearest, ScalingFilter::Bilinear] {
             for pre_threads in [1, threads] {
-                let spec = InputSpec {
-                    width: net_w,
-                    height: net_h,
-                    color: ColorOrder::Bgr,
-                    layout: TensorLayout::Chw,
-                    net_scale_factor: 1.0 / 255.0,
-                    offsets: vec![],
-                    std: vec![],
-                    maintain_aspect_ratio: false,
-                    symmetric_padding: false,
-                    filter,
-                };
+                let spec = lpd_like_input(net_w, net_h, filter);
                 let p =
                     Preprocessor::new(&spec, *format, w, h, YuvMatrix::Bt709, false, pre_threads)?;
                 let mut out = vec![0f32; spec.elements()];
@@ -468,18 +473,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (ScalingFilter::Bilinear, "bilinear"),
     ] {
         for pre_threads in [1, threads] {
-            let spec = InputSpec {
-                width: net_w,
-                height: net_h,
-                color: ColorOrder::Bgr,
-                layout: TensorLayout::Chw,
-                net_scale_factor: 1.0 / 255.0,
-                offsets: vec![],
-                std: vec![],
-                maintain_aspect_ratio: false,
-                symmetric_padding: false,
-                filter,
-            };
+            let spec = lpd_like_input(net_w, net_h, filter);
             let p = Preprocessor::new(
                 &spec,
                 SourceFormat::Nv12,
