@@ -42,7 +42,7 @@ fn longest_even_run(left: &[usize], right: &[usize]) -> Option<EvenRun> {
         let delta = right[start].wrapping_sub(left[start]);
         let mut end = start + 1;
         while end < left.len()
-            && left[end] == left[end - 1] + step
+            && left[end] == left[end - 1].wrapping_add(step)
             && right[end].wrapping_sub(left[end]) == delta
         {
             end += 1;
