@@ -6,6 +6,11 @@
 //!
 //!     cargo run --release --example pipeline_bench -- [FRAMES] [THREADS] [fp32|int8] [BATCH]
 //!
+//! Preprocessing alone (ns per output pixel, 1280x720 frames of each accepted layout into a
+//! 3x480x640 tensor, 1 and THREADS threads):
+//!
+//!     cargo run --release --example pipeline_bench -- preprocess [FRAMES] [THREADS] [NV12|I420|BGRx|RGB]
+//!
 //! Uses the real LPDNet and its DeepStream config from `../shared` (or `$TAO_SHARED_DIR`), else
 //! the bundled demo detector.
 
@@ -245,8 +250,116 @@ fn measure(
     })
 }
 
+/// A BGR CHW network input scaled to 0..1, as LPDNet's.
+fn lpd_like_input(width: usize, height: usize, filter: ScalingFilter) -> InputSpec {
+    InputSpec {
+        width,
+        height,
+        color: ColorOrder::Bgr,
+        layout: TensorLayout::Chw,
+        net_scale_factor: 1.0 / 255.0,
+        offsets: vec![],
+        std: vec![],
+        maintain_aspect_ratio: false,
+        symmetric_padding: false,
+        filter,
+    }
+}
+
+/// Preprocessing of synthetic 1280x720 frames (timing does not depend on the content) into a
+/// 3x480x640 CHW tensor, per source layout, filter and thread count.
+fn preprocess_bench(
+    frames: usize,
+    threads: usize,
+    only: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (w, h, net_w, net_h) = (1280usize, 720usize, 640usize, 480usize);
+    let bytes: Vec<u8> = (0..w * h * 4)
+        .map(|i| ((i * 2654435761) >> 13) as u8)
+        .collect();
+    let (luma, chroma) = (&bytes[..w * h], &bytes[w * h..]);
+    let bgrx = SourceFormat::Packed {
+        bytes_per_pixel: 4,
+        r: 2,
+        g: 1,
+        b: 0,
+    };
+    let rgb = SourceFormat::Packed {
+        bytes_per_pixel: 3,
+        r: 0,
+        g: 1,
+        b: 2,
+    };
+    let layouts: [(&str, SourceFormat, FrameView); 4] = [
+        (
+            "NV12",
+            SourceFormat::Nv12,
+            FrameView {
+                planes: [luma, chroma, &[]],
+                strides: [w, w, 0],
+            },
+        ),
+        (
+            "I420",
+            SourceFormat::I420,
+            FrameView {
+                planes: [luma, chroma, &chroma[w * h / 4..]],
+                strides: [w, w / 2, w / 2],
+            },
+        ),
+        (
+            "BGRx",
+            bgrx,
+            FrameView {
+                planes: [&bytes, &[], &[]],
+                strides: [w * 4, 0, 0],
+            },
+        ),
+        (
+            "RGB",
+            rgb,
+            FrameView {
+                planes: [&bytes, &[], &[]],
+                strides: [w * 3, 0, 0],
+            },
+        ),
+    ];
+    for (name, format, view) in &layouts {
+        if only.is_some_and(|o| o != *name) {
+            continue;
+        }
+        for filter in [ScalingFilter::Nearest, ScalingFilter::Bilinear] {
+            for pre_threads in [1, threads] {
+                let spec = lpd_like_input(net_w, net_h, filter);
+                let p =
+                    Preprocessor::new(&spec, *format, w, h, YuvMatrix::Bt709, false, pre_threads)?;
+                let mut out = vec![0f32; spec.elements()];
+                p.run(view, &mut out)?;
+                let (wall, cpu) = (Instant::now(), process_cpu_time());
+                for _ in 0..frames {
+                    p.run(view, &mut out)?;
+                }
+                let per_pixel =
+                    |d: Duration| d.as_secs_f64() * 1e9 / (frames * net_w * net_h) as f64;
+                println!(
+                    "preprocess {name:4} {filter:?} {pre_threads} thread(s): {:6.3} ms/frame, {:5.2} ns/output pixel wall, {:5.2} ns CPU",
+                    wall.elapsed().as_secs_f64() * 1e3 / frames as f64,
+                    per_pixel(wall.elapsed()),
+                    per_pixel(process_cpu_time() - cpu),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "preprocess") {
+        let frames = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200);
+        let threads = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(2);
+        return preprocess_bench(frames, threads, args.get(4).map(String::as_str));
+    }
     let frames: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(100);
     let threads: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(2);
     let int8 = args.get(3).is_some_and(|v| v == "int8");
@@ -360,18 +473,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (ScalingFilter::Bilinear, "bilinear"),
     ] {
         for pre_threads in [1, threads] {
-            let spec = InputSpec {
-                width: net_w,
-                height: net_h,
-                color: ColorOrder::Bgr,
-                layout: TensorLayout::Chw,
-                net_scale_factor: 1.0 / 255.0,
-                offsets: vec![],
-                std: vec![],
-                maintain_aspect_ratio: false,
-                symmetric_padding: false,
-                filter,
-            };
+            let spec = lpd_like_input(net_w, net_h, filter);
             let p = Preprocessor::new(
                 &spec,
                 SourceFormat::Nv12,

@@ -1,12 +1,17 @@
-//! Video frame → network input tensor, in one pass per output pixel: scale (nearest or bilinear,
-//! optionally keeping the aspect ratio with padding), convert to the model's colour order (YUV is
-//! converted after interpolation: both are affine, so the result is the same and it costs one
-//! conversion per pixel), normalise per channel as `(x − offset) · net_scale / std`, and write NCHW
-//! or NHWC floats.
+//! Video frame → network input tensor, a row at a time (kernels in `rows`): scale (nearest or
+//! bilinear, optionally keeping the aspect ratio with padding), convert to the model's colour
+//! order (YUV is converted after interpolation: both are affine, so the result is the same and it
+//! costs one conversion per pixel), normalise per channel as `(x − offset) · net_scale / std`, and
+//! write NCHW or NHWC floats. Column offsets and weights are prepared once per (format, frame
+//! size, network input), row buffers kept across frames.
 //!
 //! No GStreamer types cross this boundary: the element describes the frame with [`FrameView`].
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+mod rows;
+use rows::{ChannelRows, ChannelTaps, Normalise, SourceColour};
 
 /// Pixel layouts of the accepted raw video formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +37,6 @@ impl SourceFormat {
             SourceFormat::Nv12 => 2,
             SourceFormat::I420 => 3,
         }
-    }
-
-    fn is_yuv(self) -> bool {
-        matches!(self, SourceFormat::Nv12 | SourceFormat::I420)
     }
 }
 
@@ -285,6 +286,17 @@ pub fn input_warning(values: &[f32], spec: &InputSpec) -> Option<String> {
     None
 }
 
+/// Output values one preprocessing thread should have before another is worth starting: the row
+/// kernels take well under 1 ns per value, while a thread started per frame costs tens of µs and,
+/// when the cores are busy (other processes, an engine's spinning workers), waits for a core for
+/// milliseconds. 3×480×640 measured 0.2 ms on one thread and 2–3 ms wall on two at load 4.
+pub const VALUES_PER_THREAD: usize = 1 << 22;
+
+/// How many of `threads` preprocessing a network input of `spec` can use profitably.
+pub fn useful_threads(spec: &InputSpec, threads: usize) -> usize {
+    threads.clamp(1, spec.elements().div_ceil(VALUES_PER_THREAD).max(1))
+}
+
 /// Prepared scaling and normalisation for one (frame format, frame size, network input).
 pub struct Preprocessor {
     spec: InputSpec,
@@ -292,15 +304,14 @@ pub struct Preprocessor {
     frame_width: usize,
     frame_height: usize,
     placement: Placement,
-    cols: Vec<Tap>,
     rows: Vec<Tap>,
-    chroma_cols: Vec<Tap>,
     chroma_rows: Vec<Tap>,
-    yuv: YuvCoefficients,
-    /// Per network channel: `value = gain·x + bias`.
-    gain: [f32; 3],
-    bias: [f32; 3],
-    threads: usize,
+    /// Source channels: R, G, B of packed frames, Y, U, V, or the one gray channel.
+    channels: Vec<ChannelTaps>,
+    colour: SourceColour,
+    normalise: Normalise,
+    /// One set of cached source rows per thread, kept across frames (no allocation per frame).
+    caches: Vec<Mutex<Vec<ChannelRows>>>,
 }
 
 impl Preprocessor {
@@ -374,20 +385,62 @@ impl Preprocessor {
             }
         };
         let (chroma_w, chroma_h) = (frame_width.div_ceil(2), frame_height.div_ceil(2));
+        let cols = taps(frame_width, placement.width, spec.filter);
+        let chroma_cols = taps(chroma_w, placement.width, spec.filter);
+        let luma = |plane, step, offset| ChannelTaps::new(plane, false, &cols, step, offset);
+        let chroma =
+            |plane, step, offset| ChannelTaps::new(plane, true, &chroma_cols, step, offset);
+        let (channels, colour) = match format {
+            SourceFormat::Packed {
+                bytes_per_pixel,
+                r,
+                g,
+                b,
+            } => (
+                vec![
+                    luma(0, bytes_per_pixel, r),
+                    luma(0, bytes_per_pixel, g),
+                    luma(0, bytes_per_pixel, b),
+                ],
+                SourceColour::Rgb,
+            ),
+            SourceFormat::Gray8 => (vec![luma(0, 1, 0)], SourceColour::Gray),
+            SourceFormat::Nv12 => (
+                vec![luma(0, 1, 0), chroma(1, 2, 0), chroma(1, 2, 1)],
+                SourceColour::Yuv(YuvCoefficients::new(matrix, full_range)),
+            ),
+            SourceFormat::I420 => (
+                vec![luma(0, 1, 0), chroma(1, 1, 0), chroma(2, 1, 0)],
+                SourceColour::Yuv(YuvCoefficients::new(matrix, full_range)),
+            ),
+        };
+        let caches = (0..threads.clamp(1, placement.height))
+            .map(|_| {
+                let rows = channels.iter().map(|_| ChannelRows::new(placement.width));
+                Mutex::new(rows.collect())
+            })
+            .collect();
         Ok(Preprocessor {
-            cols: taps(frame_width, placement.width, spec.filter),
             rows: taps(frame_height, placement.height, spec.filter),
-            chroma_cols: taps(chroma_w, placement.width, spec.filter),
             chroma_rows: taps(chroma_h, placement.height, spec.filter),
-            yuv: YuvCoefficients::new(matrix, full_range),
+            channels,
+            colour,
+            normalise: Normalise {
+                gain,
+                bias,
+                channel_of: match spec.color {
+                    ColorOrder::Bgr => [2, 1, 0],
+                    _ => [0, 1, 2],
+                },
+                gray: spec.color == ColorOrder::Gray,
+                hwc: spec.layout == TensorLayout::Hwc,
+            },
+            caches,
             spec: spec.clone(),
             format,
             frame_width,
             frame_height,
             placement,
-            gain,
-            bias,
-            threads: threads.max(1),
         })
     }
 
@@ -450,25 +503,9 @@ impl Preprocessor {
         if p.width != self.spec.width || p.height != self.spec.height {
             self.fill_padding(out);
         }
-        match (self.format, self.spec.filter) {
-            (SourceFormat::Packed { .. }, ScalingFilter::Nearest) => {
-                self.run_with::<false>(&PackedSampler::new(self.format, frame), out)
-            }
-            (SourceFormat::Packed { .. }, ScalingFilter::Bilinear) => {
-                self.run_with::<true>(&PackedSampler::new(self.format, frame), out)
-            }
-            (SourceFormat::Gray8, ScalingFilter::Nearest) => {
-                self.run_with::<false>(&GraySampler::new(frame), out)
-            }
-            (SourceFormat::Gray8, ScalingFilter::Bilinear) => {
-                self.run_with::<true>(&GraySampler::new(frame), out)
-            }
-            (_, ScalingFilter::Nearest) => {
-                self.run_with::<false>(&YuvSampler::new(self.format, frame, self.yuv), out)
-            }
-            (_, ScalingFilter::Bilinear) => {
-                self.run_with::<true>(&YuvSampler::new(self.format, frame, self.yuv), out)
-            }
+        match self.spec.filter {
+            ScalingFilter::Nearest => self.run_with::<false>(frame, out),
+            ScalingFilter::Bilinear => self.run_with::<true>(frame, out),
         }
         Ok(())
     }
@@ -476,7 +513,7 @@ impl Preprocessor {
     /// Padding is a black pixel, normalised like any other.
     fn fill_padding(&self, out: &mut [f32]) {
         let (w, h, c) = (self.spec.width, self.spec.height, self.spec.channels());
-        let black = self.bias;
+        let black = self.normalise.bias;
         match self.spec.layout {
             TensorLayout::Chw => {
                 for (ch, plane) in out.chunks_exact_mut(w * h).enumerate() {
@@ -492,15 +529,17 @@ impl Preprocessor {
     }
 
     /// Splits the placed rows over threads; each writes its rows of every output plane.
-    fn run_with<const BILINEAR: bool>(&self, sampler: &(impl Sampler + Sync), out: &mut [f32]) {
+    fn run_with<const BILINEAR: bool>(&self, frame: &FrameView, out: &mut [f32]) {
         let (w, h, c) = (self.spec.width, self.spec.height, self.spec.channels());
         let p = self.placement;
-        // Output planes: one per channel (CHW) or one interleaved plane (HWC).
-        let (plane_count, row_len) = match self.spec.layout {
-            TensorLayout::Chw => (c, w),
-            TensorLayout::Hwc => (1, w * c),
+        // Output planes: one per channel (CHW) or one interleaved plane (HWC); values per pixel
+        // in a plane's row.
+        let (plane_count, per_pixel) = match self.spec.layout {
+            TensorLayout::Chw => (c, 1),
+            TensorLayout::Hwc => (1, c),
         };
-        let threads = self.threads.min(p.height).max(1);
+        let row_len = w * per_pixel;
+        let threads = self.caches.len().max(1);
         let rows_per_chunk = p.height.div_ceil(threads);
         // chunks[t][plane] = that thread's rows of that plane.
         let mut chunks: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::new()).collect();
@@ -510,24 +549,26 @@ impl Preprocessor {
                 chunks[t].push(rows);
             }
         }
+        let placed_columns = p.x * per_pixel..(p.x + p.width) * per_pixel;
         let work = |t: usize, mut planes: Vec<&mut [f32]>| {
-            let first = t * rows_per_chunk;
-            let count = planes.first().map_or(0, |p| p.len() / row_len);
-            let mut scratch = RowScratch::new(p.width);
-            for r in 0..count {
-                let y = first + r;
-                let range = r * row_len..(r + 1) * row_len;
-                match planes.as_mut_slice() {
-                    [a] => self.row::<BILINEAR>(sampler, y, &mut [&mut a[range]], &mut scratch),
-                    [a, b, c] => self.row::<BILINEAR>(
-                        sampler,
-                        y,
-                        &mut [&mut a[range.clone()], &mut b[range.clone()], &mut c[range]],
-                        &mut scratch,
-                    ),
-                    _ => {}
-                }
+            let Some(cache) = self.caches.get(t) else {
+                return;
+            };
+            // A poisoned lock only means another frame panicked mid-row: the rows are rebuilt.
+            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let rows = RowChunk {
+                first: t * rows_per_chunk,
+                row_len,
+                columns: placed_columns.clone(),
+            };
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above); AVX2 only widens the vectors,
+                // the arithmetic (no FMA contraction) and so the results stay the same.
+                unsafe { self.rows_avx2::<BILINEAR>(frame, &rows, &mut planes, &mut cache) };
+                return;
             }
+            self.rows::<BILINEAR>(frame, &rows, &mut planes, &mut cache);
         };
         if threads == 1 {
             if let Some(planes) = chunks.pop() {
@@ -549,351 +590,91 @@ impl Preprocessor {
         });
     }
 
-    /// One output row in two passes: gather the row's RGB values (a scalar pass over the taps),
-    /// then normalise them into the output layout (plain slice loops the compiler vectorises).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn rows_avx2<const BILINEAR: bool>(
+        &self,
+        frame: &FrameView,
+        rows: &RowChunk,
+        planes: &mut [&mut [f32]],
+        cache: &mut [ChannelRows],
+    ) {
+        self.rows::<BILINEAR>(frame, rows, planes, cache);
+    }
+
+    /// One thread's rows: `planes` holds them in every output plane.
+    #[inline(always)]
+    fn rows<const BILINEAR: bool>(
+        &self,
+        frame: &FrameView,
+        rows: &RowChunk,
+        planes: &mut [&mut [f32]],
+        cache: &mut [ChannelRows],
+    ) {
+        cache.iter_mut().for_each(ChannelRows::forget);
+        let count = planes.first().map_or(0, |p| p.len() / rows.row_len);
+        for r in 0..count {
+            let at = r * rows.row_len;
+            let columns = at + rows.columns.start..at + rows.columns.end;
+            let y = rows.first + r;
+            match planes {
+                [a] => self.row::<BILINEAR>(frame, y, cache, &mut [&mut a[columns]]),
+                [a, b, c] => self.row::<BILINEAR>(
+                    frame,
+                    y,
+                    cache,
+                    &mut [
+                        &mut a[columns.clone()],
+                        &mut b[columns.clone()],
+                        &mut c[columns],
+                    ],
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// Placed output row `y`: each source channel's values on it, then converted and normalised
+    /// into `out` (the row's slice of every output plane, from the placed first column).
     #[inline(always)]
     fn row<const BILINEAR: bool>(
         &self,
-        sampler: &impl Sampler,
+        frame: &FrameView,
         y: usize,
+        cache: &mut [ChannelRows],
         out: &mut [&mut [f32]],
-        scratch: &mut RowScratch,
     ) {
-        let src = sampler.row::<BILINEAR>(&self.rows[y], &self.chroma_rows[y]);
-        let RowScratch { r, g, b } = scratch;
-        src.gather::<BILINEAR>(&self.cols, &self.chroma_cols, r, g, b);
-        let (x0, w) = (self.placement.x, self.placement.width);
-        let (gain, bias) = (self.gain, self.bias);
-        // Network channel k reads these RGB rows.
-        let ordered: [&[f32]; 3] = match self.spec.color {
-            ColorOrder::Bgr => [b, g, r],
-            _ => [r, g, b],
-        };
-        match (self.spec.color, self.spec.layout, out) {
-            (ColorOrder::Gray, _, [plane, ..]) => {
-                let rows = r.iter().zip(g.iter()).zip(b.iter());
-                for (o, ((r, g), b)) in plane[x0..x0 + w].iter_mut().zip(rows) {
-                    *o = gain[0] * (0.299 * r + 0.587 * g + 0.114 * b) + bias[0];
-                }
-            }
-            (_, TensorLayout::Hwc, [plane, ..]) => {
-                let rows = ordered[0]
-                    .iter()
-                    .zip(ordered[1].iter())
-                    .zip(ordered[2].iter());
-                for (o, ((v0, v1), v2)) in plane[x0 * 3..(x0 + w) * 3].chunks_exact_mut(3).zip(rows)
-                {
-                    o[0] = gain[0] * v0 + bias[0];
-                    o[1] = gain[1] * v1 + bias[1];
-                    o[2] = gain[2] * v2 + bias[2];
-                }
-            }
-            (_, TensorLayout::Chw, [p0, p1, p2, ..]) => {
-                for (k, plane) in [p0, p1, p2].into_iter().enumerate() {
-                    for (o, v) in plane[x0..x0 + w].iter_mut().zip(ordered[k]) {
-                        *o = gain[k] * v + bias[k];
-                    }
-                }
-            }
-            // Plane counts always match the layout (see run_with).
-            _ => {}
+        let mut values: [&[f32]; 3] = [&[]; 3];
+        for (k, (rows, taps)) in cache.iter_mut().zip(&self.channels).enumerate() {
+            let table = if taps.chroma {
+                &self.chroma_rows
+            } else {
+                &self.rows
+            };
+            let Some(tap) = table.get(y) else {
+                return;
+            };
+            let (plane, stride) = (frame.planes[taps.plane], frame.strides[taps.plane]);
+            values[k] = rows.row::<BILINEAR>(taps, tap, |i| plane.get(i * stride..).unwrap_or(&[]));
         }
+        if self.channels.len() == 1 {
+            values = [values[0]; 3];
+        }
+        rows::emit(values, self.colour, &self.normalise, out);
     }
 }
 
-/// One row's gathered R, G and B values (per thread).
-struct RowScratch {
-    r: Vec<f32>,
-    g: Vec<f32>,
-    b: Vec<f32>,
-}
-
-impl RowScratch {
-    fn new(width: usize) -> RowScratch {
-        RowScratch {
-            r: vec![0.0; width],
-            g: vec![0.0; width],
-            b: vec![0.0; width],
-        }
-    }
-}
-
-/// A frame's pixels as RGB (0..255), positioned on the source row(s) of one output row.
-trait Sampler {
-    type Row<'r>: RowSampler
-    where
-        Self: 'r;
-    fn row<const BILINEAR: bool>(&self, row: &Tap, crow: &Tap) -> Self::Row<'_>;
-}
-
-/// Pixels of the current row through their column taps.
-trait RowSampler {
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap) -> [f32; 3];
-
-    /// RGB of every output column into `r`, `g`, `b`.
-    #[inline(always)]
-    fn gather<const BILINEAR: bool>(
-        &self,
-        cols: &[Tap],
-        ccols: &[Tap],
-        r: &mut [f32],
-        g: &mut [f32],
-        b: &mut [f32],
-    ) {
-        let outs = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
-        for (((r, g), b), (col, ccol)) in outs.zip(cols.iter().zip(ccols)) {
-            [*r, *g, *b] = self.rgb::<BILINEAR>(col, ccol);
-        }
-    }
+/// A thread's share of the placed rows: from placed row `first`, `row_len` values per row of
+/// an output plane, of which `columns` are the placed ones.
+struct RowChunk {
+    first: usize,
+    row_len: usize,
+    columns: std::ops::Range<usize>,
 }
 
 #[inline(always)]
 fn lerp(a: f32, b: f32, w: f32) -> f32 {
     a + (b - a) * w
-}
-
-/// Source rows `i0` and `i1` of a plane (the same row for nearest), with the weight of `i1`.
-#[derive(Clone, Copy)]
-struct Rows<'a> {
-    top: &'a [u8],
-    bottom: &'a [u8],
-    w: f32,
-}
-
-impl<'a> Rows<'a> {
-    fn new<const BILINEAR: bool>(plane: &'a [u8], stride: usize, tap: &Tap) -> Rows<'a> {
-        let at = |i: usize| plane.get(i * stride..).unwrap_or(&[]);
-        Rows {
-            top: at(tap.i0),
-            bottom: if BILINEAR { at(tap.i1) } else { &[] },
-            w: tap.w,
-        }
-    }
-
-    /// Channel value at byte `x·step + offset` of the row(s), interpolated along `col`.
-    #[inline(always)]
-    fn value<const BILINEAR: bool>(&self, col: &Tap, step: usize, offset: usize) -> f32 {
-        let at = |row: &[u8], x: usize| f32::from(row.get(x * step + offset).copied().unwrap_or(0));
-        if !BILINEAR {
-            return at(self.top, col.i0);
-        }
-        lerp(
-            lerp(at(self.top, col.i0), at(self.top, col.i1), col.w),
-            lerp(at(self.bottom, col.i0), at(self.bottom, col.i1), col.w),
-            self.w,
-        )
-    }
-}
-
-struct PackedSampler<'a> {
-    plane: &'a [u8],
-    stride: usize,
-    bpp: usize,
-    offsets: [usize; 3],
-}
-
-impl<'a> PackedSampler<'a> {
-    fn new(format: SourceFormat, frame: &FrameView<'a>) -> PackedSampler<'a> {
-        let (bpp, offsets) = match format {
-            SourceFormat::Packed {
-                bytes_per_pixel,
-                r,
-                g,
-                b,
-            } => (bytes_per_pixel, [r, g, b]),
-            _ => (3, [0, 1, 2]),
-        };
-        PackedSampler {
-            plane: frame.planes[0],
-            stride: frame.strides[0],
-            bpp,
-            offsets,
-        }
-    }
-}
-
-struct PackedRow<'a> {
-    rows: Rows<'a>,
-    bpp: usize,
-    offsets: [usize; 3],
-}
-
-impl Sampler for PackedSampler<'_> {
-    type Row<'r>
-        = PackedRow<'r>
-    where
-        Self: 'r;
-
-    fn row<const BILINEAR: bool>(&self, row: &Tap, _: &Tap) -> PackedRow<'_> {
-        PackedRow {
-            rows: Rows::new::<BILINEAR>(self.plane, self.stride, row),
-            bpp: self.bpp,
-            offsets: self.offsets,
-        }
-    }
-}
-
-impl RowSampler for PackedRow<'_> {
-    #[inline(always)]
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap) -> [f32; 3] {
-        if !BILINEAR {
-            let i = col.i0 * self.bpp;
-            if let Some(px) = self.rows.top.get(i..i + self.bpp) {
-                return [
-                    f32::from(px[self.offsets[0]]),
-                    f32::from(px[self.offsets[1]]),
-                    f32::from(px[self.offsets[2]]),
-                ];
-            }
-            return [0.0; 3];
-        }
-        [
-            self.rows.value::<true>(col, self.bpp, self.offsets[0]),
-            self.rows.value::<true>(col, self.bpp, self.offsets[1]),
-            self.rows.value::<true>(col, self.bpp, self.offsets[2]),
-        ]
-    }
-}
-
-struct GraySampler<'a> {
-    plane: &'a [u8],
-    stride: usize,
-}
-
-impl<'a> GraySampler<'a> {
-    fn new(frame: &FrameView<'a>) -> GraySampler<'a> {
-        GraySampler {
-            plane: frame.planes[0],
-            stride: frame.strides[0],
-        }
-    }
-}
-
-struct GrayRow<'a>(Rows<'a>);
-
-impl Sampler for GraySampler<'_> {
-    type Row<'r>
-        = GrayRow<'r>
-    where
-        Self: 'r;
-
-    fn row<const BILINEAR: bool>(&self, row: &Tap, _: &Tap) -> GrayRow<'_> {
-        GrayRow(Rows::new::<BILINEAR>(self.plane, self.stride, row))
-    }
-}
-
-impl RowSampler for GrayRow<'_> {
-    #[inline(always)]
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, _: &Tap) -> [f32; 3] {
-        let v = self.0.value::<BILINEAR>(col, 1, 0);
-        [v, v, v]
-    }
-}
-
-struct YuvSampler<'a> {
-    frame: &'a FrameView<'a>,
-    nv12: bool,
-    coefficients: YuvCoefficients,
-}
-
-impl<'a> YuvSampler<'a> {
-    fn new(
-        format: SourceFormat,
-        frame: &'a FrameView<'a>,
-        coefficients: YuvCoefficients,
-    ) -> YuvSampler<'a> {
-        debug_assert!(format.is_yuv());
-        YuvSampler {
-            frame,
-            nv12: format == SourceFormat::Nv12,
-            coefficients,
-        }
-    }
-}
-
-struct YuvRow<'a> {
-    y: Rows<'a>,
-    u: Rows<'a>,
-    v: Rows<'a>,
-    nv12: bool,
-    coefficients: YuvCoefficients,
-}
-
-impl Sampler for YuvSampler<'_> {
-    type Row<'r>
-        = YuvRow<'r>
-    where
-        Self: 'r;
-
-    fn row<const BILINEAR: bool>(&self, row: &Tap, crow: &Tap) -> YuvRow<'_> {
-        let f = self.frame;
-        let u = Rows::new::<BILINEAR>(f.planes[1], f.strides[1], crow);
-        YuvRow {
-            y: Rows::new::<BILINEAR>(f.planes[0], f.strides[0], row),
-            u,
-            v: if self.nv12 {
-                u
-            } else {
-                Rows::new::<BILINEAR>(f.planes[2], f.strides[2], crow)
-            },
-            nv12: self.nv12,
-            coefficients: self.coefficients,
-        }
-    }
-}
-
-impl RowSampler for YuvRow<'_> {
-    /// Gathers Y, U and V first, then converts the whole row (a loop without lookups).
-    #[inline(always)]
-    fn gather<const BILINEAR: bool>(
-        &self,
-        cols: &[Tap],
-        ccols: &[Tap],
-        r: &mut [f32],
-        g: &mut [f32],
-        b: &mut [f32],
-    ) {
-        let outs = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
-        for (((y, u), v), (col, ccol)) in outs.zip(cols.iter().zip(ccols)) {
-            *y = self.y.value::<BILINEAR>(col, 1, 0);
-            (*u, *v) = if self.nv12 {
-                (
-                    self.u.value::<BILINEAR>(ccol, 2, 0),
-                    self.u.value::<BILINEAR>(ccol, 2, 1),
-                )
-            } else {
-                (
-                    self.u.value::<BILINEAR>(ccol, 1, 0),
-                    self.v.value::<BILINEAR>(ccol, 1, 0),
-                )
-            };
-        }
-        let k = self.coefficients;
-        for ((y, u), v) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
-            let l = k.y_gain * (*y - k.y_offset);
-            let (cu, cv) = (*u - 128.0, *v - 128.0);
-            *y = (l + k.rv * cv).clamp(0.0, 255.0);
-            *u = (l - k.gu * cu - k.gv * cv).clamp(0.0, 255.0);
-            *v = (l + k.bu * cu).clamp(0.0, 255.0);
-        }
-    }
-
-    #[inline(always)]
-    fn rgb<const BILINEAR: bool>(&self, col: &Tap, ccol: &Tap) -> [f32; 3] {
-        let y = self.y.value::<BILINEAR>(col, 1, 0);
-        let (u, v) = if self.nv12 {
-            (
-                self.u.value::<BILINEAR>(ccol, 2, 0),
-                self.u.value::<BILINEAR>(ccol, 2, 1),
-            )
-        } else {
-            (
-                self.u.value::<BILINEAR>(ccol, 1, 0),
-                self.v.value::<BILINEAR>(ccol, 1, 0),
-            )
-        };
-        self.coefficients.rgb(y, u, v)
-    }
 }
 
 #[cfg(test)]
@@ -1125,6 +906,264 @@ mod tests {
             };
             assert_eq!(out_for(1), out_for(3));
         }
+    }
+
+    /// The straightforward per-pixel computation: bilinear as `lerp(lerp(a, b, wx), lerp(c, d,
+    /// wx), wy)` on the frame's bytes, YUV converted after interpolation, then normalised.
+    fn per_pixel(
+        p: &Preprocessor,
+        format: SourceFormat,
+        (fw, fh): (usize, usize),
+        (matrix, full_range): (YuvMatrix, bool),
+        frame: &FrameView,
+    ) -> Vec<f32> {
+        let s = p.spec();
+        let place = p.placement();
+        let (cw, ch) = (fw.div_ceil(2), fh.div_ceil(2));
+        let (cols, rows) = (
+            taps(fw, place.width, s.filter),
+            taps(fh, place.height, s.filter),
+        );
+        let (ccols, crows) = (
+            taps(cw, place.width, s.filter),
+            taps(ch, place.height, s.filter),
+        );
+        let sample = |plane: usize, step: usize, off: usize, col: Tap, row: Tap| {
+            let at = |r: usize, c: usize| {
+                f32::from(frame.planes[plane][r * frame.strides[plane] + c * step + off])
+            };
+            match s.filter {
+                ScalingFilter::Nearest => at(row.i0, col.i0),
+                ScalingFilter::Bilinear => lerp(
+                    lerp(at(row.i0, col.i0), at(row.i0, col.i1), col.w),
+                    lerp(at(row.i1, col.i0), at(row.i1, col.i1), col.w),
+                    row.w,
+                ),
+            }
+        };
+        let yuv = YuvCoefficients::new(matrix, full_range);
+        let c = s.channels();
+        let per_channel = |v: &[f32], default: f32, k: usize| match v.len() {
+            0 => default,
+            1 => v[0],
+            _ => v[k],
+        };
+        let gain: Vec<f32> = (0..c)
+            .map(|k| s.net_scale_factor / per_channel(&s.std, 1.0, k))
+            .collect();
+        let bias: Vec<f32> = (0..c)
+            .map(|k| -per_channel(&s.offsets, 0.0, k) * gain[k])
+            .collect();
+        let mut out = vec![0.0; s.elements()];
+        for y in 0..s.height {
+            for x in 0..s.width {
+                let inside = (place.x..place.x + place.width).contains(&x)
+                    && (place.y..place.y + place.height).contains(&y);
+                let mut values = [0f32; 3];
+                if inside {
+                    let (col, row) = (cols[x - place.x], rows[y - place.y]);
+                    let (ccol, crow) = (ccols[x - place.x], crows[y - place.y]);
+                    let [r, g, b] = match format {
+                        SourceFormat::Packed {
+                            bytes_per_pixel: n,
+                            r,
+                            g,
+                            b,
+                        } => [r, g, b].map(|o| sample(0, n, o, col, row)),
+                        SourceFormat::Gray8 => [sample(0, 1, 0, col, row); 3],
+                        SourceFormat::Nv12 => yuv.rgb(
+                            sample(0, 1, 0, col, row),
+                            sample(1, 2, 0, ccol, crow),
+                            sample(1, 2, 1, ccol, crow),
+                        ),
+                        SourceFormat::I420 => yuv.rgb(
+                            sample(0, 1, 0, col, row),
+                            sample(1, 1, 0, ccol, crow),
+                            sample(2, 1, 0, ccol, crow),
+                        ),
+                    };
+                    values = match s.color {
+                        ColorOrder::Rgb => [r, g, b],
+                        ColorOrder::Bgr => [b, g, r],
+                        ColorOrder::Gray => [0.299 * r + 0.587 * g + 0.114 * b, 0.0, 0.0],
+                    };
+                }
+                for k in 0..c {
+                    let v = if inside {
+                        gain[k] * values[k] + bias[k]
+                    } else {
+                        bias[k]
+                    };
+                    match s.layout {
+                        TensorLayout::Chw => out[(k * s.height + y) * s.width + x] = v,
+                        TensorLayout::Hwc => out[(y * s.width + x) * c + k] = v,
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn row_kernels_match_the_per_pixel_computation() {
+        let formats = [
+            SourceFormat::Nv12,
+            SourceFormat::I420,
+            SourceFormat::Gray8,
+            RGB,
+            SourceFormat::Packed {
+                bytes_per_pixel: 4,
+                r: 2,
+                g: 1,
+                b: 0,
+            },
+            SourceFormat::Packed {
+                bytes_per_pixel: 4,
+                r: 0,
+                g: 1,
+                b: 2,
+            },
+        ];
+        // (frame, network): odd downscales, upscales, whole-factor downscales (the strided
+        // gathers), identity.
+        let sizes = [
+            ((37, 23), (16, 11)),
+            ((13, 9), (29, 17)),
+            ((40, 20), (20, 10)),
+            ((42, 30), (14, 10)),
+            ((7, 5), (7, 5)),
+            ((64, 8), (9, 31)),
+        ];
+        let mut checked = 0;
+        for format in formats {
+            for &((fw, fh), (nw, nh)) in &sizes {
+                let bytes_per_pixel = match format {
+                    SourceFormat::Packed {
+                        bytes_per_pixel, ..
+                    } => bytes_per_pixel,
+                    _ => 1,
+                };
+                // Strides with padding, a frame larger than the crop, and the crop's offsets.
+                let (big_w, big_h) = (fw + 5, fh + 6);
+                let luma_stride = big_w * bytes_per_pixel + 3;
+                let chroma_stride = match format {
+                    SourceFormat::Nv12 => big_w.div_ceil(2) * 2 + 1,
+                    _ => big_w.div_ceil(2) + 2,
+                };
+                let fill = |n: usize, seed: usize| -> Vec<u8> {
+                    (0..n).map(|i| ((i * 7919 + seed) % 251) as u8).collect()
+                };
+                let luma = fill(luma_stride * big_h, 1);
+                let (u, v) = (
+                    fill(chroma_stride * big_h.div_ceil(2), 2),
+                    fill(chroma_stride * big_h.div_ceil(2), 3),
+                );
+                let whole = FrameView {
+                    planes: [&luma, &u, &v],
+                    strides: [luma_stride, chroma_stride, chroma_stride],
+                };
+                // A region starting at (2, 4) (even, as the element widens 4:2:0 regions).
+                let crop = FrameView {
+                    planes: [
+                        &luma[4 * luma_stride + 2 * bytes_per_pixel..],
+                        &u[2 * chroma_stride + if format == SourceFormat::Nv12 { 2 } else { 1 }..],
+                        &v[2 * chroma_stride + 1..],
+                    ],
+                    strides: whole.strides,
+                };
+                for (frame, other) in [(&whole, &crop), (&crop, &whole)] {
+                    for (filter, color, layout, aspect, symmetric, threads) in [
+                        (
+                            ScalingFilter::Nearest,
+                            ColorOrder::Bgr,
+                            TensorLayout::Chw,
+                            false,
+                            false,
+                            1,
+                        ),
+                        (
+                            ScalingFilter::Bilinear,
+                            ColorOrder::Rgb,
+                            TensorLayout::Chw,
+                            true,
+                            true,
+                            3,
+                        ),
+                        (
+                            ScalingFilter::Bilinear,
+                            ColorOrder::Bgr,
+                            TensorLayout::Hwc,
+                            true,
+                            false,
+                            2,
+                        ),
+                        (
+                            ScalingFilter::Nearest,
+                            ColorOrder::Gray,
+                            TensorLayout::Chw,
+                            true,
+                            true,
+                            2,
+                        ),
+                        (
+                            ScalingFilter::Bilinear,
+                            ColorOrder::Gray,
+                            TensorLayout::Hwc,
+                            false,
+                            false,
+                            1,
+                        ),
+                        (
+                            ScalingFilter::Nearest,
+                            ColorOrder::Rgb,
+                            TensorLayout::Hwc,
+                            false,
+                            false,
+                            4,
+                        ),
+                    ] {
+                        let mut s = spec(nw, nh, color);
+                        s.filter = filter;
+                        s.layout = layout;
+                        s.maintain_aspect_ratio = aspect;
+                        s.symmetric_padding = symmetric;
+                        s.net_scale_factor = 1.0 / 255.0;
+                        s.offsets = vec![0.485 * 255.0];
+                        s.std = match color {
+                            ColorOrder::Gray => vec![0.226],
+                            _ => vec![0.229, 0.224, 0.225],
+                        };
+                        let colour = (YuvMatrix::Bt709, format == SourceFormat::I420);
+                        let p = Preprocessor::new(&s, format, fw, fh, colour.0, colour.1, threads)
+                            .unwrap();
+                        let mut fast = vec![f32::NAN; s.elements()];
+                        // After another frame: no rows cached from it may be reused.
+                        p.run(other, &mut fast).unwrap();
+                        p.run(frame, &mut fast).unwrap();
+                        let slow = per_pixel(&p, format, (fw, fh), colour, frame);
+                        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                            assert!(
+                                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                                "{format:?} {fw}x{fh} -> {nw}x{nh} {filter:?} {color:?} {layout:?} aspect {aspect}: value {i} is {a}, per pixel {b}"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 6 * 6 * 2 * 6);
+    }
+
+    #[test]
+    fn small_inputs_stay_on_one_thread() {
+        // LPDNet's 3x480x640: one thread whatever the element has.
+        assert_eq!(useful_threads(&spec(640, 480, ColorOrder::Rgb), 8), 1);
+        // 3x2160x3840 (25M values) is worth six.
+        let uhd = spec(3840, 2160, ColorOrder::Rgb);
+        assert_eq!(useful_threads(&uhd, 4), 4);
+        assert_eq!(useful_threads(&uhd, 16), 6);
+        assert_eq!(useful_threads(&uhd, 0), 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::settings::{Failure, FailureKind, Int8Table, Resolved};
 use crate::meta::{FrameObject, TensorView};
 use crate::postprocess::{self, ClassParams, DetectNetLayout};
 use crate::preprocess::{
-    FrameView, InputSpec, Preprocessor, SourceFormat, TensorLayout, YuvMatrix,
+    FrameView, InputSpec, Preprocessor, SourceFormat, TensorLayout, YuvMatrix, useful_threads,
 };
 
 /// An engine in hand and how it was obtained.
@@ -811,7 +811,7 @@ impl Runner {
             video.height,
             video.matrix,
             video.full_range,
-            self.threads,
+            useful_threads(&self.spec, self.threads),
         )
         .map_err(|e| Failure::new(FailureKind::Settings, e.0))?;
         self.preprocessor = Some((video, p));
