@@ -286,11 +286,10 @@ pub fn input_warning(values: &[f32], spec: &InputSpec) -> Option<String> {
     None
 }
 
-/// Output values one preprocessing thread should have before another is worth starting: the row
-/// kernels take well under 1 ns per value, while a thread started per frame costs tens of µs and,
-/// when the cores are busy (other processes, an engine's spinning workers), waits for a core for
-/// milliseconds. 3×480×640 measured 0.2 ms on one thread and 2–3 ms wall on two at load 4.
-pub const VALUES_PER_THREAD: usize = 1 << 22;
+/// Output values one preprocessing thread should have before another is worth using: the row
+/// kernels take well under 1 ns per value, and handing rows to the preprocessor's own (persistent)
+/// worker costs a few µs. 3×480×640 (LPDNet) is worth two.
+pub const VALUES_PER_THREAD: usize = 1 << 19;
 
 /// How many of `threads` preprocessing a network input of `spec` can use profitably.
 pub fn useful_threads(spec: &InputSpec, threads: usize) -> usize {
@@ -312,6 +311,9 @@ pub struct Preprocessor {
     normalise: Normalise,
     /// One set of cached source rows per thread, kept across frames (no allocation per frame).
     caches: Vec<Mutex<Vec<ChannelRows>>>,
+    /// Started once with the preprocessor, so frames hand rows to waiting threads instead of
+    /// starting threads of their own. None when one thread does all rows.
+    pool: Option<tao_kernels::ThreadPool>,
 }
 
 impl Preprocessor {
@@ -414,12 +416,17 @@ impl Preprocessor {
                 SourceColour::Yuv(YuvCoefficients::new(matrix, full_range)),
             ),
         };
-        let caches = (0..threads.clamp(1, placement.height))
+        let threads = threads.clamp(1, placement.height);
+        let caches = (0..threads)
             .map(|_| {
                 let rows = channels.iter().map(|_| ChannelRows::new(placement.width));
                 Mutex::new(rows.collect())
             })
             .collect();
+        // Without workers the rows are still all done, on the calling thread.
+        let pool = (threads > 1)
+            .then(|| tao_kernels::ThreadPool::new(threads).ok())
+            .flatten();
         Ok(Preprocessor {
             rows: taps(frame_height, placement.height, spec.filter),
             chroma_rows: taps(chroma_h, placement.height, spec.filter),
@@ -436,6 +443,7 @@ impl Preprocessor {
                 hwc: spec.layout == TensorLayout::Hwc,
             },
             caches,
+            pool,
             spec: spec.clone(),
             format,
             frame_width,
@@ -570,24 +578,26 @@ impl Preprocessor {
             }
             self.rows::<BILINEAR>(frame, &rows, &mut planes, &mut cache);
         };
-        if threads == 1 {
-            if let Some(planes) = chunks.pop() {
-                work(0, planes);
+        match &self.pool {
+            Some(pool) if pool.threads() == threads => {
+                // Each thread takes its own chunk once; a Mutex hands the &mut slices over.
+                let chunks: Vec<Mutex<Option<Vec<&mut [f32]>>>> =
+                    chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
+                pool.run(&|t| {
+                    let taken = chunks
+                        .get(t)
+                        .and_then(|c| c.lock().unwrap_or_else(PoisonError::into_inner).take());
+                    if let Some(planes) = taken {
+                        work(t, planes);
+                    }
+                });
             }
-            return;
+            _ => {
+                for (t, planes) in chunks.into_iter().enumerate() {
+                    work(t, planes);
+                }
+            }
         }
-        std::thread::scope(|s| {
-            let work = &work;
-            let mut iter = chunks.into_iter().enumerate();
-            // The calling thread takes the first chunk itself.
-            let first = iter.next();
-            for (t, planes) in iter {
-                s.spawn(move || work(t, planes));
-            }
-            if let Some((t, planes)) = first {
-                work(t, planes);
-            }
-        });
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -1157,12 +1167,14 @@ mod tests {
 
     #[test]
     fn small_inputs_stay_on_one_thread() {
-        // LPDNet's 3x480x640: one thread whatever the element has.
-        assert_eq!(useful_threads(&spec(640, 480, ColorOrder::Rgb), 8), 1);
-        // 3x2160x3840 (25M values) is worth six.
+        // A 3x64x64 input: one thread whatever the element has.
+        assert_eq!(useful_threads(&spec(64, 64, ColorOrder::Rgb), 8), 1);
+        // LPDNet's 3x480x640 (0.9M values) is worth two.
+        assert_eq!(useful_threads(&spec(640, 480, ColorOrder::Rgb), 8), 2);
+        assert_eq!(useful_threads(&spec(640, 480, ColorOrder::Rgb), 1), 1);
+        // 3x2160x3840 (25M values) is worth 48.
         let uhd = spec(3840, 2160, ColorOrder::Rgb);
         assert_eq!(useful_threads(&uhd, 4), 4);
-        assert_eq!(useful_threads(&uhd, 16), 6);
         assert_eq!(useful_threads(&uhd, 0), 1);
     }
 
