@@ -12,7 +12,7 @@ use tao_backend_cuda::CudaBackend;
 use tao_engine::backend::{Backend, Precision};
 use tao_engine::calibration::CalibrationCache;
 use tao_engine::cpu::CpuBackend;
-use tao_engine::cpu::int8::CpuInt8Backend;
+use tao_engine::cpu::int8::{CALIBRATION_DEVICE_MARK, CpuInt8Backend};
 use tao_engine::plan::{Plan, PlanIdentity, keys};
 
 /// The user's choice of backend.
@@ -199,7 +199,7 @@ pub fn for_plan(
         || (backend.name() == tao_engine::cpu::BACKEND_NAME
             && plan_device
                 .strip_prefix(device.as_str())
-                .is_some_and(|rest| rest.starts_with("; int8 calibration ")));
+                .is_some_and(|rest| rest.starts_with(CALIBRATION_DEVICE_MARK)));
     // The plan's own model and options: only what built it and for which device is checked.
     let identity = PlanIdentity {
         backend: backend.name().to_owned(),

@@ -85,6 +85,31 @@ struct EngineArgs {
     cache_dir: Option<PathBuf>,
 }
 
+impl EngineArgs {
+    /// What `build`, `run` and `bench` open: the model or plan with these engine options.
+    fn open_request<'a>(
+        &'a self,
+        path: &'a std::path::Path,
+        key: Option<&'a str>,
+        overrides: &'a GraphOverrides,
+        max_batch: usize,
+        threads: usize,
+        progress: &'a Progress,
+    ) -> Result<OpenRequest<'a>, String> {
+        Ok(OpenRequest {
+            path,
+            key,
+            overrides,
+            max_batch,
+            threads,
+            backend: parse_backend(&self.backend)?,
+            device_id: self.device_id,
+            cache_dir: self.cache_dir.as_deref(),
+            progress,
+        })
+    }
+}
+
 /// How photos become network inputs (as the element's net-scale-factor, offsets and
 /// model-color-format).
 #[derive(Args)]
@@ -419,17 +444,15 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let overrides = overrides.into_overrides(outputs.as_deref())?;
             let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
-            let request = OpenRequest {
-                path: &model,
-                key: key.as_deref(),
-                overrides: &overrides,
-                max_batch: batch,
-                threads: default_threads(),
-                backend: parse_backend(&engine.backend)?,
-                device_id: engine.device_id,
-                cache_dir: engine.cache_dir.as_deref(),
-                progress: &Progress::on_stderr("taoctl", MODEL_STAGES),
-            };
+            let progress = Progress::on_stderr("taoctl", MODEL_STAGES);
+            let request = engine.open_request(
+                &model,
+                key.as_deref(),
+                &overrides,
+                batch,
+                default_threads(),
+                &progress,
+            )?;
             print!("{}", build::build(&request)?);
         }
         Command::Run {
@@ -449,17 +472,14 @@ fn run(cli: Cli) -> Result<(), String> {
             let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
             let quiet = Progress::with_style("taoctl", MODEL_STAGES, Style::Quiet);
             let options = RunOptions {
-                open: OpenRequest {
-                    path: &engine_or_model,
-                    key: key.as_deref(),
-                    overrides: &overrides,
-                    max_batch: batch,
-                    threads: threads_or_default(threads)?,
-                    backend: parse_backend(&engine.backend)?,
-                    device_id: engine.device_id,
-                    cache_dir: engine.cache_dir.as_deref(),
-                    progress: &quiet,
-                },
+                open: engine.open_request(
+                    &engine_or_model,
+                    key.as_deref(),
+                    &overrides,
+                    batch,
+                    threads_or_default(threads)?,
+                    &quiet,
+                )?,
                 images: &inputs,
                 normalization: preprocess.into_normalization()?,
                 save_npy: save_npy.as_deref(),
@@ -483,17 +503,14 @@ fn run(cli: Cli) -> Result<(), String> {
             let key = resolve_key(key.key.as_deref(), key.key_file.as_deref())?;
             let quiet = Progress::with_style("taoctl", MODEL_STAGES, Style::Quiet);
             let options = BenchOptions {
-                open: OpenRequest {
-                    path: &engine_or_model,
-                    key: key.as_deref(),
-                    overrides: &overrides,
-                    max_batch: batch,
-                    threads: threads_or_default(threads)?,
-                    backend: parse_backend(&engine.backend)?,
-                    device_id: engine.device_id,
-                    cache_dir: engine.cache_dir.as_deref(),
-                    progress: &quiet,
-                },
+                open: engine.open_request(
+                    &engine_or_model,
+                    key.as_deref(),
+                    &overrides,
+                    batch,
+                    threads_or_default(threads)?,
+                    &quiet,
+                )?,
                 batch,
                 iterations,
                 warmup,

@@ -316,6 +316,10 @@ impl Prepared for PrepareInt8 {
     }
 }
 
+/// What follows the CPU fingerprint in an INT8 backend's device string, before the table's digest:
+/// a plan whose device is the CPU's plus this mark was built here, from some calibration table.
+pub const CALIBRATION_DEVICE_MARK: &str = "; int8 calibration ";
+
 /// The CPU backend building INT8 engines from a calibration table. Plans it builds load with
 /// [`CpuBackend`] (same backend name); the table's content is part of [`Backend::device`], so
 /// engine caches keep engines of different tables apart.
@@ -352,7 +356,7 @@ impl Backend for CpuInt8Backend {
             format!("{}\n{}", self.calibration, self.policy.canonical()).as_bytes(),
         );
         format!(
-            "{}; int8 calibration {}",
+            "{}{CALIBRATION_DEVICE_MARK}{}",
             cpu_fingerprint(),
             hex::encode(&digest[..8])
         )
