@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use tao_engine::arena::Liveness;
 use tao_engine::backend::{EngineError, EngineResult, IoDesc};
 use tao_graph::ir::{BinaryOp, DType as GraphDType, Facts, Graph, Node, Op, Tensor, UnaryOp};
 use tao_graph::ops::conv::WindowGeometry;
@@ -547,16 +548,6 @@ impl Lowering<'_> {
             })
     }
 
-    fn sole_reader(&self, tensor: &str) -> Option<usize> {
-        if self.graph.outputs.iter().any(|o| o == tensor) {
-            return None;
-        }
-        match self.graph.consumers(tensor).as_slice() {
-            [r] => Some(*r),
-            _ => None,
-        }
-    }
-
     fn scalar_constant(&self, node: &Node, i: usize) -> Option<Option<f32>> {
         match node.input(i) {
             None => Some(None),
@@ -623,17 +614,7 @@ impl Lowering<'_> {
     }
 
     fn residual_partner(&self, add: &Node, tensor: &str) -> Option<String> {
-        if !matches!(add.op, Op::Binary(BinaryOp::Add)) {
-            return None;
-        }
-        let other = if add.input(0) == Some(tensor) {
-            add.input(1)?
-        } else {
-            add.input(0)?
-        };
-        if other == tensor || self.graph.constants.contains_key(other) {
-            return None;
-        }
+        let other = self.graph.other_add_operand(add, tensor)?;
         let computed = self.any_value(other).is_ok();
         let same = self.shape_of(other).ok()? == self.shape_of(tensor).ok()?;
         (computed && same).then(|| other.to_owned())
@@ -799,7 +780,7 @@ impl Lowering<'_> {
         };
         let mut out = node.outputs[0].clone();
         let mut activation = Unary::IDENTITY;
-        if let Some(r) = self.sole_reader(&out)
+        if let Some(r) = self.graph.sole_consumer(&out)
             && self
                 .unary_of(&graph.nodes[r])
                 .is_some_and(|f| f.code == unary::RELU)
@@ -891,7 +872,7 @@ impl Lowering<'_> {
         let mut residual_mode = Residual::None;
         let mut residual = None;
         let try_residual = |this: &mut Self, out: &mut String, residual: &mut Option<String>| {
-            if let Some(r) = this.sole_reader(out)
+            if let Some(r) = this.graph.sole_consumer(out)
                 && let Some(other) = this.residual_partner(&graph.nodes[r], out)
             {
                 this.fused.insert(r);
@@ -904,7 +885,7 @@ impl Lowering<'_> {
         if try_residual(self, &mut out, &mut residual) {
             residual_mode = Residual::BeforeActivation;
         }
-        if let Some(r) = self.sole_reader(&out)
+        if let Some(r) = self.graph.sole_consumer(&out)
             && let Some(act) = self.activation_of(&graph.nodes[r])
             && graph.nodes[r].input(0) == Some(out.as_str())
         {
@@ -1145,7 +1126,7 @@ impl Lowering<'_> {
             pad[a] = geom.pads_begin[a];
         }
         let mut activation = Unary::IDENTITY;
-        if let Some(r) = self.sole_reader(&out)
+        if let Some(r) = self.graph.sole_consumer(&out)
             && let Some(act) = self.activation_of(&graph.nodes[r])
             && graph.nodes[r].input(0) == Some(out.as_str())
         {
@@ -1739,37 +1720,21 @@ pub fn assign_offsets(
     dtype: DType,
     max_batch: usize,
 ) -> usize {
-    let mut first = vec![usize::MAX; values.len()];
-    let mut last = vec![0usize; values.len()];
+    let mut liveness = Liveness::new(values.len());
     for (s, step) in steps.iter().enumerate() {
         for (v, writes) in step.values() {
-            if writes {
-                first[v] = first[v].min(s);
-            }
-            last[v] = last[v].max(s);
+            liveness.touch(s, v, writes);
         }
     }
-    let mut order: Vec<usize> = (0..values.len())
-        .filter(|&v| first[v] != usize::MAX)
+    let sizes: Vec<usize> = values
+        .iter()
+        .map(|v| v.block_bytes(dtype, max_batch))
         .collect();
-    order.sort_by_key(|&v| (first[v], v));
-    let mut live: Vec<(usize, usize, usize)> = Vec::new();
-    let mut top = 0;
-    for v in order {
-        // A value written at step s may not share space with anything read at step s.
-        live.retain(|&(_, _, end)| end >= first[v]);
-        live.sort_unstable();
-        let need = values[v].block_bytes(dtype, max_batch);
-        let mut at = 0;
-        for &(off, len, _) in &live {
-            if off >= at + need {
-                break;
-            }
-            at = at.max(off + len);
+    let (offsets, top) = liveness.first_fit(&sizes);
+    for (value, offset) in values.iter_mut().zip(offsets) {
+        if let Some(offset) = offset {
+            value.offset = offset;
         }
-        values[v].offset = at;
-        live.push((at, need, last[v]));
-        top = top.max(at + need);
     }
     top.max(ALIGN)
 }

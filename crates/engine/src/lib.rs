@@ -2,6 +2,7 @@
 //! under a content address, and loaded again without rebuilding.
 
 pub mod aligned;
+pub mod arena;
 pub mod backend;
 pub mod build;
 pub mod cache;

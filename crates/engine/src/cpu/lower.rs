@@ -17,6 +17,7 @@ use tao_kernels_int8::PreparedQConv;
 use super::generic::{
     BroadcastShape, Operand, binary_fn, broadcast_strides, reduce_supported, unary_fn,
 };
+use crate::arena::Liveness;
 use crate::backend::{EngineError, EngineResult, IoDesc};
 
 /// Where a 4-D value's elements are: logical NCHW order, or NHWC as the kernels want.
@@ -476,17 +477,6 @@ impl Lowering<'_> {
         name.and_then(|n| self.graph.constants.get(n))
     }
 
-    /// The single node reading `tensor`, if exactly one does and it is not a graph output.
-    fn sole_reader(&self, tensor: &str) -> Option<usize> {
-        if self.graph.outputs.iter().any(|o| o == tensor) {
-            return None;
-        }
-        match self.graph.consumers(tensor).as_slice() {
-            [r] => Some(*r),
-            _ => None,
-        }
-    }
-
     fn activation_of(&self, node: &Node) -> Option<Activation> {
         match &node.op {
             Op::Unary(UnaryOp::Relu) => Some(Activation::Relu),
@@ -520,17 +510,7 @@ impl Lowering<'_> {
     /// For `Add(tensor, other)` read only by `tensor`'s producer chain: the other operand, when it is
     /// an already-computed value of the same shape.
     fn residual_partner(&self, add: &Node, tensor: &str) -> Option<String> {
-        if !matches!(add.op, Op::Binary(BinaryOp::Add)) {
-            return None;
-        }
-        let other = if add.input(0) == Some(tensor) {
-            add.input(1)?
-        } else {
-            add.input(0)?
-        };
-        if other == tensor || self.graph.constants.contains_key(other) {
-            return None;
-        }
+        let other = self.graph.other_add_operand(add, tensor)?;
         let computed = self.by_name.contains_key(&(other.to_owned(), Layout::Nhwc))
             || self.by_name.contains_key(&(other.to_owned(), Layout::Nchw));
         let same = self.shape_of(other).ok()? == self.shape_of(tensor).ok()?;
@@ -839,7 +819,7 @@ impl Lowering<'_> {
         let mut residual_mode = ResidualAdd::None;
         let mut residual = None;
         let mut try_residual = |this: &mut Self, out: &mut String, mode| {
-            if let Some(r) = this.sole_reader(out)
+            if let Some(r) = this.graph.sole_consumer(out)
                 && let Some(other) = this.residual_partner(&graph.nodes[r], out)
             {
                 this.fused.insert(r);
@@ -852,7 +832,7 @@ impl Lowering<'_> {
         if let Some(mode) = try_residual(self, &mut out, ResidualAdd::BeforeActivation) {
             residual_mode = mode;
         }
-        if let Some(r) = self.sole_reader(&out)
+        if let Some(r) = self.graph.sole_consumer(&out)
             && let Some(act) = self.activation_of(&graph.nodes[r])
             && graph.nodes[r].input(0) == Some(out.as_str())
         {
@@ -1233,46 +1213,28 @@ fn assign_offsets(
     outputs: &[(IoDesc, usize)],
 ) -> usize {
     let n = steps.len();
-    let mut first = vec![usize::MAX; values.len()];
-    let mut last = vec![0usize; values.len()];
+    let mut liveness = Liveness::new(values.len());
     for (_, id) in inputs {
-        first[*id] = 0;
+        liveness.touch(0, *id, true);
     }
     for (s, step) in steps.iter().enumerate() {
         for (v, writes) in step_values(step) {
-            if writes {
-                first[v] = first[v].min(s);
-            }
-            last[v] = last[v].max(s);
+            liveness.touch(s, v, writes);
         }
     }
     for (_, id) in outputs {
-        last[*id] = n;
+        liveness.touch(n, *id, false);
     }
     // Pad each value to 16 floats (64 bytes) so every one starts cache-line and SIMD aligned.
-    let size = |v: &Value| v.floats(1).next_multiple_of(16);
-    let mut order: Vec<usize> = (0..values.len())
-        .filter(|&v| first[v] != usize::MAX)
+    let sizes: Vec<usize> = values
+        .iter()
+        .map(|v| v.floats(1).next_multiple_of(16))
         .collect();
-    order.sort_by_key(|&v| (first[v], v));
-    // Live blocks: (offset, size, last use).
-    let mut live: Vec<(usize, usize, usize)> = Vec::new();
-    let mut top = 0;
-    for v in order {
-        // A value written at step s may not share space with anything read at step s.
-        live.retain(|&(_, _, end)| end >= first[v]);
-        live.sort_unstable();
-        let need = size(&values[v]);
-        let mut at = 0;
-        for &(off, len, _) in &live {
-            if off >= at + need {
-                break;
-            }
-            at = at.max(off + len);
+    let (offsets, top) = liveness.first_fit(&sizes);
+    for (value, offset) in values.iter_mut().zip(offsets) {
+        if let Some(offset) = offset {
+            value.offset = offset;
         }
-        values[v].offset = at;
-        live.push((at, need, last[v]));
-        top = top.max(at + need);
     }
     top
 }

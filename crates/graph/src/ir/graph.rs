@@ -143,6 +143,32 @@ impl Graph {
             .collect()
     }
 
+    /// The one node reading `tensor`, when exactly one does and `tensor` is not a graph output:
+    /// a value nothing else needs, which a backend may fuse into its producer.
+    pub fn sole_consumer(&self, tensor: &str) -> Option<usize> {
+        if self.outputs.iter().any(|o| o == tensor) {
+            return None;
+        }
+        match self.consumers(tensor).as_slice() {
+            [r] => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// For an `Add` reading `tensor`: its other operand, when that is another tensor and not a
+    /// constant (the residual a convolution producing `tensor` may add in its epilogue).
+    pub fn other_add_operand<'n>(&self, add: &'n Node, tensor: &str) -> Option<&'n str> {
+        if !matches!(add.op, Op::Binary(crate::ops::BinaryOp::Add)) {
+            return None;
+        }
+        let other = if add.input(0) == Some(tensor) {
+            add.input(1)?
+        } else {
+            add.input(0)?
+        };
+        (other != tensor && !self.constants.contains_key(other)).then_some(other)
+    }
+
     /// Whether `name` is a graph input, a constant or a node output.
     pub fn has_tensor(&self, name: &str) -> bool {
         self.input(name).is_some()
