@@ -9,6 +9,9 @@
 //! `models/ort_time.py` with the project's `.venv` (graph optimisation ALL); tract through
 //! `peers/tract` (its own cargo workspace: `make bench-cpu` builds it), when built.
 
+#[path = "support/ort.rs"]
+mod ort;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -61,7 +64,6 @@ fn main() {
     let runs: usize = arg(&args, "--runs").map_or(10, |r| r.parse().unwrap());
     let threads: usize = arg(&args, "--threads").map_or(2, |t| t.parse().unwrap());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
 
     let (graph, onnx) = load(&model, key.as_deref());
     let work = tempfile::tempdir().unwrap();
@@ -119,31 +121,8 @@ fn main() {
             }
         }
         let ours = median(times);
-        let ort = Command::new(&python)
-            .arg(root.join("models/ort_time.py"))
-            .arg(&onnx_path)
-            .args([
-                "--threads",
-                &threads.to_string(),
-                "--batch",
-                &batch.to_string(),
-                "--runs",
-                &runs.to_string(),
-            ])
-            .output()
-            .expect("run .venv/bin/python (make setup creates it)");
-        let text = String::from_utf8_lossy(&ort.stdout);
-        let ort_ms: f64 = text
-            .lines()
-            .rev()
-            .find_map(|l| {
-                l.strip_prefix("median_ms=")?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("ORT failed: {}", String::from_utf8_lossy(&ort.stderr)));
+        let ort_ms = ort::median_ms(&root, &onnx_path, batch, runs, threads)
+            .unwrap_or_else(|e| panic!("{e}"));
         let dims = engine.inputs()[0]
             .shape
             .iter()

@@ -12,8 +12,10 @@
 //! neighbouring INT8 and FP32 runs (the steadier figure on a machine shared with other work). The shared folder is `$TAO_SHARED_DIR` or
 //! `../shared` next to the workspace. ONNX Runtime runs through `models/ort_time.py`.
 
+#[path = "support/ort.rs"]
+mod ort;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use tao_engine::aligned::AlignedBytes;
@@ -88,33 +90,6 @@ fn load(backend: &dyn Backend, graph: &Graph, config: &BuildConfig) -> (Box<dyn 
         .load(&plan, config.threads)
         .unwrap_or_else(|e| panic!("load: {e}"));
     (engine, plan)
-}
-
-/// Median ms of ONNX Runtime on `onnx` (FP32, CPU provider).
-fn ort_ms(root: &Path, onnx: &Path, batch: usize, runs: usize, threads: usize) -> Option<f64> {
-    let out = Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("models/ort_time.py"))
-        .arg(onnx)
-        .args([
-            "--threads",
-            &threads.to_string(),
-            "--batch",
-            &batch.to_string(),
-            "--runs",
-            &runs.to_string(),
-        ])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.strip_prefix("median_ms=")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
 }
 
 struct Model {
@@ -281,7 +256,7 @@ fn main() {
             let paired = median(t_int8.iter().zip(&t_fp32).map(|(q, f)| q / f).collect());
             let (f, q) = (median(t_fp32), median(t_int8));
             let ort = if with_ort {
-                ort_ms(&root, &onnx_path, batch, runs, threads)
+                ort::median_ms(&root, &onnx_path, batch, runs, threads).ok()
             } else {
                 None
             };
