@@ -579,7 +579,7 @@ impl Preprocessor {
             self.rows::<BILINEAR>(frame, &rows, &mut planes, &mut cache);
         };
         match &self.pool {
-            Some(pool) if pool.threads() == threads => {
+            Some(pool) => {
                 // Each thread takes its own chunk once; a Mutex hands the &mut slices over.
                 let chunks: Vec<Mutex<Option<Vec<&mut [f32]>>>> =
                     chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
@@ -592,7 +592,7 @@ impl Preprocessor {
                     }
                 });
             }
-            _ => {
+            None => {
                 for (t, planes) in chunks.into_iter().enumerate() {
                     work(t, planes);
                 }
