@@ -62,24 +62,28 @@ fn execute_calls_do_not_allocate() {
         let mut out8 = vec![0i8; residual.len()];
         let mut scratch = vec![0u8; conv.scratch_len(3).unwrap()];
         let dims = [batch, oh, ow, cout];
+        let mut run = |ctx| {
+            conv.execute(
+                ctx,
+                QInput::F32(Nhwc::new(&input, [batch, h, w, cin]).unwrap()),
+                QOutput::F32AndS8 {
+                    f32: NhwcMut::new(&mut out, dims).unwrap(),
+                    s8: NhwcI8Mut::new(&mut out8, dims),
+                    scale: 0.05,
+                },
+                Residual::Tensor(Nhwc::new(&residual, dims).unwrap()),
+                &mut scratch,
+            )
+            .unwrap();
+        };
+        // Warm every context first: a worker thread allocates once when it starts (its
+        // thread-local state), and the counter sees every thread of the process.
         for ctx in contexts() {
-            let mut run = || {
-                conv.execute(
-                    ctx,
-                    QInput::F32(Nhwc::new(&input, [batch, h, w, cin]).unwrap()),
-                    QOutput::F32AndS8 {
-                        f32: NhwcMut::new(&mut out, dims).unwrap(),
-                        s8: NhwcI8Mut::new(&mut out8, dims),
-                        scale: 0.05,
-                    },
-                    Residual::Tensor(Nhwc::new(&residual, dims).unwrap()),
-                    &mut scratch,
-                )
-                .unwrap();
-            };
-            run();
+            run(ctx);
+        }
+        for ctx in contexts() {
             let before = ALLOCATIONS.load(Ordering::SeqCst);
-            run();
+            run(ctx);
             let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
             assert_eq!(
                 allocated,
